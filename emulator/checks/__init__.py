@@ -1,0 +1,1 @@
+"""Invariants and detectors: use-after-free (KASAN-like), lock rules, stalls."""

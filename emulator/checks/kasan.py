@@ -1,0 +1,94 @@
+"""KASAN-like use-after-free detection for kernel objects (mm_struct first).
+
+A freed object is *poisoned*: its class is switched to a poison class whose
+every attribute access raises `UseAfterFree`, naming where the object was
+allocated and freed and where the bad access came from.  Comparing pointers
+(``is``/``==``) is not an access, as in C.
+"""
+
+import sys
+
+from ..errors import UseAfterFree
+
+_KERNEL_PACKAGES = ("emulator/kernel", "emulator/variants", "emulator/uapi", "emulator/workload")
+
+
+def call_site(skip=2, depth=6):
+    """The innermost kernel-model function names on the Python stack."""
+    names = []
+    frame = sys._getframe(skip)
+    while frame is not None and len(names) < depth:
+        code = frame.f_code
+        fname = code.co_filename.replace("\\", "/")
+        if any(p in fname for p in _KERNEL_PACKAGES) and code.co_name not in names:
+            names.append(code.co_name)
+        frame = frame.f_back
+    return " <- ".join(names) or "?"
+
+
+class Site:
+    """Where something happened: virtual time, CPU, task, kernel call chain."""
+
+    __slots__ = ("time", "cpu", "task", "stack")
+
+    def __init__(self, kernel, skip=2):
+        self.time = kernel.engine.now
+        self.cpu = kernel.cpu
+        self.task = repr(kernel.cur)
+        self.stack = call_site(skip + 1)
+
+    def __str__(self):
+        return f"{self.stack} by {self.task} on CPU {self.cpu} at {self.time} ns"
+
+
+_poison_classes = {}
+
+
+def _poison_class(cls):
+    poisoned = _poison_classes.get(cls)
+    if poisoned is None:
+        def __getattribute__(self, name):
+            if name in ("__class__", "__dict__"):
+                return object.__getattribute__(self, name)
+            d = object.__getattribute__(self, "__dict__")
+            raise UseAfterFree(
+                f"KASAN: use-after-free: read of {d['_kasan_what']}.{name}",
+                f"  accessed by {call_site(2)}\n"
+                f"  allocated by {d['_kasan_alloc']}\n"
+                f"  freed by {d['_kasan_free']}")
+
+        def __setattr__(self, name, value):
+            d = object.__getattribute__(self, "__dict__")
+            raise UseAfterFree(
+                f"KASAN: use-after-free: write of {d['_kasan_what']}.{name}",
+                f"  accessed by {call_site(2)}\n"
+                f"  allocated by {d['_kasan_alloc']}\n"
+                f"  freed by {d['_kasan_free']}")
+
+        def __repr__(self):
+            d = object.__getattribute__(self, "__dict__")
+            return f"<freed {d['_kasan_what']}>"
+
+        poisoned = type(f"Freed{cls.__name__}", (cls,), {
+            "__getattribute__": __getattribute__,
+            "__setattr__": __setattr__,
+            "__repr__": __repr__,
+        })
+        _poison_classes[cls] = poisoned
+    return poisoned
+
+
+def kasan_record_alloc(obj, kernel, what):
+    obj.__dict__["_kasan_alloc"] = Site(kernel)
+    obj.__dict__["_kasan_what"] = what
+
+
+def kasan_poison(obj, kernel):
+    """Free *obj*: every later access raises UseAfterFree."""
+    d = obj.__dict__
+    d["_kasan_free"] = Site(kernel)
+    obj.__class__ = _poison_class(type(obj))
+
+
+def is_freed(obj):
+    return "_kasan_free" in object.__getattribute__(obj, "__dict__")

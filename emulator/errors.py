@@ -1,0 +1,64 @@
+"""Errors the emulator reports.
+
+Two families: `UsageError` is the caller's mistake (a bad option, variant or
+argument) and gets one clear line; `EmulationFailure` and its subclasses are
+findings about the emulated kernel or program (a deadlock, a lockup, a
+use-after-free, a crashing body) and carry the replay command.
+"""
+
+
+class UsageError(Exception):
+    """A bad option, variant, workload or API argument: one clear line."""
+
+
+class EmulationFailure(Exception):
+    """A run that failed.  `report` is filled in by the machine when the run ends."""
+
+    kind = "failure"
+
+    def __init__(self, message, detail=""):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.report = ""
+
+    def __str__(self):
+        text = self.message
+        if self.detail:
+            text += "\n" + self.detail
+        if self.report:
+            text += "\n" + self.report
+        return text
+
+
+class Deadlock(EmulationFailure):
+    kind = "deadlock"
+
+
+class HardLockup(EmulationFailure):
+    kind = "hard lockup"
+
+
+class BatonTimeout(EmulationFailure):
+    kind = "baton held"
+
+
+class TaskCrashed(EmulationFailure):
+    kind = "task crashed"
+
+
+class UseAfterFree(EmulationFailure):
+    kind = "use-after-free"
+
+
+class KernelBug(EmulationFailure):
+    """BUG()/WARN() equivalents: the kernel model found an impossible state."""
+
+    kind = "kernel bug"
+
+
+class Terminated(BaseException):
+    """Raised inside an emulated body to unwind it when the run ends or its task dies.
+
+    A BaseException so that a body's `except Exception` cannot swallow it.
+    """

@@ -1,0 +1,126 @@
+"""The kernel model: one object whose methods mirror the kernel's functions.
+
+Each mixin lives in a module named after the kernel file it models
+(sched/core.py, fork.py, exit.py, exec.py, rseq.py, workqueue.py, ...).  The
+kernel knows its selected variants only through their call-site methods.
+"""
+
+from ..errors import KernelBug
+from ..observe.trace import Tracepoints
+from .entry import Entry
+from .exec import Exec
+from .exit import Exit
+from .fork import Fork, mm_struct
+from .irq_work import IrqWork
+from .locking import Counters
+from .rseq import Rseq
+from .sched.core import IdleSchedClass, SchedCore
+from .sched.fair import CfsRq, FairSchedClass
+from .sched.rt import RtRq
+from .sched.sched import Rq
+from .stop_machine import StopMachine
+from .sys import Sys
+from .task import SignalStruct, Task, TASK_INTERRUPTIBLE, TASK_RUNNING
+from .task_work import TaskWork
+from .time import Time
+from .wait import Wait
+from .workqueue import Workqueue
+
+
+class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork, IrqWork,
+             Workqueue, StopMachine):
+
+    def __init__(self, engine, *, nr_cpus, nr_possible, nr_nodes, hz, mm_cid, glibc_rseq,
+                 lockup_ns, trace_tail, max_threads):
+        self.engine = engine
+        self.chooser = engine.chooser
+        self.nr_cpu_ids = nr_possible
+        self.nr_online = nr_cpus
+        self.possible_mask = (1 << nr_possible) - 1
+        self.online_mask = (1 << nr_cpus) - 1
+        self.active_mask = self.online_mask
+        self.nr_node_ids = nr_nodes
+        self.cpu_to_node = [cpu * nr_nodes // nr_possible for cpu in range(nr_possible)]
+        self.hz = hz
+        self.tick_nsec = 1_000_000_000 // hz
+        self.glibc_rseq = glibc_rseq
+        self.lockup_ns = lockup_ns
+        self.max_threads = max_threads
+        self.counters = Counters()
+        self.sched_point_hook = None
+        self.tp = Tracepoints(self, trace_tail)
+        self.futexes = {}
+        self.tasks = {}
+        self.process_status = {}
+        self.stoppers = {}
+        self.last_pid = 0
+        self.mm_seq = 0
+        self.mms_allocated = 0
+        self.mms_freed = 0
+        self.nr_threads = 0
+        self.nr_user_tasks = 0
+        self.nr_switches = 0
+        self.rt_curr_mask = 0
+        self.load_masks = [self.online_mask, 0, 0, 0]
+        self.in_irq = False
+        self.cpu = 0
+        self.mm_cid = mm_cid(self)
+
+        self.init_mm = mm_struct(0)
+        self.init_mm.mm_count.counter = 1 << 40
+        self.init_mm.mm_users.counter = 1 << 40
+        self.mm_cid.mm_init_cid(self.init_mm, None)
+
+        self.rqs = []
+        for cpu in range(nr_possible):
+            rq = Rq(cpu, self.cpu_to_node[cpu])
+            rq.cfs = CfsRq()
+            rq.rt = RtRq()
+            rq.online = cpu < nr_cpus
+            idle = Task(0, f"swapper/{cpu}")
+            idle.sched_class = IdleSchedClass
+            idle.prio = 120
+            idle.cpu = idle.wake_cpu = cpu
+            idle.cpus_mask = 1 << cpu
+            idle.nr_cpus_allowed = 1
+            idle.state = TASK_RUNNING
+            idle.on_cpu = 1
+            idle.flags = 0x00200000 | 0x2      # PF_KTHREAD | PF_IDLE
+            idle.active_mm = self.init_mm
+            self.mm_cid.init_task_fields(idle)
+            rq.idle = rq.curr = idle
+            rq.loaded_mm = self.init_mm
+            self.rqs.append(rq)
+
+        # The reaper that parents the first user process (pid 1, never runs).
+        self.init_task = Task(self.alloc_pid(), "init")
+        self.init_task.flags = 0x00200000
+        self.init_task.state = TASK_INTERRUPTIBLE
+        self.init_task.cpus_mask = self.online_mask
+        self.init_task.nr_cpus_allowed = nr_cpus
+        self.init_task.sched_class = FairSchedClass
+        self.init_task.active_mm = self.init_mm
+        self.init_signal = SignalStruct(1)
+        self.init_task.signal = self.init_signal
+        self.mm_cid.init_task_fields(self.init_task)
+        self.cur = self.init_task
+        self.workqueue_init()
+
+    # -- irq flags --------------------------------------------------------------------
+
+    def local_irq_save(self):
+        rq = self.rqs[self.cpu]
+        rq.irqs_disabled += 1
+        return rq
+
+    def local_irq_restore(self, flags):
+        flags.irqs_disabled -= 1
+
+    def irqs_disabled(self):
+        return self.in_irq or self.rqs[self.cpu].irqs_disabled > 0 or \
+            self.rqs[self.cpu].lock.owner is self.cur
+
+    def lockdep_assert_irqs_disabled(self):
+        if not self.irqs_disabled():
+            raise KernelBug(f"WARNING: lockdep_assert_irqs_disabled() on CPU {self.cpu} "
+                            f"in {self.cur!r}: interrupts are enabled")

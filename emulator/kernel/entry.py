@@ -1,0 +1,80 @@
+"""kernel/entry/common.c: entering the kernel from user space and going back.
+
+A task's user side is a *user context*: a host thread running a Python body
+(`HostUser`) or a synthetic program (`ProgramUser`, in emulator.workload).
+Either hands the kernel a request when it enters the kernel:
+
+    ("call", fn, args)   a system call: ``fn(*args)`` runs on the task's kernel stack
+    ("busy", ns)         user-mode computation for ns of CPU time (preemptible)
+    ("crash", exc)       the body raised: the run fails naming the task
+
+and gets the system call's return value back when the task returns to user.
+Every return to user goes through exit_to_user_mode(), which reschedules,
+delivers the fatal signal, runs task_work and updates rseq, in the kernel's
+order.
+"""
+
+from ..errors import KernelBug, TaskCrashed
+from .rseq import RSEQ_SIG
+
+SIGKILL = 9
+
+
+class Entry:
+    """Mixin."""
+
+    def user_entry(self, t):
+        """First return to user space of a new user task (ret_from_fork)."""
+        t.user.start(self, t)
+        self.exit_to_user_mode(t)
+        self.user_loop(t)
+
+    def user_loop(self, t):
+        reply = None
+        cpu_run = self.cpu_run
+        while True:
+            request = t.user.resume(reply)
+            kind = request[0]
+            if kind == "call":
+                reply = request[1](*request[2])
+            elif kind == "busy":
+                cpu_run(request[1], True)
+                reply = None
+            elif kind == "crash":
+                exc = request[1]
+                raise TaskCrashed(
+                    f"{t!r} raised {type(exc).__name__}: {exc} on CPU {t.cpu} "
+                    f"at virtual time {self.engine.now} ns", _format_exc(exc)) from None
+            else:
+                raise KernelBug(f"BUG: unknown request {request!r} from {t!r}")
+            self.exit_to_user_mode(t)
+
+    def exit_to_user_mode(self, t):
+        """exit_to_user_mode_loop(): loop until no work is left."""
+        while True:
+            if t.need_resched:
+                self.preempt_schedule()
+                continue
+            if t.sigkill:
+                self.do_group_exit(SIGKILL)
+            if t.notify_resume:
+                # resume_user_mode_work()
+                t.notify_resume = False
+                if t.task_works:
+                    self.task_work_run()
+                self.rseq_handle_notify_resume(t)
+                continue
+            return
+
+    def glibc_thread_start(self, t):
+        """What glibc >= 2.35 does before user code: register the thread's rseq
+        area (unless GLIBC_TUNABLES=glibc.pthread.rseq=0)."""
+        if self.glibc_rseq:
+            ret = self.sys_rseq(t.user.tls_rseq, 32, 0, RSEQ_SIG)
+            t.user.libc_rseq_registered = ret == 0
+
+
+def _format_exc(exc):
+    import traceback
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return "".join(lines).rstrip()

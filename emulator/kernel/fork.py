@@ -1,0 +1,251 @@
+"""kernel/fork.c: mm_struct and its two reference counts, copy_process().
+
+``mm_users`` counts users of the address space (threads, mmget() holders);
+``mm_count`` counts references to the struct itself (mmgrab(): lazy TLB,
+kernel users), with one reference held on behalf of all mm_users.  The last
+mmput() tears the address space down and drops that reference; the last
+mmdrop() frees the struct (__mmdrop), after which it is poisoned.
+"""
+
+from ..checks.kasan import kasan_poison, kasan_record_alloc
+from ..errors import KernelBug
+from .locking import atomic_dec_and_test, atomic_inc, atomic_read, atomic_t
+from .task import (
+    PF_KTHREAD, SCHED_NORMAL, SignalStruct, Task, TASK_NEW, TASK_RUNNING,
+)
+
+CLONE_VM = 0x00000100
+CLONE_FS = 0x00000200
+CLONE_FILES = 0x00000400
+CLONE_SIGHAND = 0x00000800
+CLONE_VFORK = 0x00004000
+CLONE_THREAD = 0x00010000
+CLONE_SYSVSEM = 0x00040000
+CLONE_SETTLS = 0x00080000
+CLONE_CHILD_CLEARTID = 0x00200000
+CLONE_PTHREAD = (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                 CLONE_SYSVSEM | CLONE_SETTLS | CLONE_CHILD_CLEARTID)
+SIGCHLD = 17
+
+EAGAIN = 11
+
+
+class mm_struct:
+    """The parts of mm_struct the model needs; variants add their own fields
+    in ``mm_init_cid()``."""
+
+    def __init__(self, mm_id):
+        self.id = mm_id
+        self.mm_users = atomic_t(1)
+        self.mm_count = atomic_t(1)
+        self.owner = None
+        self.cpu_bitmap = 0           # mm_cpumask(): CPUs that have run it
+        self.next_addr = 0x7f0000001000
+
+    def __repr__(self):
+        return f"mm#{self.id}"
+
+
+class Fork:
+    """Mixin."""
+
+    # -- mm reference counts -----------------------------------------------------------
+
+    def allocate_mm(self):
+        self.mm_seq += 1
+        mm = mm_struct(self.mm_seq)
+        kasan_record_alloc(mm, self, f"mm#{mm.id}")
+        self.mms_allocated += 1
+        if self.tp.mm_alloc:
+            self.tp.emit("mm_alloc", f"mm={mm!r} by {self.cur!r}")
+        return mm
+
+    def mm_alloc(self):
+        mm = self.allocate_mm()
+        self.mm_init(mm, self.cur)
+        return mm
+
+    def mm_init(self, mm, p):
+        mm.owner = p
+        self.mm_cid.mm_init_cid(mm, p)
+
+    def mmget(self, mm):
+        atomic_inc(mm.mm_users)
+
+    def mmget_not_zero(self, mm):
+        if atomic_read(mm.mm_users) == 0:
+            return False
+        atomic_inc(mm.mm_users)
+        return True
+
+    def mmput(self, mm):
+        if atomic_dec_and_test(mm.mm_users):
+            self._mmput(mm)
+
+    def _mmput(self, mm):
+        """__mmput(): the address space goes (exit_mmap); the struct may live on."""
+        mm.owner = None
+        self.mmdrop(mm)
+
+    def mmgrab(self, mm):
+        atomic_inc(mm.mm_count)
+
+    def mmdrop(self, mm):
+        if atomic_dec_and_test(mm.mm_count):
+            self._mmdrop(mm)
+
+    # The lazy-TLB reference is a plain mm_count reference on x86; the _sched
+    # variant would defer to RCU on PREEMPT_RT, which is not modelled.
+    mmgrab_lazy_tlb = mmgrab
+    mmdrop_lazy_tlb = mmdrop
+    mmdrop_lazy_tlb_sched = mmdrop
+    mmdrop_sched = mmdrop
+
+    def _mmdrop(self, mm):
+        """__mmdrop(): free the struct.  Variants tear their state down first
+        (mm_destroy_cid(), cancelling delayed work...)."""
+        if mm is self.init_mm:
+            raise KernelBug("BUG: __mmdrop(&init_mm)")
+        self.mm_cid.mm_destroy_cid(mm)
+        if self.tp.mm_free:
+            self.tp.emit("mm_free", f"mm={mm!r}")
+        self.mms_freed += 1
+        kasan_poison(mm, self)
+
+    def switch_mm_irqs_off(self, prev_mm, next_mm, tsk):
+        """Load *next_mm* on this CPU (the TLB side is not modelled)."""
+        cpu = self.cpu
+        if prev_mm is not next_mm:
+            next_mm.cpu_bitmap |= 1 << cpu
+        self.rqs[cpu].loaded_mm = next_mm
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def alloc_pid(self):
+        self.last_pid += 1
+        return self.last_pid
+
+    def dup_task_struct(self, orig, comm):
+        p = Task(self.alloc_pid(), comm or orig.comm)
+        p.flags = orig.flags & ~PF_KTHREAD if orig is not None else 0
+        if orig is not None:
+            p.policy, p.prio, p.rt_priority = orig.policy, orig.prio, orig.rt_priority
+            p.sched_class = orig.sched_class
+            p.cpus_mask, p.nr_cpus_allowed = orig.cpus_mask, orig.nr_cpus_allowed
+            p.cpu = p.wake_cpu = orig.cpu
+        self.mm_cid.init_task_fields(p)
+        return p
+
+    def sched_fork(self, p):
+        """__sched_fork() and sched_fork(): a new task starts TASK_NEW on this CPU."""
+        p.on_rq = 0
+        p.sum_exec_runtime = p.prev_sum_exec_runtime = 0
+        p.vruntime = self.rqs[self.cpu].cfs.min_vruntime
+        self.mm_cid.init_sched_mm_cid(p)
+        p.state = TASK_NEW
+        if p.policy == SCHED_NORMAL:
+            from .sched.fair import FairSchedClass
+            p.sched_class = FairSchedClass
+        p.cpu = p.wake_cpu = self.cpu
+
+    def copy_mm(self, clone_flags, p):
+        oldmm = self.cur.mm
+        if oldmm is None:
+            return 0
+        if clone_flags & CLONE_VM:
+            self.mmget(oldmm)
+            mm = oldmm
+        else:
+            mm = self.dup_mm(p, oldmm)
+        p.mm = p.active_mm = mm
+        self.mm_cid.sched_mm_cid_fork(p)
+        return 0
+
+    def dup_mm(self, p, oldmm):
+        mm = self.allocate_mm()
+        self.mm_init(mm, p)
+        mm.next_addr = oldmm.next_addr
+        return mm
+
+    def copy_process(self, clone_flags, comm, user):
+        cur = self.cur
+        if self.nr_threads >= self.max_threads:
+            return None
+        p = self.dup_task_struct(cur, comm)
+        self.sched_fork(p)
+        self.copy_mm(clone_flags, p)
+        p.user = user
+        if user is not None:
+            user.task = p
+            if user.pthread is not None:
+                user.pthread.task = p
+            if clone_flags & CLONE_CHILD_CLEARTID:
+                p.clear_child_tid = user.pthread
+        if clone_flags & CLONE_THREAD:
+            p.tgid = cur.tgid
+            p.signal = cur.signal
+            p.group_leader = cur.group_leader
+            p.real_parent = cur.real_parent
+        else:
+            p.tgid = p.pid
+            p.signal = SignalStruct(p.pid)
+            p.signal.parent = cur.signal
+            cur.signal.children.append(p.signal)
+            p.real_parent = cur.group_leader
+        p.signal.live += 1
+        p.signal.threads.append(p)
+        self.rseq_fork(p, clone_flags)
+        self.tasks[p.pid] = p
+        self.nr_threads += 1
+        if user is not None:
+            self.nr_user_tasks += 1
+        if self.tp.sched_process_fork:
+            self.tp.emit("sched_process_fork", f"comm={cur.comm} pid={cur.pid} child_comm={p.comm} child_pid={p.pid}")
+        return p
+
+    def kernel_clone(self, clone_flags, comm, user):
+        """Create a task running *user* (a host or program context); returns its
+        pid, or -EAGAIN.  With CLONE_VFORK the caller waits for the child to
+        exec or exit."""
+        p = self.copy_process(clone_flags, comm, user)
+        if p is None:
+            return -EAGAIN
+        if clone_flags & CLONE_VFORK:
+            p.vfork_done = self.init_completion("vfork_done")
+        self.sched_post_fork(p)
+        self.wake_up_new_task(p)
+        if clone_flags & CLONE_VFORK:
+            self.wait_for_completion_killable(p.vfork_done)
+        return p.pid
+
+    def sched_post_fork(self, p):
+        self.mm_cid.sched_post_fork(p)
+
+    # -- kernel threads ----------------------------------------------------------------------
+
+    def kthread_create(self, fn, arg, name, cpus):
+        """Create and start a kernel thread running ``fn(arg)`` on *cpus*."""
+        p = Task(self.alloc_pid(), name)
+        p.flags = PF_KTHREAD
+        from .sched.fair import FairSchedClass
+        p.sched_class = FairSchedClass
+        p.cpus_mask = cpus
+        p.nr_cpus_allowed = cpus.bit_count()
+        p.cpu = p.wake_cpu = (cpus & -cpus).bit_length() - 1
+        p.threadfn, p.threadarg = fn, arg
+        p.signal = SignalStruct(p.pid)
+        p.signal.live = 1
+        p.signal.threads.append(p)
+        self.mm_cid.init_task_fields(p)
+        p.vruntime = self.rqs[p.cpu].cfs.min_vruntime
+        self.tasks[p.pid] = p
+        self.nr_threads += 1
+        self.wake_up_new_task(p)
+        return p
+
+    def kthread_create_on_cpu(self, fn, arg, cpu, name):
+        return self.kthread_create(fn, arg, name, 1 << cpu)
+
+    def release_task_struct(self, p):
+        """put_task_struct_rcu_user(): nothing of the dead task is used after this."""
+        p.user = None

@@ -1,0 +1,246 @@
+"""Shared-memory primitives: locks, atomics, READ_ONCE/WRITE_ONCE, barriers.
+
+Every primitive here is a *scheduling point*: it calls ``sched_point()``, which
+the default strategy answers at once (run each path to its next block) and an
+exploring strategy may use to switch to another CPU's kernel path.  Kernel
+code and variants must reach shared state only through these, and never assume
+a path runs to completion in one step.
+
+The primitives also count what they do (``Counters``): lock acquisitions and
+atomic operations, so that a variant's cost per context switch is measured.
+
+A lock records its owner (a task, or a CPU in interrupt context) so that
+lockdep-style assertions (``lockdep_assert_held``) and the deadlock and lockup
+reports can name who holds what.
+"""
+
+from ..errors import HardLockup, KernelBug
+
+_machine = None   # the kernel whose code is running (one per engine thread)
+
+
+def _set_running_kernel(kernel):
+    global _machine
+    _machine = kernel
+
+
+def running_kernel():
+    return _machine
+
+
+class Counters:
+    """What the primitives did; read per context switch by the stats report."""
+
+    __slots__ = ("lock_acquire", "atomic", "barrier", "sched_points")
+
+    def __init__(self):
+        self.lock_acquire = 0
+        self.atomic = 0
+        self.barrier = 0
+        self.sched_points = 0
+
+    def as_dict(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def sched_point(kind, obj):
+    """A point where another CPU's kernel path may run (exploration hook)."""
+    k = _machine
+    k.counters.sched_points += 1
+    hook = k.sched_point_hook
+    if hook is not None:
+        hook(kind, obj)
+
+
+# -- plain accesses ----------------------------------------------------------------
+
+def READ_ONCE(obj, field):
+    sched_point("READ_ONCE", obj)
+    return getattr(obj, field)
+
+
+def WRITE_ONCE(obj, field, value):
+    sched_point("WRITE_ONCE", obj)
+    setattr(obj, field, value)
+
+
+def smp_mb():
+    """Full memory barrier.  The model is sequentially consistent, so a barrier
+    only counts and offers a scheduling point; it pairs with nothing by itself."""
+    k = _machine
+    k.counters.barrier += 1
+    sched_point("smp_mb", None)
+
+
+# -- atomics -------------------------------------------------------------------------
+
+def cmpxchg(obj, field, old, new):
+    """Atomically replace *old* by *new*; returns the value found."""
+    k = _machine
+    k.counters.atomic += 1
+    sched_point("cmpxchg", obj)
+    cur = getattr(obj, field)
+    if cur == old:
+        setattr(obj, field, new)
+    return cur
+
+
+def xchg(obj, field, new):
+    k = _machine
+    k.counters.atomic += 1
+    sched_point("xchg", obj)
+    cur = getattr(obj, field)
+    setattr(obj, field, new)
+    return cur
+
+
+class atomic_t:
+    __slots__ = ("counter",)
+
+    def __init__(self, value=0):
+        self.counter = value
+
+    def __repr__(self):
+        return f"atomic_t({self.counter})"
+
+
+def atomic_read(v):
+    sched_point("atomic_read", v)
+    return v.counter
+
+
+def atomic_set(v, i):
+    sched_point("atomic_set", v)
+    v.counter = i
+
+
+def atomic_inc(v):
+    _machine.counters.atomic += 1
+    sched_point("atomic_inc", v)
+    v.counter += 1
+
+
+def atomic_dec(v):
+    _machine.counters.atomic += 1
+    sched_point("atomic_dec", v)
+    v.counter -= 1
+
+
+def atomic_dec_and_test(v):
+    _machine.counters.atomic += 1
+    sched_point("atomic_dec_and_test", v)
+    v.counter -= 1
+    return v.counter == 0
+
+
+def atomic_inc_return(v):
+    _machine.counters.atomic += 1
+    sched_point("atomic_inc_return", v)
+    v.counter += 1
+    return v.counter
+
+
+# -- bit operations on a Cpumask ------------------------------------------------------
+
+def __cpumask_set_cpu(cpu, mask):
+    """Non-atomic: the caller serializes (lock held)."""
+    mask.bits |= 1 << cpu
+
+
+def __cpumask_clear_cpu(cpu, mask):
+    mask.bits &= ~(1 << cpu)
+
+
+def cpumask_set_cpu(cpu, mask):
+    _machine.counters.atomic += 1
+    sched_point("set_bit", mask)
+    mask.bits |= 1 << cpu
+
+
+def cpumask_clear_cpu(cpu, mask):
+    _machine.counters.atomic += 1
+    sched_point("clear_bit", mask)
+    mask.bits &= ~(1 << cpu)
+
+
+def cpumask_test_and_set_cpu(cpu, mask):
+    _machine.counters.atomic += 1
+    sched_point("test_and_set_bit", mask)
+    old = (mask.bits >> cpu) & 1
+    mask.bits |= 1 << cpu
+    return old
+
+
+# Python would mangle a leading double underscore inside classes: export the
+# kernel's non-atomic helpers under single-underscore names too (DESIGN.md).
+_cpumask_set_cpu = __cpumask_set_cpu
+_cpumask_clear_cpu = __cpumask_clear_cpu
+
+
+# -- spinlocks ---------------------------------------------------------------------
+
+class raw_spinlock_t:
+    """A spinning lock.  ``owner`` is the task holding it (or ``"irq/N"``)."""
+
+    __slots__ = ("name", "owner", "cpu")
+
+    def __init__(self, name="lock"):
+        self.name = name
+        self.owner = None
+        self.cpu = -1
+
+    def __repr__(self):
+        return f"<{self.name} held by {self.owner!r}>" if self.owner else f"<{self.name}>"
+
+
+spinlock_t = raw_spinlock_t
+
+
+def raw_spin_lock(lock):
+    k = _machine
+    k.counters.lock_acquire += 1
+    sched_point("spin_lock", lock)
+    if lock.owner is not None:
+        k.spin_on_lock(lock)
+    holder = k.lock_holder()
+    lock.owner = holder
+    lock.cpu = k.cpu
+    holder_locks = k.held_locks
+    holder_locks.append(lock)
+
+
+def raw_spin_unlock(lock):
+    k = _machine
+    if lock.owner is None:
+        raise KernelBug(f"BUG: unlocking {lock.name}, which is not locked")
+    lock.owner = None
+    lock.cpu = -1
+    k.held_locks.remove(lock)
+    sched_point("spin_unlock", lock)
+
+
+def raw_spin_trylock(lock):
+    k = _machine
+    sched_point("spin_trylock", lock)
+    if lock.owner is not None:
+        return False
+    k.counters.lock_acquire += 1
+    lock.owner = k.lock_holder()
+    lock.cpu = k.cpu
+    k.held_locks.append(lock)
+    return True
+
+
+spin_lock = raw_spin_lock
+spin_unlock = raw_spin_unlock
+
+
+def lockdep_assert_held(lock):
+    if lock.owner is None:
+        raise KernelBug(f"WARNING: lockdep_assert_held({lock.name}) failed: not held")
+
+
+def spin_lock_hard_lockup(lock, cpu, spun_ns):
+    return HardLockup(
+        f"hard LOCKUP on CPU {cpu}: spinning on {lock.name} for {spun_ns} ns, "
+        f"held by {lock.owner!r} on CPU {lock.cpu}")

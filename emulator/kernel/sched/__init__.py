@@ -1,0 +1,1 @@
+"""kernel/sched/: runqueues, scheduling classes and the core scheduler."""

@@ -1,0 +1,719 @@
+"""kernel/sched/core.c: __schedule(), context_switch(), wake-ups, migration, ticks.
+
+Locking, as in the kernel: a runqueue's fields are protected by ``rq->__lock``;
+``__schedule()`` takes it and ``finish_task_switch()`` releases it on the next
+task's stack; ``set_task_cpu()`` and ``activate_task()`` run with the relevant
+rq lock held; ``try_to_wake_up()`` takes the target rq's lock.
+
+Where this model departs from the kernel it says so at the function:
+placement (select_task_rq) is a heuristic over load masks, not
+select_idle_sibling()/wake_affine(); load balancing is idle pulling plus the
+nohz kick from a busy CPU's tick, not sched domains; kernel code runs in zero
+virtual time unless it charges a cost with ``charge()``.
+"""
+
+from ..cpumask import cpus_of
+from ..locking import raw_spin_lock, raw_spin_unlock, lockdep_assert_held
+from ..task import (
+    PF_EXITING, PF_KTHREAD, SCHED_FIFO, SCHED_NORMAL, SCHED_RR, TASK_DEAD, TASK_INTERRUPTIBLE,
+    TASK_NEW, TASK_NORMAL, TASK_ON_RQ_MIGRATING, TASK_ON_RQ_QUEUED, TASK_RUNNING,
+    TASK_WAKEKILL, MAX_RT_PRIO, DEFAULT_PRIO, state_char,
+)
+from ...errors import KernelBug, UsageError
+from .fair import FairSchedClass
+from .rt import RtSchedClass
+from .sched import (
+    DEQUEUE_NOCLOCK, DEQUEUE_SLEEP, ENQUEUE_MIGRATED, ENQUEUE_NOCLOCK, ENQUEUE_WAKEUP,
+    RR_TIMESLICE_NS, WF_FORK, WF_MIGRATED, WF_TTWU,
+)
+
+
+class StopSchedClass:
+    """kernel/sched/stop_task.c: the per-CPU stopper, above every other class."""
+    name = "stop"
+    rank = 3
+
+
+class IdleSchedClass:
+    """kernel/sched/idle.c."""
+    name = "idle"
+    rank = 0
+
+
+FairSchedClass.rank = 1
+RtSchedClass.rank = 2
+
+# Virtual time a spinning CPU waits between two looks at a contended lock or a
+# cpu_relax() loop; it doubles up to the cap, so that a CPU spinning for a
+# whole lockup threshold costs thousands of iterations, not billions.
+RELAX_NS_MIN = 10
+RELAX_NS_MAX = 10_000
+
+
+class SchedCore:
+    """The scheduler core, as methods of the kernel object."""
+
+    # -- current CPU and task -----------------------------------------------------
+
+    def smp_processor_id(self):
+        return self.cpu
+
+    def cpu_rq(self, cpu):
+        return self.rqs[cpu]
+
+    def this_rq(self):
+        return self.rqs[self.cpu]
+
+    @staticmethod
+    def task_cpu(p):
+        return p.cpu
+
+    def task_rq(self, p):
+        return self.rqs[p.cpu]
+
+    def lock_holder(self):
+        return f"irq/{self.cpu}" if self.in_irq else self.cur
+
+    @property
+    def held_locks(self):
+        return self.rqs[self.cpu].irq_held if self.in_irq else self.cur.held_locks
+
+    # -- entering a kernel stack ----------------------------------------------------
+
+    def _enter(self, t, why=None):
+        """Switch from the event loop into task *t*'s kernel stack on its CPU."""
+        self.cur = t
+        self.cpu = t.cpu
+        self.in_irq = False
+        t.stack.switch(why)
+
+    def _irq_enter(self, rq):
+        self.cpu = rq.cpu
+        self.cur = rq.curr
+        self.in_irq = True
+
+    def irq_exit(self, rq):
+        """Interrupt return: preempt the interrupted task if it must reschedule
+        (or die), as irqentry_exit() does on the way back to it."""
+        curr = rq.curr
+        if curr.need_resched or curr.sigkill:
+            if curr.stack is None:
+                curr.stack = self.engine.new_stack(self.idle_entry)
+            self._enter(curr, "irq")
+
+    # -- runqueue accounting: load masks ----------------------------------------------
+
+    def add_nr_running(self, rq, count):
+        old = rq.nr_running
+        new = rq.nr_running = old + count
+        bit = 1 << rq.cpu
+        masks = self.load_masks
+        masks[old] &= ~bit
+        while len(masks) <= new:
+            masks.append(0)
+        masks[new] |= bit
+
+    def sub_nr_running(self, rq, count):
+        old = rq.nr_running
+        new = rq.nr_running = old - count
+        bit = 1 << rq.cpu
+        masks = self.load_masks
+        masks[old] &= ~bit
+        masks[new] |= bit
+
+    def idle_cpu(self, cpu):
+        rq = self.rqs[cpu]
+        return rq.curr is rq.idle and rq.nr_running == 0
+
+    # -- enqueue / dequeue ---------------------------------------------------------------
+
+    def enqueue_task(self, rq, p, flags):
+        if p.sched_class is StopSchedClass:
+            rq.stop_queued = True
+        else:
+            p.sched_class.enqueue_task(rq, p, flags)
+        self.add_nr_running(rq, 1)
+
+    def dequeue_task(self, rq, p, flags):
+        if p.sched_class is StopSchedClass:
+            rq.stop_queued = False
+        else:
+            p.sched_class.dequeue_task(rq, p, flags)
+        self.sub_nr_running(rq, 1)
+
+    def activate_task(self, rq, p, flags):
+        """Put *p* on *rq*; the rq lock is held.  A migrating task arrives with
+        ENQUEUE_MIGRATED and the variant's sched_mm_cid_migrate_to() runs first."""
+        if p.on_rq == TASK_ON_RQ_MIGRATING:
+            flags |= ENQUEUE_MIGRATED
+        if flags & ENQUEUE_MIGRATED:
+            self.mm_cid.sched_mm_cid_migrate_to(rq, p)
+        self.enqueue_task(rq, p, flags)
+        p.on_rq = TASK_ON_RQ_QUEUED
+
+    def deactivate_task(self, rq, p, flags):
+        p.on_rq = 0 if flags & DEQUEUE_SLEEP else TASK_ON_RQ_MIGRATING
+        if p is rq.curr:
+            # The running task is not in its class's queue (set_next_task took
+            # it out): only take it off the load count.
+            self.sub_nr_running(rq, 1)
+            if p.sched_class is StopSchedClass:
+                rq.stop_queued = False
+        else:
+            self.dequeue_task(rq, p, flags)
+
+    def set_task_cpu(self, p, new_cpu):
+        """Move *p*'s CPU; rseq and the mm_cid variant learn of the migration here."""
+        if p.cpu != new_cpu:
+            tp = self.tp
+            if tp.sched_migrate_task:
+                tp.emit("sched_migrate_task", f"comm={p.comm} pid={p.pid} prio={p.prio} orig_cpu={p.cpu} dest_cpu={new_cpu}")
+            self.rseq_migrate(p)
+            self.mm_cid.sched_mm_cid_migrate_from(p)
+        p.cpu = new_cpu
+        p.wake_cpu = new_cpu
+
+    def move_queued_task(self, rq, p, new_cpu):
+        """Move a queued, not running, task to *new_cpu*; returns the new rq, locked."""
+        lockdep_assert_held(rq.lock)
+        self.deactivate_task(rq, p, DEQUEUE_NOCLOCK)
+        self.set_task_cpu(p, new_cpu)
+        raw_spin_unlock(rq.lock)
+        rq = self.rqs[new_cpu]
+        raw_spin_lock(rq.lock)
+        self.activate_task(rq, p, 0)
+        self.wakeup_preempt(rq, p)
+        return rq
+
+    # -- preemption ------------------------------------------------------------------------
+
+    def resched_curr(self, rq):
+        curr = rq.curr
+        if curr.need_resched:
+            return
+        curr.need_resched = True
+        if rq.cpu == self.cpu and (self.in_irq or self.cur is curr):
+            # This CPU: irq_exit() or the return to user notices.
+            return
+        self.smp_send_reschedule(rq)
+
+    def smp_send_reschedule(self, rq):
+        if rq.ipi_entry is None:
+            rq.ipi_entry = self.engine.at(self.engine.now, self.scheduler_ipi, rq)
+
+    def scheduler_ipi(self, rq):
+        rq.ipi_entry = None
+        self._irq_enter(rq)
+        self.irq_exit(rq)
+
+    def wakeup_preempt(self, rq, p):
+        curr = rq.curr
+        if p.sched_class is curr.sched_class:
+            if p.sched_class is not StopSchedClass:
+                p.sched_class.wakeup_preempt(self, rq, p)
+        elif p.sched_class.rank > curr.sched_class.rank:
+            self.resched_curr(rq)
+
+    # -- placement -------------------------------------------------------------------------------
+
+    def select_task_rq(self, p, prev_cpu, wake_flags):
+        """Choose a CPU for a waking or new task.
+
+        Model, not select_idle_sibling(): the previous CPU if it is idle and
+        allowed; else an idle allowed CPU (scan from a chosen start); else, for
+        an RT task, a CPU not running RT; else a least loaded allowed CPU,
+        preferring the previous one.  Every step is O(words of a mask).
+        """
+        allowed = p.cpus_mask & self.active_mask
+        if not allowed:
+            return self.select_fallback_rq(p)
+        if not allowed & (allowed - 1):
+            return allowed.bit_length() - 1
+        masks = self.load_masks
+        idle = masks[0] & allowed
+        if (idle >> prev_cpu) & 1:
+            return prev_cpu
+        pick = self.chooser.pick_bit
+        if idle:
+            return pick(idle, self.nr_cpu_ids)
+        if p.sched_class is RtSchedClass:
+            lower = allowed & ~self.rt_curr_mask
+            if lower:
+                return prev_cpu if (lower >> prev_cpu) & 1 else pick(lower, self.nr_cpu_ids)
+        for level in range(1, len(masks)):
+            cand = masks[level] & allowed
+            if cand:
+                return prev_cpu if (cand >> prev_cpu) & 1 else pick(cand, self.nr_cpu_ids)
+        return prev_cpu
+
+    def select_fallback_rq(self, p):
+        """No allowed CPU is active: widen the mask to every possible CPU."""
+        self.do_set_cpus_allowed(p, self.possible_mask)
+        return self.chooser.pick_bit(self.active_mask, self.nr_cpu_ids)
+
+    # -- wake-ups -----------------------------------------------------------------------------------
+
+    def try_to_wake_up(self, p, state, wake_flags=0):
+        """Wake *p* if its state matches *state*; returns whether it woke."""
+        if not p.state & state:
+            return False
+        tp = self.tp
+        if p.on_rq:
+            # ttwu_runnable(): still queued (it had not switched out yet).
+            rq = self.rqs[p.cpu]
+            raw_spin_lock(rq.lock)
+            self.wakeup_preempt(rq, p)
+            p.state = TASK_RUNNING
+            raw_spin_unlock(rq.lock)
+            return True
+        cpu = self.select_task_rq(p, p.wake_cpu, wake_flags | WF_TTWU)
+        if cpu != p.cpu:
+            wake_flags |= WF_MIGRATED
+            self.set_task_cpu(p, cpu)
+        # ttwu_queue() -> ttwu_do_activate()
+        rq = self.rqs[cpu]
+        raw_spin_lock(rq.lock)
+        rq.clock = self.engine.now
+        en_flags = ENQUEUE_WAKEUP | ENQUEUE_NOCLOCK
+        if wake_flags & WF_MIGRATED:
+            en_flags |= ENQUEUE_MIGRATED
+        self.activate_task(rq, p, en_flags)
+        self.wakeup_preempt(rq, p)
+        p.state = TASK_RUNNING
+        p.wait_reason = None
+        if tp.sched_wakeup:
+            tp.emit("sched_wakeup", f"comm={p.comm} pid={p.pid} prio={p.prio} target_cpu={cpu:03d}")
+        raw_spin_unlock(rq.lock)
+        return True
+
+    def wake_up_process(self, p):
+        return self.try_to_wake_up(p, TASK_NORMAL, 0)
+
+    def wake_up_state(self, p, state):
+        return self.try_to_wake_up(p, state, 0)
+
+    def wake_up_new_task(self, p):
+        """Place and enqueue a new task (sched_fork() already gave it its class)."""
+        p.state = TASK_RUNNING
+        cpu = self.select_task_rq(p, p.cpu, WF_FORK)
+        p.cpu = p.wake_cpu = cpu          # __set_task_cpu(): a new task does not migrate
+        rq = self.rqs[cpu]
+        raw_spin_lock(rq.lock)
+        rq.clock = self.engine.now
+        self.activate_task(rq, p, ENQUEUE_NOCLOCK)
+        if self.tp.sched_wakeup_new:
+            self.tp.emit("sched_wakeup_new", f"comm={p.comm} pid={p.pid} prio={p.prio} target_cpu={cpu:03d}")
+        self.wakeup_preempt(rq, p)
+        raw_spin_unlock(rq.lock)
+
+    # -- __schedule -----------------------------------------------------------------------------------
+
+    def schedule(self):
+        self.might_sleep()
+        self._schedule(False)
+
+    def preempt_schedule(self):
+        self._schedule(True)
+
+    def might_sleep(self):
+        if self.in_irq or self.cur.held_locks:
+            raise KernelBug(
+                f"BUG: sleeping function called from invalid context on CPU {self.cpu}: "
+                f"in_irq={self.in_irq} locks held={self.held_locks}")
+
+    def _schedule(self, preempt):
+        prev = self.cur
+        rq = self.rqs[prev.cpu]
+        raw_spin_lock(rq.lock)
+        now = rq.clock = self.engine.now
+        prev_state = prev.state
+        if not preempt and prev_state != TASK_RUNNING:
+            if prev.sigkill and prev_state & (TASK_INTERRUPTIBLE | TASK_WAKEKILL):
+                # signal_pending_state(): a fatal signal keeps it running.
+                prev.state = TASK_RUNNING
+            else:
+                self.deactivate_task(rq, prev, DEQUEUE_SLEEP | DEQUEUE_NOCLOCK)
+                prev.nvcsw += 1
+        else:
+            prev.nivcsw += 1
+            if prev.sched_class is RtSchedClass:
+                # A preempted SCHED_FIFO task stays at the head of its list;
+                # sched_yield() and an expired RR slice send it to the tail.
+                expired = (prev.policy == SCHED_RR and
+                           prev.sum_exec_runtime - prev.prev_sum_exec_runtime >= RR_TIMESLICE_NS)
+                prev.rt_head = not prev.rt_yield and not expired
+            prev.rt_yield = False
+        next = self.pick_next_task(rq, prev, now)
+        prev.need_resched = False
+        if next is prev:
+            raw_spin_unlock(rq.lock)
+            return
+        rq.nr_switches += 1
+        self.nr_switches += 1
+        rq.curr = next
+        if next.sched_class is RtSchedClass:
+            self.rt_curr_mask |= 1 << rq.cpu
+        else:
+            self.rt_curr_mask &= ~(1 << rq.cpu)
+        tp = self.tp
+        if tp.sched_switch:
+            tp.emit("sched_switch", f"prev_comm={prev.comm} prev_pid={prev.pid} prev_prio={prev.prio} "
+                    f"prev_state={state_char(prev_state) if not preempt else 'R+'} ==> "
+                    f"next_comm={next.comm} next_pid={next.pid} next_prio={next.prio}")
+        self.context_switch(rq, prev, next)
+
+    def pick_next_task(self, rq, prev, now):
+        idle = rq.idle
+        if prev is not idle:
+            cls = prev.sched_class
+            if cls is not StopSchedClass:
+                cls.update_curr(rq, prev, now)
+            if prev.on_rq == TASK_ON_RQ_QUEUED:
+                # put_prev_task(): back into its class's queue.
+                if cls is StopSchedClass:
+                    rq.stop_queued = True
+                else:
+                    cls.put_prev_task(rq, prev)
+        p = self._pick_task(rq)
+        if p is None:
+            p = self.newidle_balance(rq)
+            if p is None:
+                return idle
+        p.exec_start = now
+        p.prev_sum_exec_runtime = p.sum_exec_runtime
+        return p
+
+    def _pick_task(self, rq):
+        if rq.stop_queued:
+            rq.stop_queued = False
+            return rq.stop
+        if rq.rt.bitmap:
+            return RtSchedClass.pick_next_task(rq)
+        if rq.cfs.queue:
+            return FairSchedClass.pick_next_task(rq)
+        return None
+
+    def context_switch(self, rq, prev, next):
+        """Switch *rq* from *prev* to *next*, in the kernel's order."""
+        # prepare_task_switch()
+        self.rseq_preempt(prev)
+        next.on_cpu = 1
+        # The mm switch, with lazy active_mm for kernel threads.
+        if next.mm is None:                        # to kernel
+            next.active_mm = prev.active_mm
+            if prev.mm is not None:                # from user
+                self.mmgrab_lazy_tlb(prev.active_mm)
+            else:
+                prev.active_mm = None
+        else:                                      # to user
+            self.switch_mm_irqs_off(prev.active_mm, next.mm, next)
+            if prev.mm is None:                    # from kernel
+                # will mmdrop() in finish_task_switch().
+                rq.prev_mm = prev.active_mm
+                prev.active_mm = None
+        # switch_mm_cid() requires the memory barriers above.
+        self.mm_cid.switch_mm_cid(rq, prev, next)
+        # prepare_lock_switch(): the rq lock travels with the switch.
+        lock = rq.lock
+        lock.owner = next
+        prev.held_locks.remove(lock)
+        next.held_locks.append(lock)
+        # switch_to(prev, next, prev)
+        self.cur = next
+        stack = next.stack
+        if stack is None:
+            stack = next.stack = self.engine.new_stack(self.ret_from_fork)
+        prev = stack.switch(prev)
+        # Back on our own stack, switched to from *prev*.
+        self.finish_task_switch(prev)
+
+    def finish_task_switch(self, prev):
+        rq = self.rqs[self.cpu]
+        mm = rq.prev_mm
+        rq.prev_mm = None
+        prev_state = prev.state
+        prev.on_cpu = 0
+        # finish_lock_switch()
+        raw_spin_unlock(rq.lock)
+        curr = rq.curr
+        if curr is rq.idle:
+            # tick_nohz_idle_enter(): no tick on an idle CPU.
+            if rq.tick_entry is not None:
+                self.engine.cancel(rq.tick_entry)
+                rq.tick_entry = None
+        elif rq.tick_entry is None:
+            self.tick_nohz_restart(rq)
+        if mm is not None:
+            self.mmdrop_lazy_tlb_sched(mm)
+        if prev_state == TASK_DEAD:
+            # Task is done with its stack: put_task_stack(), put_task_struct_rcu_user().
+            prev.stack = None
+            self.release_task_struct(prev)
+
+    def ret_from_fork(self, prev):
+        """First code on a new task's stack: finish the switch, then run it."""
+        self.finish_task_switch(prev)
+        t = self.cur
+        if t.flags & PF_KTHREAD:
+            t.threadfn(t.threadarg)
+            self.do_exit(0)
+        self.user_entry(t)
+
+    # -- running for a while ----------------------------------------------------------------------------
+
+    def charge(self, ns):
+        """Charge *ns* of virtual CPU time to the code running now.
+
+        In task context the current task keeps its CPU busy for that long
+        (preemptible unless it holds a lock); in interrupt context the cost is
+        recorded on the CPU (irq time) but does not delay other events."""
+        if ns <= 0:
+            return
+        if self.in_irq:
+            self.rqs[self.cpu].irq_time += ns
+            return
+        self.cpu_run(ns, user=False)
+
+    def cpu_run(self, ns, user):
+        """Keep the current task running on its CPU for *ns*; returns early only
+        for a fatal signal in user mode.  Ticks and IPIs may preempt it."""
+        t = self.cur
+        engine = self.engine
+        loop = engine.loop
+        done = self._run_done
+        while ns > 0:
+            start = engine.now
+            entry = engine.at(start + ns, done, t)
+            loop.switch()
+            engine.cancel(entry)
+            ns -= engine.now - start
+            if user and t.sigkill:
+                t.user_busy = 0
+                return
+            if t.need_resched and not t.held_locks:
+                if user:
+                    t.user_busy = ns
+                self.preempt_schedule()
+        if user:
+            t.user_busy = 0
+
+    def _run_done(self, t):
+        self._enter(t, "done")
+
+    def cpu_relax(self, what, spun):
+        """One look at a contended resource; *spun* ns so far.  Returns the new total.
+
+        Task context lets virtual time pass (growing waits); interrupt context
+        cannot, so nothing could ever release what it spins on: a lockup."""
+        wait = min(max(RELAX_NS_MIN, spun), RELAX_NS_MAX)
+        if self.in_irq:
+            raise self.hard_lockup(f"spinning on {what} in interrupt context, which nothing can release")
+        if spun >= self.lockup_ns:
+            raise self.hard_lockup(f"spinning on {what} for {spun} ns")
+        self.cpu_run(wait, user=False)
+        return spun + wait
+
+    def spin_on_lock(self, lock):
+        spun = 0
+        while lock.owner is not None:
+            if lock.owner is self.lock_holder():
+                raise KernelBug(f"BUG: spinlock recursion on {lock.name} on CPU {self.cpu}")
+            spun = self.cpu_relax(lock.name, spun)
+
+    # -- idle -------------------------------------------------------------------------------------------------
+
+    def idle_entry(self, _why=None):
+        rq = self.rqs[self.cpu]
+        self.do_idle(rq)
+
+    def do_idle(self, rq):
+        idle = rq.idle
+        loop = self.engine.loop
+        while True:
+            while not idle.need_resched:
+                loop.switch()          # the CPU sleeps until an interrupt
+            self._schedule(True)
+
+    def newidle_balance(self, this_rq):
+        """Pull one queued task from a busy CPU onto this idle one.
+
+        Model: look at the most loaded CPUs first (level masks), up to 8
+        candidates per level, for a queued task allowed here."""
+        this_cpu = this_rq.cpu
+        masks = self.load_masks
+        pick = self.chooser.pick_bit
+        for level in range(len(masks) - 1, 1, -1):
+            cand = masks[level] & ~(1 << this_cpu)
+            tries = 0
+            while cand and tries < 8:
+                cpu = pick(cand, self.nr_cpu_ids)
+                cand &= ~(1 << cpu)
+                tries += 1
+                src = self.rqs[cpu]
+                for p in self.queued_tasks(src):
+                    if (p.cpus_mask >> this_cpu) & 1 and p.sched_class is not StopSchedClass:
+                        return self.detach_attach(src, this_rq, p)
+        return None
+
+    def queued_tasks(self, rq):
+        return RtSchedClass.queued_tasks(rq) + FairSchedClass.queued_tasks(rq)
+
+    def detach_attach(self, src, dst, p):
+        """Move queued *p* from *src* to *dst* (dst locked by the caller) and return it picked."""
+        raw_spin_lock(src.lock)
+        self.deactivate_task(src, p, 0)
+        self.set_task_cpu(p, dst.cpu)
+        raw_spin_unlock(src.lock)
+        self.activate_task(dst, p, 0)
+        return self._pick_task(dst)
+
+    # -- the tick -------------------------------------------------------------------------------------------------
+
+    def tick_nohz_restart(self, rq):
+        tick = self.tick_nsec
+        when = (self.engine.now // tick + 1) * tick
+        rq.tick_entry = self.engine.at(when, self.tick_sched_timer, rq)
+
+    def tick_sched_timer(self, rq):
+        rq.tick_entry = None
+        self._irq_enter(rq)
+        self.scheduler_tick(rq)
+        if rq.curr is not rq.idle and rq.tick_entry is None:
+            rq.tick_entry = self.engine.at(self.engine.now + self.tick_nsec, self.tick_sched_timer, rq)
+        self.irq_exit(rq)
+
+    def scheduler_tick(self, rq):
+        raw_spin_lock(rq.lock)
+        now = rq.clock = self.engine.now
+        curr = rq.curr
+        cls = curr.sched_class
+        if cls is not StopSchedClass and cls is not IdleSchedClass:
+            cls.update_curr(rq, curr, now)
+            cls.task_tick(self, rq, curr)
+        self.mm_cid.task_tick_mm_cid(rq, curr)
+        raw_spin_unlock(rq.lock)
+        if rq.nr_running >= 2 and self.load_masks[0]:
+            self.nohz_balancer_kick(rq)
+
+    def nohz_balancer_kick(self, rq):
+        """A busy CPU asks an idle CPU that can take one of its queued tasks to pull."""
+        idle = self.load_masks[0]
+        for p in self.queued_tasks(rq):
+            cand = idle & p.cpus_mask
+            if cand:
+                target = self.rqs[self.chooser.pick_bit(cand, self.nr_cpu_ids)]
+                self.resched_curr(target)
+                return
+
+    # -- yield, affinity, policy ------------------------------------------------------------------------------------
+
+    def do_sched_yield(self):
+        p = self.cur
+        rq = self.rqs[p.cpu]
+        raw_spin_lock(rq.lock)
+        if p.sched_class is FairSchedClass:
+            FairSchedClass.yield_task(rq, p)
+        elif p.sched_class is RtSchedClass:
+            p.rt_head = False
+            p.rt_yield = True
+        raw_spin_unlock(rq.lock)
+        self._schedule(True)
+        return 0
+
+    def do_set_cpus_allowed(self, p, new_mask):
+        """__do_set_cpus_allowed(): the new mask takes effect (caller holds the rq lock)."""
+        p.cpus_mask = new_mask
+        p.nr_cpus_allowed = new_mask.bit_count()
+        if p.mm is not None:
+            self.mm_cid.mm_set_cpus_allowed(p.mm, new_mask)
+
+    def set_cpus_allowed_ptr(self, p, new_mask):
+        """__set_cpus_allowed_ptr(): change *p*'s affinity and move it if its
+        CPU is no longer allowed (affine_move_task())."""
+        if p.flags & PF_KTHREAD and p.flags & 0x04000000:  # PF_NO_SETAFFINITY
+            return -22
+        valid = new_mask & self.active_mask
+        if not valid:
+            return -22  # EINVAL
+        rq = self.rqs[p.cpu]
+        raw_spin_lock(rq.lock)
+        self.do_set_cpus_allowed(p, new_mask)
+        if (valid >> p.cpu) & 1 or p.state == TASK_NEW:
+            raw_spin_unlock(rq.lock)
+            return 0
+        dest_cpu = self.chooser.pick_bit(valid, self.nr_cpu_ids)
+        if rq.curr is p or p.on_cpu:
+            # Running: the stopper must push it off its CPU; wait for it.
+            raw_spin_unlock(rq.lock)
+            self.stop_one_cpu(p.cpu, self.migration_cpu_stop, (p, dest_cpu))
+            return 0
+        if p.on_rq:
+            rq = self.move_queued_task(rq, p, dest_cpu)
+            raw_spin_unlock(rq.lock)
+            return 0
+        # Sleeping: it will be placed on an allowed CPU when it wakes.
+        p.wake_cpu = dest_cpu
+        raw_spin_unlock(rq.lock)
+        return 0
+
+    def migration_cpu_stop(self, arg):
+        """Runs on the stopper of the task's old CPU."""
+        p, dest_cpu = arg
+        rq = self.rqs[self.cpu]
+        raw_spin_lock(rq.lock)
+        if p.cpu == rq.cpu and p.on_rq == TASK_ON_RQ_QUEUED and not (p.cpus_mask >> rq.cpu) & 1:
+            rq = self.move_queued_task(rq, p, dest_cpu)
+        elif not p.on_rq:
+            p.wake_cpu = dest_cpu
+        raw_spin_unlock(rq.lock)
+
+    def sched_setscheduler(self, p, policy, priority=0):
+        """Set *p*'s policy: SCHED_OTHER, or SCHED_FIFO/SCHED_RR with 1..99."""
+        if policy in (SCHED_FIFO, SCHED_RR):
+            if not 1 <= priority <= 99:
+                return -22
+            cls, prio = RtSchedClass, MAX_RT_PRIO - 1 - priority
+        elif policy == SCHED_NORMAL:
+            if priority != 0:
+                return -22
+            cls, prio = FairSchedClass, DEFAULT_PRIO
+        else:
+            return -22
+        if p.on_rq and p.sched_class is not StopSchedClass:
+            rq = self.rqs[p.cpu]
+            raw_spin_lock(rq.lock)
+            running = rq.curr is p
+            if not running:
+                self.dequeue_task(rq, p, 0)
+            p.policy, p.rt_priority, p.prio, p.sched_class = policy, priority, prio, cls
+            if not running:
+                self.enqueue_task(rq, p, 0)
+                self.wakeup_preempt(rq, p)
+            else:
+                self.resched_curr(rq)
+            raw_spin_unlock(rq.lock)
+        else:
+            p.policy, p.rt_priority, p.prio, p.sched_class = policy, priority, prio, cls
+        return 0
+
+    # -- reports --------------------------------------------------------------------------------------------------------
+
+    def cpu_states(self):
+        """One line per CPU that is busy or has something queued."""
+        lines = []
+        for rq in self.rqs:
+            if not rq.online:
+                continue
+            curr = rq.curr
+            queued = self.queued_tasks(rq)
+            if curr is rq.idle and not queued and not rq.lock.owner:
+                continue
+            held = ",".join(l.name for l in curr.held_locks) if curr.held_locks else "-"
+            lines.append(f"  CPU {rq.cpu:3d}: curr={curr!r} nr_running={rq.nr_running} "
+                         f"queued={queued} locks held={held} {self.mm_cid.cpu_state(rq)}")
+        return "\n".join(lines) or "  every CPU idle"
+
+    def hard_lockup(self, what):
+        from ...errors import HardLockup
+        return HardLockup(f"watchdog: hard LOCKUP on CPU {self.cpu}: {self.cur!r} {what}",
+                          "CPU states:\n" + self.cpu_states())

@@ -1,0 +1,58 @@
+"""kernel/sched/sched.h: struct rq, flags and constants shared by the classes."""
+
+from ..locking import raw_spinlock_t
+
+# enqueue/dequeue flags
+DEQUEUE_SLEEP = 0x01
+DEQUEUE_SAVE = 0x02
+DEQUEUE_MOVE = 0x04
+DEQUEUE_NOCLOCK = 0x08
+ENQUEUE_WAKEUP = 0x01
+ENQUEUE_RESTORE = 0x02
+ENQUEUE_MOVE = 0x04
+ENQUEUE_NOCLOCK = 0x08
+ENQUEUE_HEAD = 0x10
+ENQUEUE_REPLENISH = 0x20
+ENQUEUE_MIGRATED = 0x40
+ENQUEUE_INITIAL = 0x80
+
+# wake flags
+WF_EXEC = 0x02
+WF_FORK = 0x04
+WF_TTWU = 0x08
+WF_SYNC = 0x10
+WF_MIGRATED = 0x20
+
+# Time slice of a fair task (sysctl_sched_base_slice scaled as for 8 CPUs:
+# 0.75 ms * (1 + ilog2(8)) = 3 ms) and the wake-up preemption granularity.
+SCHED_SLICE_NS = 3_000_000
+WAKEUP_GRAN_NS = 1_000_000
+RR_TIMESLICE_NS = 100_000_000
+
+
+class Rq:
+    """struct rq: one per possible CPU."""
+
+    def __init__(self, cpu, node):
+        self.cpu = cpu
+        self.node = node
+        self.lock = raw_spinlock_t(f"rq{cpu}->__lock")
+        self.curr = None
+        self.idle = None
+        self.stop = None
+        self.online = False
+        self.nr_running = 0
+        self.nr_switches = 0
+        self.clock = 0
+        self.prev_mm = None           # mm to mmdrop in finish_task_switch()
+        self.cfs = None
+        self.rt = None
+        self.stop_queued = False
+        self.tick_entry = None        # the pending tick event (None: tick stopped)
+        self.ipi_entry = None         # a pending reschedule IPI
+        self.irq_held = []            # locks taken in interrupt context
+        self.irqs_disabled = 0
+        self.irq_time = 0             # virtual time charged in interrupt context
+
+    def __repr__(self):
+        return f"rq{self.cpu}"

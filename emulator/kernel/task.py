@@ -1,0 +1,153 @@
+"""include/linux/sched.h: task_struct, signal_struct and their flags.
+
+Fields keep the kernel's names where the kernel has one.  Variants may add
+their own fields to a task (``t.mm_cid`` and friends): tasks carry a
+``__dict__`` for that, and the variant's ``init_task_fields()`` sets them at
+dup_task_struct() time, as the kernel's dup_task_struct() does.
+"""
+
+# task->__state
+TASK_RUNNING = 0x0000
+TASK_INTERRUPTIBLE = 0x0001
+TASK_UNINTERRUPTIBLE = 0x0002
+TASK_DEAD = 0x0080
+TASK_WAKEKILL = 0x0100
+TASK_NEW = 0x0800
+TASK_KILLABLE = TASK_WAKEKILL | TASK_UNINTERRUPTIBLE
+TASK_NORMAL = TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE
+
+# task->exit_state
+EXIT_ZOMBIE = 0x0020
+EXIT_DEAD = 0x0010
+
+# task->flags
+PF_IDLE = 0x00000002
+PF_EXITING = 0x00000004
+PF_WQ_WORKER = 0x00000020
+PF_FORKNOEXEC = 0x00000040
+PF_KTHREAD = 0x00200000
+PF_NO_SETAFFINITY = 0x04000000
+
+# policies
+SCHED_NORMAL = 0
+SCHED_OTHER = SCHED_NORMAL
+SCHED_FIFO = 1
+SCHED_RR = 2
+
+MAX_RT_PRIO = 100
+DEFAULT_PRIO = 120
+
+# on_rq
+TASK_ON_RQ_QUEUED = 1
+TASK_ON_RQ_MIGRATING = 2
+
+
+def state_char(state):
+    """The letter sched_switch prints for prev_state."""
+    if state == TASK_RUNNING:
+        return "R"
+    if state & TASK_DEAD:
+        return "X"
+    if state & TASK_UNINTERRUPTIBLE:
+        return "D"
+    if state & TASK_INTERRUPTIBLE:
+        return "S"
+    return "?"
+
+
+class SignalStruct:
+    """signal_struct: what the threads of one process share."""
+
+    def __init__(self, tgid):
+        from .wait import wait_queue_head_t
+        self.tgid = tgid
+        self.live = 0                 # atomic_t live: threads not yet exited
+        self.threads = []             # the thread group, leader first
+        self.group_exit = False       # SIGNAL_GROUP_EXIT
+        self.group_exit_code = 0
+        self.group_exec_task = None   # de_thread() in progress
+        self.exit_status = None       # wait status once the whole group is dead
+        self.children = []            # child processes (their leaders)
+        self.parent = None            # the parent's signal struct
+        self.reaped = False
+        self.wait_chldexit = wait_queue_head_t(f"wait_chldexit of {tgid}")
+        self.user_nthreads = 0        # glibc's __nptl_nthreads (user memory)
+
+
+class Task:
+    """task_struct."""
+
+    def __init__(self, pid, comm):
+        self.pid = pid                # the thread id (gettid)
+        self.tgid = pid
+        self.comm = comm
+        self.flags = 0
+        self.state = TASK_NEW         # __state
+        self.exit_state = 0
+        self.exit_code = 0
+        self.on_rq = 0
+        self.on_cpu = 0
+        self.cpu = 0
+        self.wake_cpu = 0
+        self.policy = SCHED_NORMAL
+        self.prio = DEFAULT_PRIO
+        self.rt_priority = 0
+        self.sched_class = None
+        self.cpus_mask = 0
+        self.nr_cpus_allowed = 0
+        self.mm = None
+        self.active_mm = None
+        # sched_entity
+        self.vruntime = 0
+        self.sum_exec_runtime = 0
+        self.prev_sum_exec_runtime = 0
+        self.exec_start = 0
+        self.rq_key = None            # the task's position in its runqueue
+        self.rt_head = False          # requeue at the head (preempted SCHED_FIFO)
+        self.rt_yield = False
+        self.time_slice = 0           # SCHED_RR
+        self.nvcsw = 0
+        self.nivcsw = 0
+        # thread_info flags
+        self.need_resched = False     # TIF_NEED_RESCHED
+        self.notify_resume = False    # TIF_NOTIFY_RESUME
+        self.sigkill = False          # SIGKILL pending (the only signal modelled)
+        self.preempt_count = 0
+        # kernel stack and the user side
+        self.stack = None             # greenlet
+        self.user = None              # HostContext or ProgramContext
+        self.user_busy = 0            # ns of user computation still to run
+        self.wait_reason = None       # what a sleeping task waits for (reports)
+        self.sleep_entry = None
+        self.held_locks = []
+        # process relationships
+        self.signal = None
+        self.group_leader = self
+        self.real_parent = None
+        self.vfork_done = None
+        self.clear_child_tid = None   # the pthread whose tid word the kernel clears at exit
+        # task_work
+        self.task_works = []
+        self.task_works_exited = False
+        # rseq
+        self.rseq = None              # the registered struct rseq (user memory)
+        self.rseq_len = 0
+        self.rseq_sig = 0
+        self.rseq_event_mask = 0
+        # sleeping
+        self.sleep_timer = None
+        self.sleep_expired = False
+        self.futex_woken = False
+        # kernel threads
+        self.threadfn = None
+        self.threadarg = None
+
+    def __repr__(self):
+        return f"{self.comm}[{self.pid}]"
+
+    @property
+    def is_kthread(self):
+        return bool(self.flags & PF_KTHREAD)
+
+    def is_rt(self):
+        return self.prio < MAX_RT_PRIO

@@ -1,0 +1,161 @@
+"""Machine(config): a many-core machine with a kernel and its selected variants.
+
+    m = Machine(nr_cpus=128, variants=["v6.3"], seed=1)
+    status = m.run(main)        # main() runs as the main thread of a new process
+
+``run`` returns the process's exit status once every user task has ended:
+``exit(n)`` gives ``n & 0xff``, a fatal signal gives ``128 + signo`` as a shell
+reports it.  A run that goes wrong raises an `EmulationFailure` carrying the
+trace tail and the command that replays it; no host thread outlives the run.
+"""
+
+import shlex
+import threading
+
+from .engine import Engine
+from .errors import Deadlock, EmulationFailure, UsageError
+from .kernel import Kernel
+from .kernel.locking import _set_running_kernel, running_kernel
+from .kernel.task import TASK_RUNNING
+from .variants import load_variant
+from .variants.base import SchedMmCid
+
+DEFAULT_MM_CID = "v6.3"
+
+
+class Machine:
+    def __init__(self, nr_cpus=8, variants=(), seed=0, *, nr_possible=None, nr_nodes=1,
+                 hz=1000, glibc_rseq=True, lockup_ns=1_000_000_000, baton_timeout=10.0,
+                 trace_tail=64, trace=False, max_threads=1 << 16, replay=None):
+        if isinstance(nr_cpus, bool) or not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= 1024:
+            raise UsageError(f"nr_cpus must be an int in 1..1024, not {nr_cpus!r}")
+        nr_possible = nr_cpus if nr_possible is None else nr_possible
+        if not isinstance(nr_possible, int) or not nr_cpus <= nr_possible <= 1024:
+            raise UsageError(f"nr_possible must be an int in nr_cpus..1024, not {nr_possible!r}")
+        if not isinstance(nr_nodes, int) or not 1 <= nr_nodes <= nr_possible:
+            raise UsageError(f"nr_nodes must be an int in 1..nr_possible, not {nr_nodes!r}")
+        if not isinstance(hz, int) or hz not in (100, 250, 300, 1000):
+            raise UsageError(f"hz must be one of 100, 250, 300, 1000, not {hz!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise UsageError(f"seed must be an int, not {seed!r}")
+        if isinstance(variants, str):
+            variants = [variants]
+        self.variant_classes = [load_variant(v) for v in variants]
+        mm_cid = [v for v in self.variant_classes if issubclass(v, SchedMmCid)]
+        if len(mm_cid) > 1:
+            raise UsageError(f"one mm_cid variant per machine, not {[v.name for v in mm_cid]}")
+        self.mm_cid_class = mm_cid[0] if mm_cid else load_variant(DEFAULT_MM_CID)
+        self.nr_cpus = nr_cpus
+        self.seed = seed
+        self.replay = replay
+        self.engine = Engine(seed, baton_timeout)
+        self.kernel = Kernel(self.engine, nr_cpus=nr_cpus, nr_possible=nr_possible,
+                             nr_nodes=nr_nodes, hz=hz, mm_cid=self.mm_cid_class,
+                             glibc_rseq=glibc_rseq, lockup_ns=lockup_ns,
+                             trace_tail=trace_tail, max_threads=max_threads)
+        if trace:
+            self.kernel.tp.record_all()
+        self._ran = False
+        self.main_pid = None
+
+    # -- running ---------------------------------------------------------------------------
+
+    @property
+    def variant(self):
+        return self.kernel.mm_cid
+
+    @property
+    def now(self):
+        return self.engine.now
+
+    def run(self, main):
+        """Run *main* (a callable, or a workload Program) as the main thread of
+        a new process; returns the process's exit status."""
+        from .uapi.libc import HostUser
+        from .workload import Program, ProgramUser
+        if self._ran:
+            raise UsageError("a Machine runs once; build a new one")
+        if isinstance(main, Program):
+            user = ProgramUser(self, None, "main", image=main)
+            comm = main.comm
+        elif callable(main):
+            user = HostUser(self, None, "main", image=main)
+            comm = getattr(main, "__name__", "main")[:15]
+        else:
+            raise UsageError(f"main must be a callable or a workload Program, not {main!r}")
+        self._ran = True
+        k = self.kernel
+        previous = running_kernel()
+        _set_running_kernel(k)
+        failure = None
+        try:
+            self.main_pid = k.kernel_clone(17, comm, user)       # SIGCHLD
+            self.engine.run(lambda: k.nr_user_tasks == 0, self._on_empty)
+        except EmulationFailure as exc:
+            failure = exc
+        finally:
+            stuck = self.engine.terminate_hosts()
+            _set_running_kernel(previous)
+        if failure is not None:
+            failure.report = self.failure_report()
+            raise failure
+        if stuck:
+            raise EmulationFailure(f"host threads would not end: {[c.name for c in stuck]}")
+        status = k.process_status.get(self.main_pid)
+        if status is None:
+            raise EmulationFailure(f"the main process {self.main_pid} never reported a status")
+        if status & 0x7f:
+            return 128 + (status & 0x7f)
+        return (status >> 8) & 0xff
+
+    def _on_empty(self):
+        k = self.kernel
+        lines = []
+        for t in sorted(k.tasks.values(), key=lambda t: t.pid):
+            if t.user is None or t.exit_state:
+                continue
+            state = "running" if t.state == TASK_RUNNING else f"state={t.state:#x}"
+            lines.append(f"  {t!r} {state} waits on {t.wait_reason!r} (CPU {t.cpu})")
+        raise Deadlock(
+            f"deadlock: every task is blocked and no timer is pending (virtual time {k.engine.now} ns)",
+            "blocked tasks:\n" + ("\n".join(lines) or "  (none)"))
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def replay_command(self):
+        if self.replay:
+            return self.replay
+        parts = ["python -m emulator run", "SELFTEST", "--cpus", str(self.nr_cpus),
+                 "--seed", str(self.seed), "--variant", shlex.quote(self.mm_cid_class.source or
+                                                                     self.mm_cid_class.name)]
+        return " ".join(parts)
+
+    def failure_report(self):
+        k = self.kernel
+        return (f"seed={self.seed} variant={self.mm_cid_class.name} cpus={self.nr_cpus} "
+                f"virtual time={self.engine.now} ns\n"
+                f"last trace events:\n{k.tp.tail_text()}\n"
+                f"replay: {self.replay_command()}")
+
+    def trace_text(self):
+        return self.kernel.tp.text()
+
+    def stats(self):
+        k = self.kernel
+        c = k.counters
+        switches = max(1, k.nr_switches)
+        return {
+            "virtual_ns": self.engine.now,
+            "events": self.engine.events,
+            "context_switches": k.nr_switches,
+            "host_handoffs": self.engine.handoffs,
+            "lock_acquisitions": c.lock_acquire,
+            "atomic_ops": c.atomic,
+            "locks_per_switch": c.lock_acquire / switches,
+            "atomics_per_switch": c.atomic / switches,
+            "mm_allocated": k.mms_allocated,
+            "mm_freed": k.mms_freed,
+        }
+
+    def live_host_threads(self):
+        return [c.thread for c in self.engine.hosts if c.thread.is_alive()]

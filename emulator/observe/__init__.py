@@ -1,0 +1,1 @@
+"""Tracepoints, trace buffer, metrics and reports."""

@@ -1,0 +1,1 @@
+"""What emulated user code calls: ``emulator.uapi.libc`` and ``emulator.uapi.rseq``."""

@@ -1,0 +1,97 @@
+"""Variants: one class per kernel version or patch of a subsystem.
+
+A variant's methods carry the kernel's function names; the kernel model calls
+them only from the kernel's own call sites, so a subclass that overrides one
+changes it at every call site.  Variants are found by name in the registry or
+loaded from a file that derives from a registered one:
+
+    from emulator.variants import get_variant
+
+    class MovesCidOnMigrate(get_variant("seed-001")):
+        name = "moves-cid"
+        def sched_mm_cid_migrate_to(self, dst_rq, t): ...
+"""
+
+import importlib
+import importlib.util
+import os
+import sys
+
+from ..errors import UsageError
+
+_registry = {}
+_builtin_modules = ("mm_cid_v6_3",)
+_loaded_builtins = False
+
+
+def register(cls):
+    """Class decorator: add *cls* to the registry under ``cls.name``."""
+    if not cls.name:
+        raise UsageError(f"variant class {cls.__name__} has no name")
+    _registry[cls.name] = cls
+    return cls
+
+
+def _load_builtins():
+    global _loaded_builtins
+    if not _loaded_builtins:
+        _loaded_builtins = True
+        for mod in _builtin_modules:
+            importlib.import_module(f"{__name__}.{mod}")
+
+
+def registered():
+    """Registered variant classes by name, in registration order."""
+    _load_builtins()
+    return dict(_registry)
+
+
+def get_variant(name):
+    """The registered variant class called *name*."""
+    _load_builtins()
+    try:
+        return _registry[name]
+    except KeyError:
+        raise UsageError(f"unknown variant {name!r}; known: {', '.join(_registry)}") from None
+
+
+def load_variant(spec):
+    """A variant class from a registry name or from a ``.py`` file path."""
+    if isinstance(spec, type):
+        return spec
+    if not isinstance(spec, str) or not spec:
+        raise UsageError(f"a variant is a registered name or a .py file, not {spec!r}")
+    if spec.endswith(".py") or os.sep in spec:
+        return _load_file(spec)
+    return get_variant(spec)
+
+
+def _load_file(path):
+    from .base import Variant
+    _load_builtins()
+    if not os.path.isfile(path):
+        raise UsageError(f"variant file {path!r} does not exist")
+    modname = "emulator_patch_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    spec = importlib.util.spec_from_file_location(modname, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    try:
+        spec.loader.exec_module(module)
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"variant file {path!r} failed to load: {type(exc).__name__}: {exc}") from None
+    found = [obj for obj in vars(module).values()
+             if isinstance(obj, type) and issubclass(obj, Variant)
+             and obj.__module__ == modname and obj.name]
+    # The most derived class defined in the file is the patch.
+    leaves = [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
+    if len(leaves) != 1:
+        raise UsageError(f"variant file {path!r} must define exactly one variant class "
+                         f"deriving from a registered variant (found {len(leaves)})")
+    cls = leaves[0]
+    cls.source = path
+    if cls.name in _registry and _registry[cls.name] is not cls and _registry[cls.name].source is None:
+        raise UsageError(f"variant file {path!r} reuses the registered name {cls.name!r}")
+    _registry[cls.name] = cls
+    return cls

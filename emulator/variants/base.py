@@ -1,0 +1,103 @@
+"""The variant base classes and the mm_cid call-site interface.
+
+`SchedMmCid` is what the kernel model calls, at the kernel's call sites, for
+the mm_cid subsystem.  Its methods are the ``#else /* !CONFIG_SCHED_MM_CID */``
+stubs of the kernel headers: a variant overrides the ones its era implements.
+
+| method                            | called from (kernel call site)                         |
+|-----------------------------------|--------------------------------------------------------|
+| init_task_fields(t)               | dup_task_struct()                                      |
+| init_sched_mm_cid(t)              | __sched_fork()                                         |
+| mm_init_cid(mm, p)                | mm_init()                                              |
+| exec_mmap(mm)                     | exec_mmap() (v6.3 re-initialises the cid state here)   |
+| mm_destroy_cid(mm)                | __mmdrop()                                             |
+| sched_mm_cid_fork(t)              | copy_mm()                                              |
+| sched_post_fork(p)                | sched_post_fork()                                      |
+| sched_mm_cid_exit(t)              | do_exit(), before exit_signals() (v6.19+)              |
+| sched_mm_cid_exit_signals(t)      | exit_signals(), before PF_EXITING (v6.3-v6.18)         |
+| sched_mm_cid_before_execve(t)     | bprm_execve()                                          |
+| sched_mm_cid_after_execve(t)      | bprm_execve(), success and failure paths               |
+| switch_mm_cid(rq, prev, next)     | context_switch(), after the mm switch                  |
+| sched_mm_cid_migrate_from(t)      | set_task_cpu()                                         |
+| sched_mm_cid_migrate_to(rq, t)    | activate_task() with ENQUEUE_MIGRATED                  |
+| task_tick_mm_cid(rq, curr)        | scheduler_tick(), rq lock held                         |
+| mm_set_cpus_allowed(mm, mask)     | __do_set_cpus_allowed()                                |
+| task_mm_cid(t)                    | rseq_update_cpu_node_id()                              |
+"""
+
+
+class Variant:
+    """A kernel version or patch of one subsystem.  ``self.k`` is the kernel."""
+
+    subsystem = None
+    name = None
+    copies = ""          # the commit or posting it copies
+    source = None        # the file a user patch was loaded from
+
+    def __init__(self, kernel):
+        self.k = kernel
+
+    @classmethod
+    def describe(cls):
+        return f"{cls.name:<12} {cls.subsystem:<8} {cls.copies}"
+
+
+class SchedMmCid(Variant):
+    """CONFIG_SCHED_MM_CID=n: no concurrency ids; rseq's mm_cid is the CPU."""
+
+    subsystem = "mm_cid"
+
+    def init_task_fields(self, t):
+        pass
+
+    def init_sched_mm_cid(self, t):
+        pass
+
+    def mm_init_cid(self, mm, p):
+        pass
+
+    def exec_mmap(self, mm):
+        pass
+
+    def mm_destroy_cid(self, mm):
+        pass
+
+    def sched_mm_cid_fork(self, t):
+        pass
+
+    def sched_post_fork(self, p):
+        pass
+
+    def sched_mm_cid_exit(self, t):
+        pass
+
+    def sched_mm_cid_exit_signals(self, t):
+        pass
+
+    def sched_mm_cid_before_execve(self, t):
+        pass
+
+    def sched_mm_cid_after_execve(self, t):
+        pass
+
+    def switch_mm_cid(self, rq, prev, next):
+        pass
+
+    def sched_mm_cid_migrate_from(self, t):
+        pass
+
+    def sched_mm_cid_migrate_to(self, dst_rq, t):
+        pass
+
+    def task_tick_mm_cid(self, rq, curr):
+        pass
+
+    def mm_set_cpus_allowed(self, mm, mask):
+        pass
+
+    def task_mm_cid(self, t):
+        return t.cpu
+
+    def cpu_state(self, rq):
+        """A short description of this CPU's mm_cid state, for reports."""
+        return ""
