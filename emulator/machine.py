@@ -13,7 +13,7 @@ import shlex
 import threading
 
 from .engine import Engine
-from .errors import Deadlock, EmulationFailure, UsageError
+from .errors import Deadlock, EmulationFailure, KernelBug, UsageError
 from .kernel import Kernel
 from .kernel.locking import _set_running_kernel, running_kernel
 from .kernel.task import TASK_RUNNING
@@ -26,7 +26,7 @@ DEFAULT_MM_CID = "v6.3"
 class Machine:
     def __init__(self, nr_cpus=8, variants=(), seed=0, *, nr_possible=None, nr_nodes=1,
                  hz=1000, glibc_rseq=True, lockup_ns=1_000_000_000, baton_timeout=10.0,
-                 trace_tail=64, trace=False, max_threads=1 << 16, replay=None):
+                 trace_tail=64, trace=False, max_threads=1 << 16, costs=None, replay=None):
         if isinstance(nr_cpus, bool) or not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= 1024:
             raise UsageError(f"nr_cpus must be an int in 1..1024, not {nr_cpus!r}")
         nr_possible = nr_cpus if nr_possible is None else nr_possible
@@ -52,7 +52,7 @@ class Machine:
         self.kernel = Kernel(self.engine, nr_cpus=nr_cpus, nr_possible=nr_possible,
                              nr_nodes=nr_nodes, hz=hz, mm_cid=self.mm_cid_class,
                              glibc_rseq=glibc_rseq, lockup_ns=lockup_ns,
-                             trace_tail=trace_tail, max_threads=max_threads)
+                             trace_tail=trace_tail, max_threads=max_threads, costs=costs)
         if trace:
             self.kernel.tp.record_all()
         self._ran = False
@@ -67,6 +67,53 @@ class Machine:
     @property
     def now(self):
         return self.engine.now
+
+    def run_kernel(self, fn, cpu=0):
+        """Run ``fn(kernel)`` on a kernel thread bound to *cpu*, in kernel
+        context (it may sleep, queue work, take locks); returns what it returns
+        once it and every user task it started have ended."""
+        if self._ran:
+            raise UsageError("a Machine runs once; build a new one")
+        if not callable(fn) or not 0 <= cpu < self.nr_cpus:
+            raise UsageError("run_kernel(fn, cpu): fn callable, cpu online")
+        self._ran = True
+        k = self.kernel
+        box = {}
+
+        def body(_):
+            box["value"] = fn(k)
+
+        self._drive(lambda: k.kthread_create_on_cpu(body, None, cpu, "ktest"),
+                    lambda t: t.exit_state != 0 and k.nr_user_tasks == 0)
+        return box.get("value")
+
+    def _drive(self, start, finished):
+        """Start the first task and run events until ``finished(task)``."""
+        k = self.kernel
+        previous = running_kernel()
+        _set_running_kernel(k)
+        failure = None
+        stuck = []
+        try:
+            first = start()
+            task = first if not isinstance(first, int) else k.tasks[first]
+            self.engine.run(lambda: finished(task), self._on_empty)
+        except EmulationFailure as exc:
+            failure = exc
+        except Exception as exc:       # a bug in the kernel model or in a variant
+            import traceback
+            failure = KernelBug(
+                f"Python exception in kernel code at virtual time {self.engine.now} ns on CPU "
+                f"{k.cpu} ({k.cur!r}): {type(exc).__name__}: {exc}",
+                "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+        finally:
+            stuck = self.engine.terminate_hosts()
+            _set_running_kernel(previous)
+        if failure is not None:
+            failure.report = self.failure_report()
+            raise failure
+        if stuck:
+            raise EmulationFailure(f"host threads would not end: {[c.name for c in stuck]}")
 
     def run(self, main):
         """Run *main* (a callable, or a workload Program) as the main thread of
@@ -85,22 +132,11 @@ class Machine:
             raise UsageError(f"main must be a callable or a workload Program, not {main!r}")
         self._ran = True
         k = self.kernel
-        previous = running_kernel()
-        _set_running_kernel(k)
-        failure = None
-        try:
+
+        def start():
             self.main_pid = k.kernel_clone(17, comm, user)       # SIGCHLD
-            self.engine.run(lambda: k.nr_user_tasks == 0, self._on_empty)
-        except EmulationFailure as exc:
-            failure = exc
-        finally:
-            stuck = self.engine.terminate_hosts()
-            _set_running_kernel(previous)
-        if failure is not None:
-            failure.report = self.failure_report()
-            raise failure
-        if stuck:
-            raise EmulationFailure(f"host threads would not end: {[c.name for c in stuck]}")
+            return self.main_pid
+        self._drive(start, lambda _: k.nr_user_tasks == 0)
         status = k.process_status.get(self.main_pid)
         if status is None:
             raise EmulationFailure(f"the main process {self.main_pid} never reported a status")

@@ -7,6 +7,7 @@ kernel knows its selected variants only through their call-site methods.
 
 from ..errors import KernelBug
 from ..observe.trace import Tracepoints
+from .costs import resolve as resolve_costs
 from .entry import Entry
 from .exec import Exec
 from .exit import Exit
@@ -31,7 +32,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
              Workqueue, StopMachine):
 
     def __init__(self, engine, *, nr_cpus, nr_possible, nr_nodes, hz, mm_cid, glibc_rseq,
-                 lockup_ns, trace_tail, max_threads):
+                 lockup_ns, trace_tail, max_threads, costs=None):
         self.engine = engine
         self.chooser = engine.chooser
         self.nr_cpu_ids = nr_possible
@@ -47,6 +48,13 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.lockup_ns = lockup_ns
         self.max_threads = max_threads
         self.counters = Counters()
+        c = resolve_costs(costs)
+        self.costs = c
+        self.syscall_ns = c["syscall_ns"]
+        self.context_switch_ns = c["context_switch_ns"]
+        self.ttwu_remote_ns = c["ttwu_remote_ns"]
+        self.ipi_latency_ns = c["ipi_latency_ns"]
+        self.timer_slack_ns = c["timer_slack_ns"]
         self.sched_point_hook = None
         self.tp = Tracepoints(self, trace_tail)
         self.futexes = {}

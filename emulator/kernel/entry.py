@@ -36,6 +36,8 @@ class Entry:
             request = t.user.resume(reply)
             kind = request[0]
             if kind == "call":
+                if self.syscall_ns:
+                    cpu_run(self.syscall_ns, False)
                 reply = request[1](*request[2])
             elif kind == "busy":
                 cpu_run(request[1], True)

@@ -207,6 +207,7 @@ class Fork:
         """Create a task running *user* (a host or program context); returns its
         pid, or -EAGAIN.  With CLONE_VFORK the caller waits for the child to
         exec or exit."""
+        self.charge(self.costs["clone_ns"])
         p = self.copy_process(clone_flags, comm, user)
         if p is None:
             return -EAGAIN

@@ -89,7 +89,13 @@ class Time:
             timer = t.sleep_timer = hrtimer(self._hrtimer_wakeup, t)
         timer.data = t
         t.sleep_expired = False
-        self.hrtimer_start(timer, self.engine.now + ns)
+        # hrtimer_set_expires_range_ns(): a SCHED_OTHER sleeper's timer may
+        # fire anywhere in [expiry, expiry + timer_slack_ns]; the clock event
+        # is programmed for the hard end, which is when a timer fires unless
+        # another one on its CPU expires inside its window (that coalescing
+        # is not modelled).
+        slack = self.timer_slack_ns if t.policy == 0 else 0
+        self.hrtimer_start(timer, self.engine.now + ns + slack)
         while True:
             t.state = TASK_INTERRUPTIBLE
             t.wait_reason = "hrtimer_nanosleep"

@@ -131,6 +131,8 @@ class Wait:
             t.futex_woken = True
             self.try_to_wake_up(t, TASK_NORMAL)
             woken += 1
+            if self.ttwu_remote_ns and t.cpu != self.cpu and not self.in_irq:
+                self.cpu_run(self.ttwu_remote_ns, False)
         if not wq.waiters:
             del self.futexes[key]
         return woken

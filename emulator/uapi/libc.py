@@ -142,6 +142,7 @@ class HostUser:
                 self.tls_rseq = t.rseq if t.rseq is not None else ptls.copy(t.mm)
             self.libc_rseq_registered = self.parent.libc_rseq_registered
             t.signal.user_nthreads = 1
+            t.clear_child_tid = self.pthread        # glibc's set_tid_address()
             return
         self.tls_rseq = k.rseq_alloc_area(t.mm)
         k.glibc_thread_start(t)
@@ -171,6 +172,7 @@ class HostUser:
         self.pthread = pthread_t()
         self.pthread.task = t
         self.pthread.tid_word = t.pid
+        t.clear_child_tid = self.pthread            # glibc's set_tid_address()
         t.signal.user_nthreads = 1
         self.tls_rseq = self.k.rseq_alloc_area(t.mm)
         self.k.glibc_thread_start(t)

@@ -199,7 +199,7 @@ class SchedCore:
 
     def smp_send_reschedule(self, rq):
         if rq.ipi_entry is None:
-            rq.ipi_entry = self.engine.at(self.engine.now, self.scheduler_ipi, rq)
+            rq.ipi_entry = self.engine.at(self.engine.now + self.ipi_latency_ns, self.scheduler_ipi, rq)
 
     def scheduler_ipi(self, rq):
         rq.ipi_entry = None
@@ -426,6 +426,8 @@ class SchedCore:
         prev = stack.switch(prev)
         # Back on our own stack, switched to from *prev*.
         self.finish_task_switch(prev)
+        if self.context_switch_ns and self.cur.user is not None:
+            self.cpu_run(self.context_switch_ns, False)
 
     def finish_task_switch(self, prev):
         rq = self.rqs[self.cpu]
@@ -454,6 +456,8 @@ class SchedCore:
         """First code on a new task's stack: finish the switch, then run it."""
         self.finish_task_switch(prev)
         t = self.cur
+        if self.context_switch_ns and t.user is not None:
+            self.cpu_run(self.context_switch_ns, False)
         if t.flags & PF_KTHREAD:
             t.threadfn(t.threadarg)
             self.do_exit(0)
@@ -467,7 +471,7 @@ class SchedCore:
         In task context the current task keeps its CPU busy for that long
         (preemptible unless it holds a lock); in interrupt context the cost is
         recorded on the CPU (irq time) but does not delay other events."""
-        if ns <= 0:
+        if ns <= 0 or self.cur is self.init_task:
             return
         if self.in_irq:
             self.rqs[self.cpu].irq_time += ns

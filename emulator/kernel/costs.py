@@ -1,0 +1,40 @@
+"""Virtual-time costs of kernel paths.
+
+Kernel code runs in zero virtual time except where it charges a cost, so
+these figures decide how long tasks stay on their CPUs and so how much they
+overlap, which is what mm_cid is about.  They are orders of magnitude for a
+current x86 server, not measurements; a Machine takes ``costs={...}`` to
+change any of them, and ``costs=ZERO`` makes every path instantaneous.
+"""
+
+DEFAULT = {
+    # entering and leaving the kernel for a system call
+    "syscall_ns": 200,
+    # switching to a task that then returns to user space (switch_to, cache refill)
+    "context_switch_ns": 1_500,
+    # try_to_wake_up() of a task on another CPU, paid by the waker, per task woken
+    "ttwu_remote_ns": 700,
+    # a reschedule IPI reaching its CPU, idle exit included
+    "ipi_latency_ns": 2_000,
+    # timer_slack_ns of a SCHED_OTHER task: a user sleep ends at expiry + slack
+    "timer_slack_ns": 50_000,
+    # clone() of a thread or process, paid by the parent
+    "clone_ns": 10_000,
+    # do_exit(), paid by the exiting task before exit_signals()
+    "exit_ns": 10_000,
+    # execve(), paid before the point of no return
+    "exec_ns": 100_000,
+}
+
+ZERO = {name: 0 for name in DEFAULT}
+
+
+def resolve(costs):
+    table = dict(DEFAULT)
+    if costs:
+        unknown = set(costs) - set(DEFAULT)
+        if unknown:
+            from ..errors import UsageError
+            raise UsageError(f"unknown cost {sorted(unknown)[0]!r}; known: {', '.join(DEFAULT)}")
+        table.update(costs)
+    return table

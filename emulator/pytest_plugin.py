@@ -1,0 +1,139 @@
+"""pytest plugin: ``--variant``, ``--cpus``, ``--emu-seed`` and the fixtures.
+
+Selftest mirrors ask for ``selftest_machine``; the plugin runs them once per
+selected variant and CPU count (every registered mm_cid variant and 2, 8 and
+128 CPUs unless the options say otherwise).  A failure shows the trace tail
+and the command that replays it, both as ``python -m emulator run`` and as
+pytest.  After every test the plugin checks, with psutil, that no host thread
+the test started is still alive.
+"""
+
+import shlex
+import threading
+import time
+
+import psutil
+import pytest
+
+from .errors import EmulationFailure, UsageError
+from .machine import Machine
+from .variants import load_variant, registered
+from .variants.base import SchedMmCid
+
+DEFAULT_CPUS = (2, 8, 128)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("emulator")
+    group.addoption("--variant", action="append", default=[], metavar="NAME|PATH",
+                    help="variant to test (registered name or patch file); repeatable")
+    group.addoption("--cpus", action="append", type=int, default=[], metavar="N",
+                    help="CPU count for the selftest mirrors; repeatable (default 2, 8, 128)")
+    group.addoption("--emu-seed", type=int, default=1, metavar="S",
+                    help="seed of the emulated runs (default 1)")
+
+
+def _variants(config):
+    specs = config.getoption("variant")
+    try:
+        if specs:
+            return [load_variant(s) for s in specs]
+        return [c for c in registered().values() if issubclass(c, SchedMmCid)]
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_configure(config):
+    config._emu_variants = _variants(config)
+    cpus = config.getoption("cpus") or list(DEFAULT_CPUS)
+    for n in cpus:
+        if not 1 <= n <= 1024:
+            raise pytest.UsageError(f"--cpus {n}: must be in 1..1024")
+    config._emu_cpus = cpus
+    config.addinivalue_line("markers", "emu_cpus(*counts): CPU counts for this selftest")
+
+
+def pytest_generate_tests(metafunc):
+    if "selftest_machine" in metafunc.fixturenames:
+        config = metafunc.config
+        marker = metafunc.definition.get_closest_marker("emu_cpus")
+        cpus = list(marker.args) if marker and not config.getoption("cpus") else config._emu_cpus
+        params = [(v, n) for v in config._emu_variants for n in cpus]
+        metafunc.parametrize("selftest_machine", params, indirect=True,
+                             ids=[f"{v.name}-{n}cpu" for v, n in params])
+
+
+class SelftestRun:
+    """Builds the machine for one (variant, cpus) case and judges the mirror's Result."""
+
+    def __init__(self, request, variant, nr_cpus, seed):
+        self.request = request
+        self.variant = variant
+        self.nr_cpus = nr_cpus
+        self.seed = seed
+        self.machine = None
+
+    def replay_commands(self):
+        module = self.request.module.__name__.rsplit(".", 1)[-1]
+        name = module[:-len("_test")] if module.endswith("_test") else module
+        spec = shlex.quote(self.variant.source or self.variant.name)
+        return (f"python -m emulator run {name} --variant {spec} --cpus {self.nr_cpus} "
+                f"--seed {self.seed}\n"
+                f"        pytest {shlex.quote(self.request.node.nodeid)} --emu-seed={self.seed}")
+
+    def check(self, run, **machine_kwargs):
+        self.machine = Machine(nr_cpus=self.nr_cpus, variants=[self.variant], seed=self.seed,
+                               replay=self.replay_commands(), **machine_kwargs)
+        try:
+            result = run(self.machine)
+        except EmulationFailure as exc:
+            pytest.fail(f"{exc.kind}: {exc}", pytrace=False)
+        if result.outcome == "skip":
+            pytest.skip(result.detail)
+        if result.outcome == "fail":
+            pytest.fail(f"selftest failed (exit status {result.status}): {result.detail}\n"
+                        f"{self.machine.failure_report()}", pytrace=False)
+        return result
+
+
+@pytest.fixture
+def selftest_machine(request):
+    variant, nr_cpus = request.param
+    return SelftestRun(request, variant, nr_cpus, request.config.getoption("emu_seed"))
+
+
+@pytest.fixture
+def emu_seed(request):
+    return request.config.getoption("emu_seed")
+
+
+@pytest.fixture
+def machine_factory(request):
+    """``machine_factory(nr_cpus=8, **kwargs)``: a Machine with the session's seed
+    and (first) selected variant unless the test passes its own."""
+    seed = request.config.getoption("emu_seed")
+    variants = [v for v in request.config._emu_variants[:1]]
+
+    def make(nr_cpus=8, **kwargs):
+        kwargs.setdefault("seed", seed)
+        kwargs.setdefault("variants", variants)
+        return Machine(nr_cpus=nr_cpus, **kwargs)
+    return make
+
+
+@pytest.fixture(autouse=True)
+def no_host_thread_outlives_a_run():
+    """Every host thread a test started must be gone when it ends."""
+    proc = psutil.Process()
+    before = {t.id for t in proc.threads()}
+    yield
+    deadline = time.monotonic() + 2.0
+    while True:
+        leaked = {t.id for t in proc.threads()} - before
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if leaked:
+        names = [t.name for t in threading.enumerate() if t.native_id in leaked]
+        pytest.fail(f"host threads outlived the test: {sorted(names) or sorted(leaked)}",
+                    pytrace=False)
