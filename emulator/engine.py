@@ -62,8 +62,14 @@ class Chooser:
         return (mask & -mask).bit_length() - 1
 
 
+# An event is ``[key, time, fn, arg]``; the key packs the order into one int:
+# time, then a tiebreak drawn from the chooser, then insertion order.
+_TIME_SHIFT = 64
+_TIEBREAK_SHIFT = 40
+
+
 class Engine:
-    """Virtual clock in ns and a heap of ``[time, tiebreak, seq, fn, arg]``.
+    """Virtual clock in ns and a heap of events.
 
     Same-time events are ordered by a tiebreak drawn from the chooser, then by
     insertion order, so a seed picks one order and another seed may pick
@@ -84,53 +90,48 @@ class Engine:
         self.baton.acquire()
         self.loop = None
         self.hosts = []
+        self.stopped = False
 
     # -- events ---------------------------------------------------------------
 
     def at(self, when, fn, arg=None):
         """Schedule ``fn(arg)`` at virtual time *when*; returns a cancellable entry."""
-        entry = [when, self._tiebreak(24), next(self._seq), fn, arg]
+        entry = [(when << _TIME_SHIFT) | (self._tiebreak(24) << _TIEBREAK_SHIFT) | next(self._seq),
+                 when, fn, arg]
         heapq.heappush(self._queue, entry)
         return entry
 
     def after(self, delay, fn, arg=None):
         """Schedule ``fn(arg)`` *delay* ns from now."""
-        entry = [self.now + delay, self._tiebreak(24), next(self._seq), fn, arg]
-        heapq.heappush(self._queue, entry)
-        return entry
+        return self.at(self.now + delay, fn, arg)
 
     @staticmethod
     def cancel(entry):
         """Cancel a pending event (a no-op if it already ran)."""
         if entry is not None:
-            entry[3] = None
-
-    def next_event_time(self):
-        for entry in sorted(self._queue)[:1]:
-            return entry[0]
-        return None
+            entry[2] = None
 
     def pending(self):
-        """Live events, in the order they would run."""
-        return [e for e in sorted(self._queue) if e[3] is not None]
+        """Live events as ``(time, fn, arg)``, in the order they would run."""
+        return [tuple(e[1:]) for e in sorted(self._queue) if e[2] is not None]
 
-    def run(self, done, on_empty):
-        """Run events until ``done()``.  When the queue runs dry first,
-        ``on_empty()`` must raise (a deadlock) or schedule something."""
+    def run(self, on_empty):
+        """Run events until ``stopped`` is set.  When the queue runs dry
+        first, ``on_empty()`` must raise (a deadlock) or schedule something."""
         self.loop = getcurrent()
         queue = self._queue
         pop = heapq.heappop
-        while not done():
+        while not self.stopped:
             if not queue:
                 on_empty()
                 continue
             entry = pop(queue)
-            fn = entry[3]
+            fn = entry[2]
             if fn is None:
                 continue
-            self.now = entry[0]
+            self.now = entry[1]
             self.events += 1
-            fn(entry[4])
+            fn(entry[3])
 
     # -- kernel stacks ----------------------------------------------------------
 

@@ -97,7 +97,8 @@ class Machine:
         try:
             first = start()
             task = first if not isinstance(first, int) else k.tasks[first]
-            self.engine.run(lambda: finished(task), self._on_empty)
+            k.stop_condition = lambda: finished(task)
+            self.engine.run(self._on_empty)
         except EmulationFailure as exc:
             failure = exc
         except Exception as exc:       # a bug in the kernel model or in a variant

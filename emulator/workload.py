@@ -88,6 +88,8 @@ def _program(p):
 class ProgramUser:
     """The user side of a synthetic task."""
 
+    is_host = False
+
     def __init__(self, machine, program, role, image=None):
         self.machine = machine
         self.k = machine.kernel
@@ -98,7 +100,8 @@ class ProgramUser:
         self.task = None
         self.tls_rseq = None
         self.libc_rseq_registered = False
-        self._steps = None
+        self._frames = None
+        self._ahead = None
 
     def start(self, k, t):
         if self.image is not None:
@@ -114,16 +117,9 @@ class ProgramUser:
         k.glibc_thread_start(t)
         if self.program.policy != SCHED_NORMAL:
             k.sched_setscheduler(t, self.program.policy, self.program.priority)
-        self._steps = self._interpret(self.program.phases)
-
-    def resume(self, reply):
-        return self._steps.send(reply) if self._started else self._first()
-
-    _started = False
-
-    def _first(self):
-        self._started = True
-        return next(self._steps)
+        # The program counter: a stack of [phases, index, loops left].
+        self._frames = [[self.program.phases, 0, 1]]
+        self._ahead = None
 
     def exit(self):
         pass
@@ -135,48 +131,74 @@ class ProgramUser:
     def exec_start(self, image):
         self.program = image
         self.role = "main"
-        self._started = False
         self.task.signal.user_nthreads = 1
         self._begin(self.task)
 
-    def _interpret(self, phases):
+    def resume(self, reply):
+        """The next request of the program; a computation followed by a system
+        call is one request, as nothing observable happens between the two."""
+        request = self._ahead or self._next()
+        self._ahead = None
+        if request[0] == "busy":
+            following = self._next()
+            if following[0] == "call":
+                return ("busy_call", request[1], following[1], following[2])
+            self._ahead = following
+        return request
+
+    def _next(self):
+        frames = self._frames
+        while frames:
+            frame = frames[-1]
+            phases, i = frame[0], frame[1]
+            if i == len(phases):
+                frame[2] -= 1
+                if frame[2] > 0 and phases:
+                    frame[1] = 0
+                else:
+                    frames.pop()
+                continue
+            frame[1] = i + 1
+            request = self._request(phases[i])
+            if request is not None:
+                return request
+        return self._end()
+
+    def _end(self):
         k = self.k
-        yield from self._phases(phases)
         sig = self.task.signal
         if self.role == "thread":
             sig.user_nthreads -= 1
             if sig.user_nthreads > 0:
-                yield ("call", k.sys_exit, (0,))
-        yield ("call", k.sys_exit_group, (0,))
+                return ("call", k.sys_exit, (0,))
+        return ("call", k.sys_exit_group, (0,))
 
-    def _phases(self, phases):
+    def _request(self, phase):
         k = self.k
-        m = self.machine
-        for phase in phases:
-            kind = phase[0]
-            if kind == "run":
-                yield ("busy", phase[1])
-            elif kind == "sleep":
-                yield ("call", k.sys_nanosleep, (phase[1],))
-            elif kind == "yield":
-                yield ("call", k.sys_sched_yield, ())
-            elif kind == "repeat":
-                for _ in range(phase[1]):
-                    yield from self._phases(phase[2])
-            elif kind == "fork":
-                yield ("call", k.sys_fork, (ProgramUser(m, phase[1], "main"),))
-            elif kind == "thread":
-                self.task.signal.user_nthreads += 1
-                yield ("call", k.sys_clone_thread, (ProgramUser(m, phase[1], "thread"),))
-            elif kind == "exec":
-                yield ("call", k.sys_execve, (phase[1], phase[1].comm))
-            elif kind == "exit":
-                yield ("call", k.sys_exit_group, (phase[1],))
-            elif kind == "setaffinity":
-                mask = 0
-                for cpu in phase[1]:
-                    mask |= 1 << cpu
-                yield ("call", k.sys_sched_setaffinity, (0, mask))
+        kind = phase[0]
+        if kind == "run":
+            return ("busy", phase[1])
+        if kind == "sleep":
+            return ("call", k.sys_nanosleep, (phase[1],))
+        if kind == "yield":
+            return ("call", k.sys_sched_yield, ())
+        if kind == "repeat":
+            if phase[1] > 0:
+                self._frames.append([phase[2], 0, phase[1]])
+            return None
+        if kind == "fork":
+            return ("call", k.sys_fork, (ProgramUser(self.machine, phase[1], "main"),))
+        if kind == "thread":
+            self.task.signal.user_nthreads += 1
+            return ("call", k.sys_clone_thread, (ProgramUser(self.machine, phase[1], "thread"),))
+        if kind == "exec":
+            return ("call", k.sys_execve, (phase[1], phase[1].comm))
+        if kind == "exit":
+            return ("call", k.sys_exit_group, (phase[1],))
+        mask = 0
+        for cpu in phase[1]:                       # setaffinity
+            mask |= 1 << cpu
+        return ("call", k.sys_sched_setaffinity, (0, mask))
 
 
 __all__ = ["Program", "run", "sleep", "yield_", "fork", "thread", "exec_", "exit_", "repeat",

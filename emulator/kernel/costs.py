@@ -1,5 +1,11 @@
 """Virtual-time costs of kernel paths.
 
+The two frequent costs, system call entry and switching a user task in, are
+owed by the task and spent in its next stretch on the CPU (``kdebt``): folded
+into its next computation, or spent before it blocks or before its Python body
+continues.  The CPU is busy for the same time either way; it only takes one
+event instead of two.  The other costs are spent where they are charged.
+
 Kernel code runs in zero virtual time except where it charges a cost, so
 these figures decide how long tasks stay on their CPUs and so how much they
 overlap, which is what mm_cid is about.  They are orders of magnitude for a

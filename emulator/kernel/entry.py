@@ -36,12 +36,15 @@ class Entry:
             request = t.user.resume(reply)
             kind = request[0]
             if kind == "call":
-                if self.syscall_ns:
-                    cpu_run(self.syscall_ns, False)
+                t.kdebt += self.syscall_ns
                 reply = request[1](*request[2])
             elif kind == "busy":
                 cpu_run(request[1], True)
                 reply = None
+            elif kind == "busy_call":
+                # a computation and the system call that follows it
+                cpu_run(request[1] + self.syscall_ns, True)
+                reply = None if t.sigkill else request[2](*request[3])
             elif kind == "crash":
                 exc = request[1]
                 raise TaskCrashed(
@@ -49,6 +52,9 @@ class Entry:
                     f"at virtual time {self.engine.now} ns", _format_exc(exc)) from None
             else:
                 raise KernelBug(f"BUG: unknown request {request!r} from {t!r}")
+            if t.kdebt and t.user.is_host:
+                # The body's next step comes after the kernel time it is owed.
+                cpu_run(0, False)
             self.exit_to_user_mode(t)
 
     def exit_to_user_mode(self, t):

@@ -126,6 +126,8 @@ class Exit:
             self.release_task(tsk)
         if sig.group_exec_task is not None and sig.live == 1:
             self.wake_up_process(sig.group_exec_task)
+        if self.stop_condition():
+            self.engine.stopped = True
 
     def forget_original_parent(self, sig):
         """Children of a dead process go to init, which reaps them at once."""

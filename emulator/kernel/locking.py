@@ -31,13 +31,12 @@ def running_kernel():
 class Counters:
     """What the primitives did; read per context switch by the stats report."""
 
-    __slots__ = ("lock_acquire", "atomic", "barrier", "sched_points")
+    __slots__ = ("lock_acquire", "atomic", "barrier")
 
     def __init__(self):
         self.lock_acquire = 0
         self.atomic = 0
         self.barrier = 0
-        self.sched_points = 0
 
     def as_dict(self):
         return {name: getattr(self, name) for name in self.__slots__}
@@ -45,9 +44,7 @@ class Counters:
 
 def sched_point(kind, obj):
     """A point where another CPU's kernel path may run (exploration hook)."""
-    k = _machine
-    k.counters.sched_points += 1
-    hook = k.sched_point_hook
+    hook = _machine.sched_point_hook
     if hook is not None:
         hook(kind, obj)
 
@@ -199,14 +196,19 @@ spinlock_t = raw_spinlock_t
 def raw_spin_lock(lock):
     k = _machine
     k.counters.lock_acquire += 1
-    sched_point("spin_lock", lock)
+    if k.sched_point_hook is not None:
+        k.sched_point_hook("spin_lock", lock)
     if lock.owner is not None:
         k.spin_on_lock(lock)
-    holder = k.lock_holder()
-    lock.owner = holder
-    lock.cpu = k.cpu
-    holder_locks = k.held_locks
-    holder_locks.append(lock)
+    cpu = k.cpu
+    lock.cpu = cpu
+    if k.in_irq:
+        lock.owner = f"irq/{cpu}"
+        k.rqs[cpu].irq_held.append(lock)
+    else:
+        cur = k.cur
+        lock.owner = cur
+        cur.held_locks.append(lock)
 
 
 def raw_spin_unlock(lock):
@@ -215,8 +217,12 @@ def raw_spin_unlock(lock):
         raise KernelBug(f"BUG: unlocking {lock.name}, which is not locked")
     lock.owner = None
     lock.cpu = -1
-    k.held_locks.remove(lock)
-    sched_point("spin_unlock", lock)
+    if k.in_irq:
+        k.rqs[k.cpu].irq_held.remove(lock)
+    else:
+        k.cur.held_locks.remove(lock)
+    if k.sched_point_hook is not None:
+        k.sched_point_hook("spin_unlock", lock)
 
 
 def raw_spin_trylock(lock):

@@ -117,6 +117,7 @@ class Task:
         self.stack = None             # greenlet
         self.user = None              # HostContext or ProgramContext
         self.user_busy = 0            # ns of user computation still to run
+        self.kdebt = 0                # kernel time owed (syscall entry, switch-in)
         self.wait_reason = None       # what a sleeping task waits for (reports)
         self.sleep_entry = None
         self.held_locks = []

@@ -104,6 +104,8 @@ class pthread_t:
 class HostUser:
     """The user side of a task whose body is Python on a host thread."""
 
+    is_host = True
+
     def __init__(self, machine, fn, role, arg=None, parent=None, vfork=False, image=None):
         self.machine = machine
         self.k = machine.kernel

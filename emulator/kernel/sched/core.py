@@ -295,6 +295,7 @@ class SchedCore:
     def wake_up_new_task(self, p):
         """Place and enqueue a new task (sched_fork() already gave it its class)."""
         p.state = TASK_RUNNING
+        self.rseq_migrate(p)              # a forked child's inherited rseq area is stale
         cpu = self.select_task_rq(p, p.cpu, WF_FORK)
         p.cpu = p.wake_cpu = cpu          # __set_task_cpu(): a new task does not migrate
         rq = self.rqs[cpu]
@@ -323,6 +324,10 @@ class SchedCore:
 
     def _schedule(self, preempt):
         prev = self.cur
+        if prev.kdebt and not preempt and prev.state != TASK_RUNNING:
+            # Kernel time still owed (system call entry, switch-in) is spent
+            # before the task leaves its CPU.  A wake-up may come meanwhile.
+            self.cpu_run(0, False)
         rq = self.rqs[prev.cpu]
         raw_spin_lock(rq.lock)
         now = rq.clock = self.engine.now
@@ -426,8 +431,9 @@ class SchedCore:
         prev = stack.switch(prev)
         # Back on our own stack, switched to from *prev*.
         self.finish_task_switch(prev)
-        if self.context_switch_ns and self.cur.user is not None:
-            self.cpu_run(self.context_switch_ns, False)
+        cur = self.cur
+        if cur.user is not None:
+            cur.kdebt += self.context_switch_ns
 
     def finish_task_switch(self, prev):
         rq = self.rqs[self.cpu]
@@ -456,8 +462,8 @@ class SchedCore:
         """First code on a new task's stack: finish the switch, then run it."""
         self.finish_task_switch(prev)
         t = self.cur
-        if self.context_switch_ns and t.user is not None:
-            self.cpu_run(self.context_switch_ns, False)
+        if t.user is not None:
+            t.kdebt += self.context_switch_ns
         if t.flags & PF_KTHREAD:
             t.threadfn(t.threadarg)
             self.do_exit(0)
@@ -485,11 +491,22 @@ class SchedCore:
         engine = self.engine
         loop = engine.loop
         done = self._run_done
+        queue = engine._queue
+        if t.kdebt:
+            # Kernel time owed by the task runs first, in the same stretch.
+            ns += t.kdebt
+            t.kdebt = 0
         while ns > 0:
             start = engine.now
-            entry = engine.at(start + ns, done, t)
+            end = start + ns
+            if not queue or queue[0][1] > end:
+                # Nothing else happens before this run ends: no other CPU can
+                # act, no interrupt can come, so the clock simply moves on.
+                engine.now = end
+                break
+            entry = engine.at(end, done, t)
             loop.switch()
-            engine.cancel(entry)
+            entry[2] = None
             ns -= engine.now - start
             if user and t.sigkill:
                 t.user_busy = 0
