@@ -91,6 +91,7 @@ class Engine:
         self.loop = None
         self.hosts = []
         self.stopped = False
+        self.baton_held = False       # a host body runs; its own timeout watches it
 
     # -- events ---------------------------------------------------------------
 
@@ -176,7 +177,7 @@ class HostContext:
     """
 
     __slots__ = ("engine", "name", "body", "owner", "thread", "_go", "request",
-                 "reply", "started", "finished", "terminated", "held_since")
+                 "reply", "started", "finished", "terminated", "runaway")
 
     def __init__(self, engine, name, body, owner):
         self.engine = engine
@@ -191,6 +192,7 @@ class HostContext:
         self.started = False
         self.finished = False
         self.terminated = False
+        self.runaway = False          # kept the baton past the timeout
 
     # engine side
 
@@ -198,12 +200,16 @@ class HostContext:
         engine = self.engine
         self.reply = reply
         engine.handoffs += 1
+        engine.baton_held = True
         if not self.started:
             self.started = True
             self.thread.start()
         else:
             self._go.release()
-        if not engine.baton.acquire(timeout=engine.baton_timeout):
+        got = engine.baton.acquire(timeout=engine.baton_timeout)
+        engine.baton_held = False
+        if not got:
+            self.runaway = True
             raise BatonTimeout(
                 f"{self.name} held the baton for more than {engine.baton_timeout:g} s of "
                 f"real time without calling the emulator API (virtual time {engine.now} ns)")
@@ -217,8 +223,10 @@ class HostContext:
         if not self.finished and not self.terminated:
             self.terminated = True
             self.reply = TERMINATE
-            self._go.release()
-        self.thread.join(timeout)
+            if not self.runaway:
+                self._go.release()
+        if not self.runaway:
+            self.thread.join(timeout)
         if self.thread.is_alive():
             # The body is spinning in Python without calling the API: raise in it.
             ctypes.pythonapi.PyThreadState_SetAsyncExc(

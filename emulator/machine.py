@@ -13,7 +13,7 @@ import shlex
 import threading
 
 from .engine import Engine
-from .errors import Deadlock, EmulationFailure, KernelBug, UsageError
+from .errors import Deadlock, EmulationFailure, HardLockup, KernelBug, UsageError
 from .kernel import Kernel
 from .kernel.locking import _set_running_kernel, running_kernel
 from .kernel.task import TASK_RUNNING
@@ -23,10 +23,54 @@ from .variants.base import SchedMmCid
 DEFAULT_MM_CID = "v6.3"
 
 
+class _KernelStalled(BaseException):
+    """Raised in the engine thread by the watchdog (a BaseException, so that
+    kernel code cannot swallow it)."""
+
+
+class _Watchdog:
+    """A host thread that ends a run whose engine stops making progress in
+    real time while no body holds the baton: a kernel path (kernel model or
+    variant code) looping in Python without reaching a scheduling point."""
+
+    def __init__(self, engine, timeout):
+        self.engine = engine
+        self.timeout = timeout
+        self.target = threading.get_ident()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="emulator-watchdog", daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _watch(self):
+        import ctypes
+        engine = self.engine
+        period = min(1.0, self.timeout / 4)
+        last = None
+        idle = 0.0
+        while not self.done.wait(period):
+            mark = (engine.events, engine.handoffs, engine.now)
+            if mark != last or engine.baton_held:
+                last, idle = mark, 0.0
+                continue
+            idle += period
+            if idle >= self.timeout:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self.target), ctypes.py_object(_KernelStalled))
+                return
+
+
 class Machine:
     def __init__(self, nr_cpus=8, variants=(), seed=0, *, nr_possible=None, nr_nodes=1,
                  hz=1000, glibc_rseq=True, lockup_ns=1_000_000_000, baton_timeout=10.0,
-                 trace_tail=64, trace=False, max_threads=1 << 16, costs=None, replay=None):
+                 trace_tail=64, trace=False, max_threads=1 << 16, costs=None, replay=None,
+                 stall_timeout=30.0):
         if isinstance(nr_cpus, bool) or not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= 1024:
             raise UsageError(f"nr_cpus must be an int in 1..1024, not {nr_cpus!r}")
         nr_possible = nr_cpus if nr_possible is None else nr_possible
@@ -47,6 +91,7 @@ class Machine:
         self.mm_cid_class = mm_cid[0] if mm_cid else load_variant(DEFAULT_MM_CID)
         self.nr_cpus = nr_cpus
         self.seed = seed
+        self.stall_timeout = stall_timeout
         self.replay = replay
         self.engine = Engine(seed, baton_timeout)
         self.kernel = Kernel(self.engine, nr_cpus=nr_cpus, nr_possible=nr_possible,
@@ -94,11 +139,18 @@ class Machine:
         _set_running_kernel(k)
         failure = None
         stuck = []
+        watchdog = _Watchdog(self.engine, self.stall_timeout)
         try:
             first = start()
             task = first if not isinstance(first, int) else k.tasks[first]
             k.stop_condition = lambda: finished(task)
+            watchdog.start()
             self.engine.run(self._on_empty)
+        except _KernelStalled:
+            failure = HardLockup(
+                f"watchdog: a kernel path on CPU {k.cpu} ({k.cur!r}) ran for more than "
+                f"{self.stall_timeout:g} s of real time without reaching a scheduling point "
+                f"(virtual time {self.engine.now} ns)", "CPU states:\n" + k.cpu_states())
         except EmulationFailure as exc:
             failure = exc
         except Exception as exc:       # a bug in the kernel model or in a variant
@@ -108,6 +160,7 @@ class Machine:
                 f"{k.cpu} ({k.cur!r}): {type(exc).__name__}: {exc}",
                 "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
         finally:
+            watchdog.stop()
             stuck = self.engine.terminate_hosts()
             _set_running_kernel(previous)
         if failure is not None:
@@ -160,12 +213,12 @@ class Machine:
     # -- reports -------------------------------------------------------------------------------
 
     def replay_command(self):
+        """The command that replays this run: the front end that built the
+        machine says it (``replay=``); otherwise the constructor call."""
         if self.replay:
             return self.replay
-        parts = ["python -m emulator run", "SELFTEST", "--cpus", str(self.nr_cpus),
-                 "--seed", str(self.seed), "--variant", shlex.quote(self.mm_cid_class.source or
-                                                                     self.mm_cid_class.name)]
-        return " ".join(parts)
+        variant = self.mm_cid_class.source or self.mm_cid_class.name
+        return f"Machine(nr_cpus={self.nr_cpus}, variants=[{variant!r}], seed={self.seed})"
 
     def failure_report(self):
         k = self.kernel

@@ -96,6 +96,17 @@ class SelftestRun:
         return result
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that failed with an emulated failure gets the pytest replay line."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.excinfo is not None and \
+            isinstance(call.excinfo.value, EmulationFailure):
+        seed = item.config.getoption("emu_seed")
+        report.sections.append(("emulator replay", f"pytest {shlex.quote(item.nodeid)} --emu-seed={seed}"))
+
+
 @pytest.fixture
 def selftest_machine(request):
     variant, nr_cpus = request.param

@@ -6,21 +6,34 @@ allocated and freed and where the bad access came from.  Comparing pointers
 (``is``/``==``) is not an access, as in C.
 """
 
+import os
 import sys
+import sysconfig
 
 from ..errors import UseAfterFree
 
-_KERNEL_PACKAGES = ("emulator/kernel", "emulator/variants", "emulator/uapi", "emulator/workload")
+# Frames that are machinery, not the code under test: the engine, the checks,
+# the standard library and installed packages (pytest, greenlet).
+_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_OWN_MACHINERY = (os.path.join(_HERE, "engine.py"), os.path.join(_HERE, "machine.py"),
+                  os.path.join(_HERE, "checks"))
+_LIBRARIES = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])
+
+
+def _is_machinery(filename):
+    if filename.startswith(_HERE):
+        return filename.startswith(_OWN_MACHINERY)
+    return filename.startswith(_LIBRARIES)
 
 
 def call_site(skip=2, depth=6):
-    """The innermost kernel-model function names on the Python stack."""
+    """The innermost function names on the Python stack that belong to the
+    kernel model, a variant, a patch file or a test."""
     names = []
     frame = sys._getframe(skip)
     while frame is not None and len(names) < depth:
         code = frame.f_code
-        fname = code.co_filename.replace("\\", "/")
-        if any(p in fname for p in _KERNEL_PACKAGES) and code.co_name not in names:
+        if not _is_machinery(code.co_filename) and code.co_name not in names:
             names.append(code.co_name)
         frame = frame.f_back
     return " <- ".join(names) or "?"

@@ -59,6 +59,7 @@ class Entry:
 
     def exit_to_user_mode(self, t):
         """exit_to_user_mode_loop(): loop until no work is left."""
+        t.relax_since = None
         while True:
             if t.need_resched:
                 self.preempt_schedule()

@@ -69,6 +69,17 @@ def smp_mb():
     sched_point("smp_mb", None)
 
 
+def cpu_relax():
+    """The pause in a retry loop: virtual time passes on this CPU, and a CPU
+    that keeps spinning past the lockup threshold is a hard lockup."""
+    k = _machine
+    t = k.cur
+    now = k.engine.now
+    if t.relax_since is None:
+        t.relax_since = now
+    k.cpu_relax("cpu_relax() loop", now - t.relax_since)
+
+
 # -- atomics -------------------------------------------------------------------------
 
 def cmpxchg(obj, field, old, new):

@@ -121,6 +121,7 @@ class Task:
         self.wait_reason = None       # what a sleeping task waits for (reports)
         self.sleep_entry = None
         self.held_locks = []
+        self.relax_since = None       # start of the current cpu_relax() streak
         # process relationships
         self.signal = None
         self.group_leader = self

@@ -280,6 +280,9 @@ class pthread_mutex_t:
         self.futex = 0
         self.owner = None
 
+    def __repr__(self):
+        return f"pthread_mutex_t(owner={self.owner!r})"
+
     def lock(self):
         u = _user_call()
         if self.futex == 0:
@@ -330,6 +333,9 @@ class pthread_barrier_t:
         self.count = count
         self.arrived = 0
         self.round = 0
+
+    def __repr__(self):
+        return f"pthread_barrier_t({self.arrived}/{self.count} arrived)"
 
     def wait(self):
         u = _user_call()

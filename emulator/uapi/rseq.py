@@ -8,6 +8,7 @@ no-ops that succeed ("Treat libc's ownership as a successful registration").
 """
 
 import os
+import weakref
 
 from ..kernel.rseq import (
     ORIG_RSEQ_SIZE, RSEQ_CPU_ID_REGISTRATION_FAILED, RSEQ_CPU_ID_UNINITIALIZED,
@@ -26,7 +27,7 @@ __all__ = [
 # offsetofend(struct rseq_abi, node_id) and (..., mm_cid)
 _NODE_ID_END = 24
 _MM_CID_END = 28
-_errno = {}
+_errno = weakref.WeakKeyDictionary()   # per thread; not id(): ids of dead threads are reused
 
 
 def _rseq_size(u):
@@ -46,7 +47,7 @@ def rseq_register_current_thread():
         return 0
     ret = _syscall(u, "sys_rseq_call", u.tls_rseq, ORIG_RSEQ_SIZE, 0, RSEQ_SIG)
     if ret < 0:
-        _errno[id(u)] = -ret
+        _errno[u] = -ret
         return -1
     u.libc_rseq_registered = False
     assert rseq_current_cpu_raw() >= 0
@@ -59,14 +60,14 @@ def rseq_unregister_current_thread():
         return 0
     ret = _syscall(u, "sys_rseq_call", u.tls_rseq, ORIG_RSEQ_SIZE, RSEQ_FLAG_UNREGISTER, RSEQ_SIG)
     if ret < 0:
-        _errno[id(u)] = -ret
+        _errno[u] = -ret
         return -1
     return 0
 
 
 def rseq_errno():
     """The errno of this thread's last failed (un)registration."""
-    return _errno.get(id(_self()), 0)
+    return _errno.get(_self(), 0)
 
 
 def rseq_current_cpu_raw():

@@ -324,6 +324,7 @@ class SchedCore:
 
     def _schedule(self, preempt):
         prev = self.cur
+        prev.relax_since = None
         if prev.kdebt and not preempt and prev.state != TASK_RUNNING:
             # Kernel time still owed (system call entry, switch-in) is spent
             # before the task leaves its CPU.  A wake-up may come meanwhile.

@@ -1,0 +1,140 @@
+"""A failing run always ends, names the culprit, and leaves no host thread behind."""
+
+import pytest
+
+from emulator import Machine
+from emulator.errors import (
+    BatonTimeout, Deadlock, HardLockup, KernelBug, TaskCrashed, UseAfterFree,
+)
+from emulator.kernel.locking import cpu_relax, raw_spin_lock, raw_spinlock_t
+from emulator.uapi.libc import pthread_create, pthread_join, pthread_mutex_t, usleep
+from emulator.variants import get_variant
+
+
+def test_deadlock_names_who_waits_on_what():
+    """Two threads taking two mutexes in opposite orders: a deadlock, with both waiters named."""
+    def main():
+        a, b = pthread_mutex_t(), pthread_mutex_t()
+
+        def t1(_):
+            a.lock()
+            usleep(10)
+            b.lock()
+
+        def t2(_):
+            b.lock()
+            usleep(10)
+            a.lock()
+        x, y = pthread_create(t1), pthread_create(t2)
+        pthread_join(x)
+        pthread_join(y)
+    with pytest.raises(Deadlock) as info:
+        Machine(nr_cpus=2, seed=1).run(main)
+    text = str(info.value)
+    assert text.count("waits on futex pthread_mutex_t") == 2
+    assert "replay:" in text and "seed=1" in text
+
+
+def test_body_holding_the_baton_is_reported_and_stopped():
+    """A body spinning in Python without calling the API is reported, and its thread ends."""
+    def main():
+        while True:
+            pass
+    m = Machine(nr_cpus=2, baton_timeout=0.3)
+    with pytest.raises(BatonTimeout, match="held the baton"):
+        m.run(main)
+    assert m.live_host_threads() == []
+
+
+def test_python_exception_in_a_body_names_task_and_time():
+    """An exception in a body fails the run naming the task and the virtual time."""
+    def main():
+        usleep(5)
+        raise ValueError("boom")
+    with pytest.raises(TaskCrashed, match=r"main\[\d+\] raised ValueError: boom .* at virtual time \d+ ns"):
+        Machine(nr_cpus=2).run(main)
+
+
+def test_kernel_path_spinning_without_progress_is_stopped():
+    """A kernel path looping in Python without any primitive is ended by the watchdog."""
+    def stuck(k):
+        while True:
+            pass
+    with pytest.raises(HardLockup, match="without reaching a scheduling point"):
+        Machine(nr_cpus=2, stall_timeout=0.5).run_kernel(stuck)
+
+
+def test_spinning_on_a_lock_nobody_releases_is_a_hard_lockup():
+    """Spinning on a held lock past the threshold is a hard lockup with each CPU's state."""
+    def spin(k):
+        lock = raw_spinlock_t("orphan_lock")
+        lock.owner = "a task that died"
+        raw_spin_lock(lock)
+    with pytest.raises(HardLockup) as info:
+        Machine(nr_cpus=2, lockup_ns=5_000_000).run_kernel(spin)
+    assert "hard LOCKUP on CPU 0" in str(info.value)
+    assert "orphan_lock" in str(info.value) and "CPU states:" in str(info.value)
+
+
+def test_cpu_relax_loop_past_the_threshold_is_a_hard_lockup():
+    """A retry loop with cpu_relax() that never succeeds is a hard lockup, after virtual time passed."""
+    def spin(k):
+        while True:
+            cpu_relax()
+    m = Machine(nr_cpus=2, lockup_ns=5_000_000)
+    with pytest.raises(HardLockup, match="cpu_relax"):
+        m.run_kernel(spin)
+    assert m.now >= 5_000_000
+
+
+def test_spinning_in_interrupt_context_is_an_immediate_lockup():
+    """In interrupt context nothing can release the lock: the lockup is reported at once."""
+    def arm(k):
+        from emulator.kernel.time import hrtimer
+        lock = raw_spinlock_t("held_lock")
+        raw_spin_lock(lock)
+        k.hrtimer_start(hrtimer(lambda timer: raw_spin_lock(lock)), k.engine.now + 1000)
+        k.charge(10_000)            # busy with the lock held: the timer interrupts
+    with pytest.raises(HardLockup, match="interrupt context"):
+        Machine(nr_cpus=2).run_kernel(arm)
+
+
+def test_use_after_free_names_allocation_and_free_sites():
+    """Touching an mm after __mmdrop raises KASAN's report: who allocated, who freed."""
+    def uaf(k):
+        mm = k.mm_alloc()
+        k.mmdrop(mm)
+        return mm.mm_users
+    with pytest.raises(UseAfterFree) as info:
+        Machine(nr_cpus=2, seed=3).run_kernel(uaf)
+    text = str(info.value)
+    assert "use-after-free: read of mm#" in text
+    assert "accessed by uaf" in text
+    assert "allocated by allocate_mm <- mm_alloc <- uaf" in text
+    assert "freed by _mmdrop <- mmdrop <- uaf" in text
+    assert "seed=3" in text and "replay:" in text
+
+
+def test_python_error_in_variant_code_fails_the_run_cleanly():
+    """A bug in a patch's Python (not a kernel finding) still ends the run with a report."""
+    class Broken(get_variant("v6.3")):
+        name = "broken-test"
+
+        def switch_mm_cid(self, rq, prev, next):
+            raise AttributeError("typo in my patch")
+
+    def main():
+        usleep(10)
+        return 0
+    with pytest.raises(KernelBug, match="AttributeError: typo in my patch"):
+        Machine(nr_cpus=2, variants=[Broken]).run(main)
+
+
+def test_sleeping_in_interrupt_context_is_a_kernel_bug():
+    """Sleeping from a timer callback is reported as the kernel reports it."""
+    def arm(k):
+        from emulator.kernel.time import hrtimer
+        k.hrtimer_start(hrtimer(lambda timer: k.schedule()), k.engine.now + 1000)
+        k.hrtimer_nanosleep(10_000)
+    with pytest.raises(KernelBug, match="sleeping function called from invalid context"):
+        Machine(nr_cpus=2).run_kernel(arm)
