@@ -21,9 +21,9 @@ baton without calling the API.
 
 import ctypes
 import heapq
-import itertools
 import random
 import threading
+from heapq import heappush
 
 from greenlet import getcurrent, greenlet
 
@@ -80,8 +80,12 @@ class Engine:
         self.now = 0
         self.chooser = Chooser(seed)
         self._queue = []
-        self._seq = itertools.count()
-        self._tiebreak = self.chooser.getrandbits
+        self._seq = 0
+        # Same-time order: a permutation of the insertion sequence keyed by a
+        # number the chooser draws once (an odd multiplier and a mask), so
+        # that no event pays a call to the random generator.
+        self._mul = self.chooser.getrandbits(62) | 1
+        self._xor = self.chooser.getrandbits(24)
         self.events = 0
         self.handoffs = 0
         self.baton_timeout = baton_timeout
@@ -97,9 +101,10 @@ class Engine:
 
     def at(self, when, fn, arg=None):
         """Schedule ``fn(arg)`` at virtual time *when*; returns a cancellable entry."""
-        entry = [(when << _TIME_SHIFT) | (self._tiebreak(24) << _TIEBREAK_SHIFT) | next(self._seq),
-                 when, fn, arg]
-        heapq.heappush(self._queue, entry)
+        seq = self._seq = self._seq + 1
+        tiebreak = (((seq * self._mul) >> 20) ^ self._xor) & 0xffffff
+        entry = [(when << _TIME_SHIFT) | (tiebreak << _TIEBREAK_SHIFT) | seq, when, fn, arg]
+        heappush(self._queue, entry)
         return entry
 
     def after(self, delay, fn, arg=None):

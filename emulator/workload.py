@@ -101,7 +101,6 @@ class ProgramUser:
         self.tls_rseq = None
         self.libc_rseq_registered = False
         self._frames = None
-        self._ahead = None
 
     def start(self, k, t):
         if self.image is not None:
@@ -117,9 +116,8 @@ class ProgramUser:
         k.glibc_thread_start(t)
         if self.program.policy != SCHED_NORMAL:
             k.sched_setscheduler(t, self.program.policy, self.program.priority)
-        # The program counter: a stack of [phases, index, loops left].
-        self._frames = [[self.program.phases, 0, 1]]
-        self._ahead = None
+        # The program counter: a stack of [ops, index, loops left].
+        self._frames = [[self._compile(self.program.phases), 0, 1]]
 
     def exit(self):
         pass
@@ -134,34 +132,68 @@ class ProgramUser:
         self.task.signal.user_nthreads = 1
         self._begin(self.task)
 
-    def resume(self, reply):
-        """The next request of the program; a computation followed by a system
-        call is one request, as nothing observable happens between the two."""
-        request = self._ahead or self._next()
-        self._ahead = None
-        if request[0] == "busy":
-            following = self._next()
-            if following[0] == "call":
-                return ("busy_call", request[1], following[1], following[2])
-            self._ahead = following
-        return request
+    def _compile(self, phases):
+        """Turn *phases* into a list of ops: a ready request, a nested
+        ``("repeat", n, ops)``, or a phase that builds its request when it runs
+        (fork, thread).  A computation followed by a system call is one
+        request, ``busy_call``: nothing observable happens between the two."""
+        k = self.k
+        ops = []
+        for phase in phases:
+            kind = phase[0]
+            if kind == "run":
+                op = ("busy", phase[1])
+            elif kind == "sleep":
+                op = ("call", k.sys_nanosleep, (phase[1],))
+            elif kind == "yield":
+                op = ("call", k.sys_sched_yield, ())
+            elif kind == "exec":
+                op = ("call", k.sys_execve, (phase[1], phase[1].comm))
+            elif kind == "exit":
+                op = ("call", k.sys_exit_group, (phase[1],))
+            elif kind == "setaffinity":
+                mask = 0
+                for cpu in phase[1]:
+                    mask |= 1 << cpu
+                op = ("call", k.sys_sched_setaffinity, (0, mask))
+            elif kind == "repeat":
+                if phase[1] <= 0:
+                    continue
+                op = ("repeat", phase[1], self._compile(phase[2]))
+            else:
+                op = phase                             # fork, thread: built when run
+            if op[0] == "call" and ops and ops[-1][0] == "busy":
+                ops[-1] = ("busy_call", ops[-1][1], op[1], op[2])
+            else:
+                ops.append(op)
+        return ops
 
-    def _next(self):
+    def resume(self, reply):
+        """The next request of the program."""
         frames = self._frames
         while frames:
             frame = frames[-1]
-            phases, i = frame[0], frame[1]
-            if i == len(phases):
+            ops, i = frame[0], frame[1]
+            if i == len(ops):
                 frame[2] -= 1
-                if frame[2] > 0 and phases:
+                if frame[2] > 0 and ops:
                     frame[1] = 0
                 else:
                     frames.pop()
                 continue
             frame[1] = i + 1
-            request = self._request(phases[i])
-            if request is not None:
-                return request
+            op = ops[i]
+            kind = op[0]
+            if kind == "repeat":
+                frames.append([op[2], 0, op[1]])
+                continue
+            if kind == "fork":
+                return ("call", self.k.sys_fork, (ProgramUser(self.machine, op[1], "main"),))
+            if kind == "thread":
+                self.task.signal.user_nthreads += 1
+                return ("call", self.k.sys_clone_thread,
+                        (ProgramUser(self.machine, op[1], "thread"),))
+            return op
         return self._end()
 
     def _end(self):
@@ -172,33 +204,6 @@ class ProgramUser:
             if sig.user_nthreads > 0:
                 return ("call", k.sys_exit, (0,))
         return ("call", k.sys_exit_group, (0,))
-
-    def _request(self, phase):
-        k = self.k
-        kind = phase[0]
-        if kind == "run":
-            return ("busy", phase[1])
-        if kind == "sleep":
-            return ("call", k.sys_nanosleep, (phase[1],))
-        if kind == "yield":
-            return ("call", k.sys_sched_yield, ())
-        if kind == "repeat":
-            if phase[1] > 0:
-                self._frames.append([phase[2], 0, phase[1]])
-            return None
-        if kind == "fork":
-            return ("call", k.sys_fork, (ProgramUser(self.machine, phase[1], "main"),))
-        if kind == "thread":
-            self.task.signal.user_nthreads += 1
-            return ("call", k.sys_clone_thread, (ProgramUser(self.machine, phase[1], "thread"),))
-        if kind == "exec":
-            return ("call", k.sys_execve, (phase[1], phase[1].comm))
-        if kind == "exit":
-            return ("call", k.sys_exit_group, (phase[1],))
-        mask = 0
-        for cpu in phase[1]:                       # setaffinity
-            mask |= 1 << cpu
-        return ("call", k.sys_sched_setaffinity, (0, mask))
 
 
 __all__ = ["Program", "run", "sleep", "yield_", "fork", "thread", "exec_", "exit_", "repeat",

@@ -95,14 +95,13 @@ class Rseq:
         # is properly aligned, as communicated to user-space through the ELF
         # auxiliary vector AT_RSEQ_ALIGN.  If rseq_len is the original rseq
         # size, the required alignment is the original struct rseq alignment.
-        if rseq is None or not isinstance(rseq, struct_rseq):
-            return -EFAULT
-        addr = rseq.addr
+        mapped = isinstance(rseq, struct_rseq)      # None or anything else: NULL
+        addr = rseq.addr if mapped else 0
         if (rseq_len < ORIG_RSEQ_SIZE
                 or (rseq_len == ORIG_RSEQ_SIZE and addr % ORIG_RSEQ_SIZE)
                 or (rseq_len != ORIG_RSEQ_SIZE and (addr % RSEQ_ALIGN or rseq_len < RSEQ_FEATURE_SIZE))):
             return -EINVAL
-        if rseq.mm is not current.mm or addr == 0:     # !access_ok()
+        if not mapped or rseq.mm is not current.mm or addr == 0:     # !access_ok()
             return -EFAULT
         current.rseq = rseq
         current.rseq_len = rseq_len

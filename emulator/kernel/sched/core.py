@@ -80,12 +80,13 @@ class SchedCore:
 
     # -- entering a kernel stack ----------------------------------------------------
 
-    def _enter(self, t, why=None):
-        """Switch from the event loop into task *t*'s kernel stack on its CPU."""
+    def _enter(self, t):
+        """Switch from the event loop into task *t*'s kernel stack on its CPU
+        (also the handler of the event that ends a cpu_run())."""
         self.cur = t
         self.cpu = t.cpu
         self.in_irq = False
-        t.stack.switch(why)
+        t.stack.switch()
 
     def _irq_enter(self, rq):
         self.cpu = rq.cpu
@@ -99,7 +100,7 @@ class SchedCore:
         if curr.need_resched or curr.sigkill:
             if curr.stack is None:
                 curr.stack = self.engine.new_stack(self.idle_entry)
-            self._enter(curr, "irq")
+            self._enter(curr)
 
     # -- runqueue accounting: load masks ----------------------------------------------
 
@@ -310,7 +311,8 @@ class SchedCore:
     # -- __schedule -----------------------------------------------------------------------------------
 
     def schedule(self):
-        self.might_sleep()
+        if self.in_irq or self.cur.held_locks:
+            self.might_sleep()
         self._schedule(False)
 
     def preempt_schedule(self):
@@ -491,7 +493,7 @@ class SchedCore:
         t = self.cur
         engine = self.engine
         loop = engine.loop
-        done = self._run_done
+        done = self._enter
         queue = engine._queue
         if t.kdebt:
             # Kernel time owed by the task runs first, in the same stretch.
@@ -518,9 +520,6 @@ class SchedCore:
                 self.preempt_schedule()
         if user:
             t.user_busy = 0
-
-    def _run_done(self, t):
-        self._enter(t, "done")
 
     def cpu_relax(self, what, spun):
         """One look at a contended resource; *spun* ns so far.  Returns the new total.
