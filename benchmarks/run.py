@@ -25,16 +25,23 @@ def bench_compaction(nr_cpus, seed=1):
     return time.perf_counter() - t0, result, m
 
 
-def bench_switches(nr_cpus, virtual_s, seed=1):
-    """Two synthetic tasks per CPU, each running 200 us and sleeping 100 us."""
-    worker = Program(repeat(10**9, run(200_000), sleep(100_000)), comm="worker")
-    main = Program(*[("thread", worker) for _ in range(2 * nr_cpus)],
+SHAPES = {
+    "sleep/wake (2 tasks/CPU, run 200 us, sleep 100 us)": (2, (run(200_000), sleep(100_000))),
+    "sleep/wake (1 task/CPU, run 50 us, sleep 50 us)": (1, (run(50_000), sleep(50_000))),
+    "yield (2 tasks/CPU, run 50 us, sched_yield)": (2, (run(50_000), yield_())),
+}
+
+
+def bench_switches(nr_cpus, virtual_s, shape, seed=1):
+    """Synthetic tasks looping over *shape*'s phases for *virtual_s* seconds."""
+    per_cpu, body = SHAPES[shape]
+    worker = Program(repeat(10**9, *body), comm="worker")
+    main = Program(*[("thread", worker) for _ in range(per_cpu * nr_cpus)],
                    sleep(int(virtual_s * 1e9)), ("exit", 0), comm="stress")
     m = Machine(nr_cpus=nr_cpus, seed=seed, trace_tail=0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     m.run(main)
-    wall = time.perf_counter() - t0
-    return wall, m.kernel.nr_switches, m.engine.events
+    return time.perf_counter() - t0, time.process_time() - c0, m.kernel.nr_switches, m.engine.events
 
 
 def bench_handoffs(n=4000, seed=1):
@@ -53,23 +60,25 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller runs")
     args = ap.parse_args(argv)
-    vs = 0.05 if args.quick else 0.2
+    vs = 0.02 if args.quick else 0.1
 
     print("mm_cid_compaction mirror (v6.3), wall time per run")
     for n in (8, 128, 1024):
         wall, result, m = bench_compaction(n)
         print(f"  {n:5d} CPUs: {wall * 1000:8.1f} ms  ({result.outcome}; "
-              f"{m.engine.handoffs} hand-offs, {m.engine.events} events)  "
-              f"vs >= 2.5-7.5 s + ~8 s boot on hardware: {2.5 / wall:,.0f}x faster than the sleeps alone")
+              f"{m.engine.handoffs} hand-offs, {m.engine.events} events; "
+              f"hardware: 2.5-7.5 s of sleeps plus a boot)")
 
-    print("synthetic workload: 2 tasks per CPU, run 200 us / sleep 100 us")
-    rates = {}
-    for n in (8, 128):
-        wall, switches, events = bench_switches(n, vs)
-        rates[n] = (switches / wall, events / wall)
-        print(f"  {n:5d} CPUs: {switches / wall:10,.0f} context switches/s  "
-              f"{events / wall:10,.0f} events/s  ({switches} switches, {wall:.2f} s wall, {vs} s virtual)")
-    print(f"  events/s ratio 128 vs 8 CPUs: {rates[128][1] / rates[8][1]:.2f} (1.0 = flat cost per event)")
+    print("synthetic workloads: context switches per second, wall (CPU time of this process)")
+    for shape in SHAPES:
+        print(f"  {shape}")
+        events = {}
+        for n in (8, 128):
+            wall, cpu, switches, nevents = bench_switches(n, vs, shape)
+            events[n] = nevents / cpu
+            print(f"    {n:5d} CPUs: {switches / wall:9,.0f}/s ({switches / cpu:9,.0f}/s)   "
+                  f"{nevents / cpu:9,.0f} events/s   {nevents / switches:.2f} events/switch")
+        print(f"    CPU-time events/s, 128 vs 8 CPUs: {events[128] / events[8]:.2f} (1.00 = flat)")
 
     wall, handoffs = bench_handoffs(1000 if args.quick else 4000)
     print(f"host baton hand-offs: {handoffs / wall:,.0f}/s ({handoffs} in {wall:.2f} s)")

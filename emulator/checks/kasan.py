@@ -21,6 +21,8 @@ _LIBRARIES = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])
 
 
 def _is_machinery(filename):
+    if filename.startswith("<"):           # <frozen runpy>, <string>
+        return True
     if filename.startswith(_HERE):
         return filename.startswith(_OWN_MACHINERY)
     return filename.startswith(_LIBRARIES)

@@ -32,6 +32,7 @@ class Exec:
 
     def bprm_execve(self, image, bprm_mm, comm):
         me = self.cur
+        old_pid = me.pid                            # exec_binprm(): before de_thread() changes it
         self.mm_cid.sched_mm_cid_before_execve(me)
         if isinstance(image, str):
             retval = -ENOENT                        # do_open_execat()
@@ -45,7 +46,7 @@ class Exec:
         self.mm_cid.sched_mm_cid_after_execve(me)
         self.rseq_execve(me)
         if self.tp.sched_process_exec:
-            self.tp.emit("sched_process_exec", f"filename={comm} pid={me.pid} old_pid={me.pid}")
+            self.tp.emit("sched_process_exec", f"filename={comm} pid={me.pid} old_pid={old_pid}")
         me.user.exec_start(image)
         return 0
 

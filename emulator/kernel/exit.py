@@ -156,11 +156,13 @@ class Exit:
                 self.release_task(t)
 
     def kernel_wait4(self, pid):
-        """waitpid(pid, &status, 0): returns (pid, status) or -errno."""
+        """waitpid(pid, &status, 0): returns (pid, status) or -errno.  pid -1
+        is any child; 0 is any child in the caller's process group, which in
+        this model (no setpgid) is every child."""
         me = self.cur
         sig = me.signal
         while True:
-            candidates = [c for c in sig.children if pid == -1 or c.tgid == pid]
+            candidates = [c for c in sig.children if pid in (-1, 0) or c.tgid == pid]
             if not candidates:
                 return -ECHILD
             for child in candidates:

@@ -211,14 +211,12 @@ def raw_spin_lock(lock):
         k.sched_point_hook("spin_lock", lock)
     if lock.owner is not None:
         k.spin_on_lock(lock)
-    cpu = k.cpu
-    lock.cpu = cpu
+    lock.cpu = k.cpu
     if k.in_irq:
-        lock.owner = f"irq/{cpu}"
-        k.rqs[cpu].irq_held.append(lock)
+        lock.owner = f"irq/{k.cpu}"
+        k.rqs[k.cpu].irq_held.append(lock)
     else:
-        cur = k.cur
-        lock.owner = cur
+        lock.owner = cur = k.cur
         cur.held_locks.append(lock)
 
 

@@ -132,13 +132,15 @@ class Rseq:
     def rseq_handle_notify_resume(self, t):
         if t.flags & PF_EXITING or t.rseq is None:
             return
-        self.rseq_ip_fixup(t)
+        if t.rseq.rseq_cs:
+            self.rseq_ip_fixup(t)
+        t.rseq_event_mask = 0
         self.rseq_update_cpu_node_id(t)
 
     def rseq_ip_fixup(self, t):
-        event, t.rseq_event_mask = t.rseq_event_mask, 0
+        """A critical section was active: abort it if an event happened."""
         rseq = t.rseq
-        if rseq.rseq_cs and event:
+        if t.rseq_event_mask:
             rseq.rseq_cs = 0
             rseq.aborts += 1
 

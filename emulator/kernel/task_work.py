@@ -24,8 +24,15 @@ class TaskWork:
             return -ESRCH
         task.task_works.append(work)
         if notify == TWA_RESUME:
-            task.notify_resume = True     # set_notify_resume()
+            self.set_notify_resume(task)
         return 0
+
+    def set_notify_resume(self, task):
+        """include/linux/resume_user_mode.h: flag TIF_NOTIFY_RESUME; a task
+        running in user mode on another CPU is kicked into the kernel."""
+        if not task.notify_resume:
+            task.notify_resume = True
+            self.kick_process(task)
 
     def task_work_pending(self, task):
         return bool(task.task_works)

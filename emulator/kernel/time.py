@@ -59,7 +59,9 @@ class Time:
     def _hrtimer_run(self, timer):
         timer.entry = None
         rq = self.rqs[timer.cpu]
-        self._irq_enter(rq)
+        self.cpu = rq.cpu                  # irq_enter()
+        self.cur = rq.curr
+        self.in_irq = True
         timer.function(timer)
         self.irq_exit(rq)
 

@@ -462,7 +462,7 @@ def execve(new_main):
 
 
 def waitpid(pid):
-    """Wait for child *pid* (-1: any); returns ``(pid, wstatus)`` as os.waitpid does."""
+    """Wait for child *pid* (-1 or 0: any); returns ``(pid, wstatus)`` as os.waitpid does."""
     u = _self()
     _int_arg(pid, "pid")
     return _check(_syscall(u, "sys_wait4", pid))

@@ -97,7 +97,9 @@ class SchedCore:
         """Interrupt return: preempt the interrupted task if it must reschedule
         (or die), as irqentry_exit() does on the way back to it."""
         curr = rq.curr
-        if curr.need_resched or curr.sigkill:
+        if curr.need_resched or curr.sigkill or (curr.notify_resume and curr.user is not None):
+            # (TIF_NOTIFY_RESUME: a task interrupted in user mode goes back
+            # through exit_to_user_mode_loop(), see cpu_run().)
             if curr.stack is None:
                 curr.stack = self.engine.new_stack(self.idle_entry)
             self._enter(curr)
@@ -201,6 +203,14 @@ class SchedCore:
     def smp_send_reschedule(self, rq):
         if rq.ipi_entry is None:
             rq.ipi_entry = self.engine.at(self.engine.now + self.ipi_latency_ns, self.scheduler_ipi, rq)
+
+    def kick_process(self, p):
+        """Make *p*, running on another CPU, enter the kernel (an IPI) so that
+        it notices work flagged for its return to user space."""
+        cpu = p.cpu
+        rq = self.rqs[cpu]
+        if cpu != self.cpu and rq.curr is p:
+            self.smp_send_reschedule(rq)
 
     def scheduler_ipi(self, rq):
         rq.ipi_entry = None
@@ -361,7 +371,7 @@ class SchedCore:
         rq.curr = next
         if next.sched_class is RtSchedClass:
             self.rt_curr_mask |= 1 << rq.cpu
-        else:
+        elif prev.sched_class is RtSchedClass:
             self.rt_curr_mask &= ~(1 << rq.cpu)
         tp = self.tp
         if tp.sched_switch:
@@ -488,8 +498,9 @@ class SchedCore:
         self.cpu_run(ns, user=False)
 
     def cpu_run(self, ns, user):
-        """Keep the current task running on its CPU for *ns*; returns early only
-        for a fatal signal in user mode.  Ticks and IPIs may preempt it."""
+        """Keep the current task running on its CPU for *ns*.  Ticks and IPIs
+        may preempt it; in user mode it goes through exit_to_user_mode() when
+        interrupted with work pending, as the interrupt return does."""
         t = self.cur
         engine = self.engine
         loop = engine.loop
@@ -511,12 +522,14 @@ class SchedCore:
             loop.switch()
             entry[2] = None
             ns -= engine.now - start
-            if user and t.sigkill:
-                t.user_busy = 0
-                return
-            if t.need_resched and not t.held_locks:
-                if user:
+            if user:
+                if t.need_resched or t.sigkill or t.notify_resume:
+                    # irqentry_exit_to_user_mode(): the interrupted user task
+                    # reschedules, takes its signal, runs task_work and updates
+                    # rseq before it computes on.
                     t.user_busy = ns
+                    self.exit_to_user_mode(t)
+            elif t.need_resched and not t.held_locks:
                 self.preempt_schedule()
         if user:
             t.user_busy = 0
@@ -597,7 +610,9 @@ class SchedCore:
 
     def tick_sched_timer(self, rq):
         rq.tick_entry = None
-        self._irq_enter(rq)
+        self.cpu = rq.cpu                  # irq_enter()
+        self.cur = rq.curr
+        self.in_irq = True
         self.scheduler_tick(rq)
         if rq.curr is not rq.idle and rq.tick_entry is None:
             rq.tick_entry = self.engine.at(self.engine.now + self.tick_nsec, self.tick_sched_timer, rq)
