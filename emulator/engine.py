@@ -62,10 +62,10 @@ class Chooser:
         return (mask & -mask).bit_length() - 1
 
 
-# An event is ``[key, time, fn, arg]``; the key packs the order into one int:
-# time, then a tiebreak drawn from the chooser, then insertion order.
-_TIME_SHIFT = 64
-_TIEBREAK_SHIFT = 40
+# An event is ``[key, seq, time, fn, arg]``: the key packs time and a tiebreak
+# drawn from the chooser into one int, the insertion sequence breaks the rare
+# remaining tie.
+_TIME_SHIFT = 24
 
 
 class Engine:
@@ -102,8 +102,8 @@ class Engine:
     def at(self, when, fn, arg=None):
         """Schedule ``fn(arg)`` at virtual time *when*; returns a cancellable entry."""
         seq = self._seq = self._seq + 1
-        tiebreak = (((seq * self._mul) >> 20) ^ self._xor) & 0xffffff
-        entry = [(when << _TIME_SHIFT) | (tiebreak << _TIEBREAK_SHIFT) | seq, when, fn, arg]
+        entry = [(when << _TIME_SHIFT) | ((((seq * self._mul) >> 20) ^ self._xor) & 0xffffff),
+                 seq, when, fn, arg]
         heappush(self._queue, entry)
         return entry
 
@@ -115,11 +115,11 @@ class Engine:
     def cancel(entry):
         """Cancel a pending event (a no-op if it already ran)."""
         if entry is not None:
-            entry[2] = None
+            entry[3] = None
 
     def pending(self):
         """Live events as ``(time, fn, arg)``, in the order they would run."""
-        return [tuple(e[1:]) for e in sorted(self._queue) if e[2] is not None]
+        return [tuple(e[2:]) for e in sorted(self._queue) if e[3] is not None]
 
     def run(self, on_empty):
         """Run events until ``stopped`` is set.  When the queue runs dry
@@ -132,12 +132,12 @@ class Engine:
                 on_empty()
                 continue
             entry = pop(queue)
-            fn = entry[2]
+            fn = entry[3]
             if fn is None:
                 continue
-            self.now = entry[1]
+            self.now = entry[2]
             self.events += 1
-            fn(entry[3])
+            fn(entry[4])
 
     # -- kernel stacks ----------------------------------------------------------
 

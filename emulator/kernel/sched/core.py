@@ -123,6 +123,8 @@ class SchedCore:
         masks = self.load_masks
         masks[old] &= ~bit
         masks[new] |= bit
+        while not masks[-1] and len(masks) > 2:
+            masks.pop()
 
     def idle_cpu(self, cpu):
         rq = self.rqs[cpu]
@@ -513,14 +515,14 @@ class SchedCore:
         while ns > 0:
             start = engine.now
             end = start + ns
-            if not queue or queue[0][1] > end:
+            if not queue or queue[0][2] > end:
                 # Nothing else happens before this run ends: no other CPU can
                 # act, no interrupt can come, so the clock simply moves on.
                 engine.now = end
                 break
             entry = engine.at(end, done, t)
             loop.switch()
-            entry[2] = None
+            entry[3] = None
             ns -= engine.now - start
             if user:
                 if t.need_resched or t.sigkill or t.notify_resume:
@@ -575,9 +577,12 @@ class SchedCore:
         candidates per level, for a queued task allowed here."""
         this_cpu = this_rq.cpu
         masks = self.load_masks
+        if len(masks) <= 2:
+            return None                 # no CPU has a task queued behind its current one
         pick = self.chooser.pick_bit
+        others = ~(1 << this_cpu)
         for level in range(len(masks) - 1, 1, -1):
-            cand = masks[level] & ~(1 << this_cpu)
+            cand = masks[level] & others
             tries = 0
             while cand and tries < 8:
                 cpu = pick(cand, self.nr_cpu_ids)

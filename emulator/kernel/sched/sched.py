@@ -33,6 +33,8 @@ RR_TIMESLICE_NS = 100_000_000
 class Rq:
     """struct rq: one per possible CPU."""
 
+    __slots__ = ("cpu", "node", "lock", "curr", "idle", "stop", "online", "nr_running", "nr_switches", "clock", "prev_mm", "cfs", "rt", "stop_queued", "tick_entry", "ipi_entry", "irq_held", "irqs_disabled", "irq_time", "loaded_mm", "__dict__")
+
     def __init__(self, cpu, node):
         self.cpu = cpu
         self.node = node
