@@ -98,3 +98,6 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:            # `... | head`: the reader has gone
+        sys.stdout = None
+        return 0

@@ -101,7 +101,7 @@ class Machine:
     def __init__(self, nr_cpus=8, variants=(), seed=0, *, nr_possible=None, nr_nodes=1,
                  hz=1000, glibc_rseq=True, lockup_ns=1_000_000_000, baton_timeout=10.0,
                  trace_tail=64, trace=False, max_threads=1 << 16, costs=None, replay=None,
-                 stall_timeout=30.0):
+                 stall_timeout=30.0, invariants=True):
         if isinstance(nr_cpus, bool) or not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= 1024:
             raise UsageError(f"nr_cpus must be an int in 1..1024, not {nr_cpus!r}")
         nr_possible = nr_cpus if nr_possible is None else nr_possible
@@ -128,7 +128,8 @@ class Machine:
         self.kernel = Kernel(self.engine, nr_cpus=nr_cpus, nr_possible=nr_possible,
                              nr_nodes=nr_nodes, hz=hz, mm_cid=self.mm_cid_class,
                              glibc_rseq=glibc_rseq, lockup_ns=lockup_ns,
-                             trace_tail=trace_tail, max_threads=max_threads, costs=costs)
+                             trace_tail=trace_tail, max_threads=max_threads, costs=costs,
+                             invariants=invariants)
         if trace:
             self.kernel.tp.record_all()
         self._ran = False
@@ -178,6 +179,8 @@ class Machine:
             k.stop_condition = lambda: finished(task)
             watchdog.start()
             self.engine.run(self._on_empty)
+            if k.invariants is not None:
+                k.invariants.at_quiet()
         except _KernelStalled:
             failure = HardLockup(
                 f"watchdog: a kernel path on CPU {k.cpu} ({k.cur!r}) ran for more than "
@@ -264,10 +267,14 @@ class Machine:
         return self.kernel.tp.text()
 
     def stats(self):
+        """Counters of the run.  ``mm_cid_*_per_switch`` count what the
+        variant's switch_mm_cid() did at each context switch (seed 001's and
+        v7.0's claims); ``scan <name>`` gives invocations and duration
+        avg/max/sum in us of a variant's scan, as seed 000 tabulates them."""
         k = self.kernel
         c = k.counters
         switches = max(1, k.nr_switches)
-        return {
+        stats = {
             "virtual_ns": self.engine.now,
             "events": self.engine.events,
             "context_switches": k.nr_switches,
@@ -276,9 +283,17 @@ class Machine:
             "atomic_ops": c.atomic,
             "locks_per_switch": c.lock_acquire / switches,
             "atomics_per_switch": c.atomic / switches,
+            "mm_cid_locks_per_switch": k.switch_mm_cid_locks / switches,
+            "mm_cid_atomics_per_switch": k.switch_mm_cid_atomics / switches,
             "mm_allocated": k.mms_allocated,
             "mm_freed": k.mms_freed,
         }
+        for name, durations in sorted(k.scan_stats.items()):
+            n = len(durations)
+            stats[f"scan {name}"] = (f"invocations={n} duration avg/max/sum="
+                                     f"{sum(durations) / n / 1000:.1f}/{max(durations) / 1000:.1f}/"
+                                     f"{sum(durations) / 1000:.1f} us")
+        return stats
 
     def live_host_threads(self):
         return [c.thread for c in self.engine.hosts if c.thread.is_alive()]

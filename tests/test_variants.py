@@ -56,8 +56,7 @@ def test_override_takes_effect_at_every_call_site(tmp_path):
     assert m.mm_cid_class.calls == m.kernel.nr_switches > 0
 
 
-def test_override_changes_behaviour_users_see(tmp_path):
-    """A patch that never hands out a cid is seen by user space as mm_cid 0... via task_mm_cid."""
+def _constant_cid_patch(tmp_path):
     patch = tmp_path / "constant.py"
     patch.write_text(
         "from emulator.variants import get_variant\n\n"
@@ -65,14 +64,29 @@ def test_override_changes_behaviour_users_see(tmp_path):
         "    name = 'constant-cid'\n"
         "    def task_mm_cid(self, t):\n"
         "        return 42\n")
+    return patch
+
+
+def test_override_changes_behaviour_users_see(tmp_path):
+    """What a patch's task_mm_cid() returns is what user space reads."""
     from emulator.uapi.rseq import rseq_current_mm_cid
     seen = []
 
     def main():
         usleep(10)
         seen.append(rseq_current_mm_cid())
-    Machine(nr_cpus=2, variants=[str(patch)]).run(main)
+    Machine(nr_cpus=2, variants=[str(_constant_cid_patch(tmp_path))], invariants=False).run(main)
     assert seen == [42]
+
+
+def test_invariants_catch_a_patch_exposing_an_out_of_bound_cid(tmp_path):
+    """The same patch under the invariants: P2 stops the run, naming the bound."""
+    from emulator.checks.invariants import InvariantViolation
+
+    def main():
+        usleep(10)
+    with pytest.raises(InvariantViolation, match=r"P2 bound: .* sees mm_cid 42, outside \[0, 2\)"):
+        Machine(nr_cpus=2, variants=[str(_constant_cid_patch(tmp_path))]).run(main)
 
 
 @pytest.mark.parametrize("text, message", [

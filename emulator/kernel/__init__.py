@@ -6,6 +6,7 @@ kernel knows its selected variants only through their call-site methods.
 """
 
 from ..errors import KernelBug
+from ..checks.invariants import Invariants
 from ..observe.trace import Tracepoints
 from .costs import resolve as resolve_costs
 from .entry import Entry
@@ -32,7 +33,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
              Workqueue, StopMachine):
 
     def __init__(self, engine, *, nr_cpus, nr_possible, nr_nodes, hz, mm_cid, glibc_rseq,
-                 lockup_ns, trace_tail, max_threads, costs=None):
+                 lockup_ns, trace_tail, max_threads, costs=None, invariants=True):
         self.engine = engine
         self.chooser = engine.chooser
         self.nr_cpu_ids = nr_possible
@@ -69,6 +70,11 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.nr_threads = 0
         self.nr_user_tasks = 0
         self.nr_switches = 0
+        self.switch_mm_cid_locks = 0
+        self.switch_mm_cid_atomics = 0
+        self.scan_stats = {}
+        self.live_mms = {}
+        self.rseq_resuming = None
         self.rt_curr_mask = 0
         self.load_masks = [self.online_mask, 0, 0, 0]
         self.in_irq = False
@@ -114,6 +120,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.mm_cid.init_task_fields(self.init_task)
         self.cur = self.init_task
         self.workqueue_init()
+        self.invariants = Invariants(self) if invariants else None
 
     # -- irq flags --------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ class Fork:
         self.mm_seq += 1
         mm = mm_struct(self.mm_seq)
         kasan_record_alloc(mm, self, f"mm#{mm.id}")
+        self.live_mms[mm.id] = mm
         self.mms_allocated += 1
         if self.tp.mm_alloc:
             self.tp.emit("mm_alloc", f"mm={mm!r} by {self.cur!r}")
@@ -110,6 +111,7 @@ class Fork:
         if self.tp.mm_free:
             self.tp.emit("mm_free", f"mm={mm!r}")
         self.mms_freed += 1
+        del self.live_mms[mm.id]
         kasan_poison(mm, self)
 
     def switch_mm_irqs_off(self, prev_mm, next_mm, tsk):
@@ -129,6 +131,9 @@ class Fork:
         p = Task(self.alloc_pid(), comm or orig.comm)
         p.flags = orig.flags & ~PF_KTHREAD if orig is not None else 0
         if orig is not None:
+            # The struct copy: until copy_mm() the child points at the parent's mm,
+            # which is what __sched_fork() (init_sched_mm_cid()) sees.
+            p.mm, p.active_mm = orig.mm, orig.active_mm
             p.policy, p.prio, p.rt_priority = orig.policy, orig.prio, orig.rt_priority
             p.sched_class = orig.sched_class
             p.cpus_mask, p.nr_cpus_allowed = orig.cpus_mask, orig.nr_cpus_allowed
@@ -149,6 +154,7 @@ class Fork:
         p.cpu = p.wake_cpu = self.cpu
 
     def copy_mm(self, clone_flags, p):
+        p.mm = p.active_mm = None
         oldmm = self.cur.mm
         if oldmm is None:
             return 0
@@ -158,7 +164,8 @@ class Fork:
         else:
             mm = self.dup_mm(p, oldmm)
         p.mm = p.active_mm = mm
-        self.mm_cid.sched_mm_cid_fork(p)
+        if self.mm_cid.fork_site == "copy_mm":
+            self.mm_cid.sched_mm_cid_fork(p)
         return 0
 
     def dup_mm(self, p, oldmm):
@@ -220,7 +227,10 @@ class Fork:
         return p.pid
 
     def sched_post_fork(self, p):
-        self.mm_cid.sched_post_fork(p)
+        """After the task is visible in the thread and task lists (v6.19+:
+        b2e48c429ec5 moved sched_mm_cid_fork() here from copy_mm())."""
+        if self.mm_cid.fork_site == "sched_post_fork" and p.mm is not None:
+            self.mm_cid.sched_mm_cid_fork(p)
 
     # -- kernel threads ----------------------------------------------------------------------
 

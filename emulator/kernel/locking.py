@@ -93,6 +93,13 @@ def cmpxchg(obj, field, old, new):
     return cur
 
 
+def try_cmpxchg(obj, field, old, new):
+    """try_cmpxchg(&obj->field, &old, new): returns ``(succeeded, value found)``;
+    the kernel writes the value found back into *old*, Python returns it."""
+    cur = cmpxchg(obj, field, old, new)
+    return cur == old, cur
+
+
 def xchg(obj, field, new):
     k = _machine
     k.counters.atomic += 1
@@ -259,3 +266,63 @@ def spin_lock_hard_lockup(lock, cpu, spun_ns):
     return HardLockup(
         f"hard LOCKUP on CPU {cpu}: spinning on {lock.name} for {spun_ns} ns, "
         f"held by {lock.owner!r} on CPU {lock.cpu}")
+
+
+# -- sleeping locks ----------------------------------------------------------------
+
+class mutex:
+    """struct mutex: a sleeping lock, only for task context."""
+
+    __slots__ = ("name", "owner", "wait")
+
+    def __init__(self, name="mutex"):
+        from .wait import wait_queue_head_t
+        self.name = name
+        self.owner = None
+        self.wait = wait_queue_head_t(name)
+
+    def __repr__(self):
+        return f"<{self.name} held by {self.owner!r}>" if self.owner else f"<{self.name}>"
+
+
+def mutex_lock(lock):
+    """Take *lock*, sleeping (TASK_UNINTERRUPTIBLE) while someone else holds it."""
+    k = _machine
+    k.counters.lock_acquire += 1
+    if k.sched_point_hook is not None:
+        k.sched_point_hook("mutex_lock", lock)
+    if k.in_irq or k.cur.held_locks:
+        k.might_sleep()
+    cur = k.cur
+    if lock.owner is cur:
+        raise KernelBug(f"BUG: recursive mutex_lock({lock.name}) by {cur!r}")
+    if lock.owner is not None:
+        cur.wait_reason = lock
+        k.wait_event(lock.wait, lambda: lock.owner is None)
+    lock.owner = cur
+    cur.held_mutexes.append(lock)
+
+
+def mutex_unlock(lock):
+    k = _machine
+    if lock.owner is not k.cur:
+        raise KernelBug(f"BUG: mutex_unlock({lock.name}) by {k.cur!r}, owner {lock.owner!r}")
+    lock.owner = None
+    k.cur.held_mutexes.remove(lock)
+    if lock.wait.waiters:
+        k.wake_up(lock.wait, 1)
+    if k.sched_point_hook is not None:
+        k.sched_point_hook("mutex_unlock", lock)
+
+
+def mutex_is_locked(lock):
+    return lock.owner is not None
+
+
+def lockdep_assert_held_by_me(lock):
+    """lockdep_assert_held() as lockdep checks it: held by this context."""
+    k = _machine
+    holder = k.lock_holder()
+    if lock.owner is None or (lock.owner is not holder and lock.owner != holder):
+        raise KernelBug(f"WARNING: lockdep_assert_held({lock.name}) failed on CPU {k.cpu}: "
+                        f"held by {lock.owner!r}, not {holder!r}")

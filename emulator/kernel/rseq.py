@@ -11,6 +11,7 @@ be aborted; rseq_ip_fixup() only clears ``rseq_cs`` (as an abort would) and
 counts the abort in ``struct rseq.aborts`` (a field of the model, not the ABI).
 """
 
+from ..checks.invariants import P3_rseq_written_by_the_kernel_update
 from ..errors import KernelBug
 from .task import PF_EXITING
 
@@ -35,7 +36,7 @@ class struct_rseq:
     """One thread's rseq area in user memory (``addr`` is its user address)."""
 
     __slots__ = ("addr", "mm", "cpu_id_start", "cpu_id", "rseq_cs", "flags", "node_id",
-                 "mm_cid", "aborts")
+                 "mm_cid", "aborts", "kernel_view")
 
     def __init__(self, addr, mm):
         self.addr = addr
@@ -47,6 +48,7 @@ class struct_rseq:
         self.node_id = 0
         self.mm_cid = 0
         self.aborts = 0
+        self.kernel_view = None       # what the kernel last wrote (P3)
 
     def copy(self, mm):
         c = struct_rseq(self.addr, mm)
@@ -135,7 +137,9 @@ class Rseq:
         if t.rseq.rseq_cs:
             self.rseq_ip_fixup(t)
         t.rseq_event_mask = 0
+        self.rseq_resuming = t
         self.rseq_update_cpu_node_id(t)
+        self.rseq_resuming = None
 
     def rseq_ip_fixup(self, t):
         """A critical section was active: abort it if an event happened."""
@@ -151,6 +155,15 @@ class Rseq:
         mm_cid = self.mm_cid.task_mm_cid(t)
         if mm_cid < 0:
             raise KernelBug(f"WARNING: rseq_update_cpu_node_id(): {t!r} has mm_cid {mm_cid} < 0")
+        checks = self.invariants
+        if checks is not None:
+            if self.rseq_resuming is not t:
+                P3_rseq_written_by_the_kernel_update(self, rseq, "mm_cid (not on return to user)")
+            view = rseq.kernel_view
+            if view is not None and view != (rseq.cpu_id_start, rseq.cpu_id, rseq.node_id, rseq.mm_cid):
+                P3_rseq_written_by_the_kernel_update(self, rseq, "cpu_id_start/cpu_id/node_id/mm_cid")
+            checks.on_rseq_update(t, mm_cid)
+            rseq.kernel_view = (cpu, cpu, node_id, mm_cid)
         rseq.cpu_id_start = cpu
         rseq.cpu_id = cpu
         rseq.node_id = node_id
@@ -164,6 +177,7 @@ class Rseq:
         rseq.cpu_id = RSEQ_CPU_ID_UNINITIALIZED
         rseq.node_id = 0
         rseq.mm_cid = 0
+        rseq.kernel_view = None
 
     def rseq_fork(self, t, clone_flags):
         """A thread (CLONE_VM) starts unregistered; a forked process inherits

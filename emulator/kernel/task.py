@@ -78,7 +78,7 @@ class Task:
     """task_struct.  The fields every task has live in slots; a variant's own
     fields (``t.mm_cid``...) go to the instance dict."""
 
-    __slots__ = ("pid", "tgid", "comm", "flags", "state", "exit_state", "exit_code", "on_rq", "on_cpu", "cpu", "wake_cpu", "policy", "prio", "rt_priority", "sched_class", "cpus_mask", "nr_cpus_allowed", "mm", "active_mm", "vruntime", "sum_exec_runtime", "prev_sum_exec_runtime", "exec_start", "rq_key", "rt_head", "rt_yield", "time_slice", "nvcsw", "nivcsw", "need_resched", "notify_resume", "sigkill", "preempt_count", "stack", "user", "user_busy", "kdebt", "wait_reason", "sleep_entry", "held_locks", "relax_since", "signal", "group_leader", "real_parent", "vfork_done", "clear_child_tid", "task_works", "task_works_exited", "rseq", "rseq_len", "rseq_sig", "rseq_event_mask", "sleep_timer", "sleep_expired", "futex_woken", "threadfn", "threadarg", "__dict__", "__weakref__")
+    __slots__ = ("pid", "tgid", "comm", "flags", "state", "exit_state", "exit_code", "on_rq", "on_cpu", "cpu", "wake_cpu", "policy", "prio", "rt_priority", "sched_class", "cpus_mask", "nr_cpus_allowed", "mm", "active_mm", "vruntime", "sum_exec_runtime", "prev_sum_exec_runtime", "exec_start", "rq_key", "rt_head", "rt_yield", "time_slice", "nvcsw", "nivcsw", "need_resched", "notify_resume", "sigkill", "preempt_count", "stack", "user", "user_busy", "kdebt", "wait_reason", "sleep_entry", "held_locks", "held_mutexes", "relax_since", "signal", "group_leader", "real_parent", "vfork_done", "clear_child_tid", "task_works", "task_works_exited", "rseq", "rseq_len", "rseq_sig", "rseq_event_mask", "sleep_timer", "sleep_expired", "futex_woken", "threadfn", "threadarg", "__dict__", "__weakref__")
 
     def __init__(self, pid, comm):
         self.pid = pid                # the thread id (gettid)
@@ -124,6 +124,7 @@ class Task:
         self.wait_reason = None       # what a sleeping task waits for (reports)
         self.sleep_entry = None
         self.held_locks = []
+        self.held_mutexes = []
         self.relax_since = None       # start of the current cpu_relax() streak
         # process relationships
         self.signal = None

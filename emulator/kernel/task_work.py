@@ -22,6 +22,7 @@ class TaskWork:
         passed exit_task_work()."""
         if task.task_works_exited:
             return -ESRCH
+        work.next = None                  # linked: no longer points to itself
         task.task_works.append(work)
         if notify == TWA_RESUME:
             self.set_notify_resume(task)

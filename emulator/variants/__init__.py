@@ -20,7 +20,7 @@ import sys
 from ..errors import UsageError
 
 _registry = {}
-_builtin_modules = ("mm_cid_v6_3",)
+_builtin_modules = ("mm_cid_v6_3", "mm_cid_v6_4")
 _loaded_builtins = False
 
 

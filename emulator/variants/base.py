@@ -11,8 +11,7 @@ stubs of the kernel headers: a variant overrides the ones its era implements.
 | mm_init_cid(mm, p)                | mm_init()                                              |
 | exec_mmap(mm)                     | exec_mmap() (v6.3 re-initialises the cid state here)   |
 | mm_destroy_cid(mm)                | __mmdrop()                                             |
-| sched_mm_cid_fork(t)              | copy_mm()                                              |
-| sched_post_fork(p)                | sched_post_fork()                                      |
+| sched_mm_cid_fork(t)              | copy_mm(), or sched_post_fork() if fork_site says so   |
 | sched_mm_cid_exit(t)              | do_exit(), before exit_signals() (v6.19+)              |
 | sched_mm_cid_exit_signals(t)      | exit_signals(), before PF_EXITING (v6.3-v6.18)         |
 | sched_mm_cid_before_execve(t)     | bprm_execve()                                          |
@@ -46,6 +45,9 @@ class SchedMmCid(Variant):
     """CONFIG_SCHED_MM_CID=n: no concurrency ids; rseq's mm_cid is the CPU."""
 
     subsystem = "mm_cid"
+    # Where the kernel calls sched_mm_cid_fork(): copy_mm() until v6.18,
+    # sched_post_fork() since b2e48c429ec5 (v6.19).
+    fork_site = "copy_mm"
 
     def init_task_fields(self, t):
         pass
@@ -63,9 +65,6 @@ class SchedMmCid(Variant):
         pass
 
     def sched_mm_cid_fork(self, t):
-        pass
-
-    def sched_post_fork(self, p):
         pass
 
     def sched_mm_cid_exit(self, t):
@@ -97,6 +96,25 @@ class SchedMmCid(Variant):
 
     def task_mm_cid(self, t):
         return t.cpu
+
+    # -- what the invariant checks ask of a variant ----------------------------------
+
+    def cid_active(self, t):
+        """Whether *t* holds a concurrency id the invariants must check."""
+        return False
+
+    def cid_bound(self, mm):
+        """P2: every cid user space sees is below this (the era's bound)."""
+        return self.k.nr_cpu_ids
+
+    def cid_owners(self, mm):
+        """P4: the cids of *mm* that someone owns (a task, a CPU slot), or None
+        if the era keeps no bitmap."""
+        return None
+
+    def cidmask_bits(self, mm):
+        """P4: the cids set in *mm*'s bitmap."""
+        return 0
 
     def cpu_state(self, rq):
         """A short description of this CPU's mm_cid state, for reports."""

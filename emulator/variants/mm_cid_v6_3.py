@@ -115,6 +115,16 @@ class MmCidV6_3(SchedMmCid):
     def task_mm_cid(self, t):
         return t.mm_cid
 
+    def cid_active(self, t):
+        return t.mm_cid_active and t.mm_cid >= 0
+
+    def cid_owners(self, mm):
+        # A v6.3 cid is owned by the task holding it.
+        return {t.mm_cid for t in self.k.tasks.values() if t.mm is mm and t.mm_cid >= 0}
+
+    def cidmask_bits(self, mm):
+        return mm.cidmask.bits
+
     def cpu_state(self, rq):
         curr = rq.curr
         if curr.mm is None:

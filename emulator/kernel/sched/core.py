@@ -61,6 +61,30 @@ class SchedCore:
     def cpu_rq(self, cpu):
         return self.rqs[cpu]
 
+    def lockdep_assert_rq_held(self, rq):
+        if rq.lock.owner is None or (rq.lock.owner is not self.cur and not self.in_irq):
+            raise KernelBug(f"WARNING: lockdep_assert_rq_held(rq{rq.cpu}) failed on CPU "
+                            f"{self.cpu}: held by {rq.lock.owner!r}")
+
+    def rq_lock_irqsave(self, rq):
+        """rq_lock_irqsave(): interrupts off on this CPU, then the rq lock."""
+        flags = self.local_irq_save()
+        raw_spin_lock(rq.lock)
+        return flags
+
+    def rq_unlock_irqrestore(self, rq, flags):
+        raw_spin_unlock(rq.lock)
+        self.local_irq_restore(flags)
+
+    # -- scans: invocations and durations, as seed 000 measured them ----------------
+
+    def scan_begin(self, name):
+        return (name, self.engine.now)
+
+    def scan_end(self, token):
+        name, start = token
+        self.scan_stats.setdefault(name, []).append(self.engine.now - start)
+
     def this_rq(self):
         return self.rqs[self.cpu]
 
@@ -323,7 +347,7 @@ class SchedCore:
     # -- __schedule -----------------------------------------------------------------------------------
 
     def schedule(self):
-        if self.in_irq or self.cur.held_locks:
+        if self.in_irq or self.cur.held_locks or self.rqs[self.cpu].irqs_disabled:
             self.might_sleep()
         self._schedule(False)
 
@@ -331,7 +355,7 @@ class SchedCore:
         self._schedule(True)
 
     def might_sleep(self):
-        if self.in_irq or self.cur.held_locks:
+        if self.in_irq or self.cur.held_locks or self.rqs[self.cpu].irqs_disabled:
             raise KernelBug(
                 f"BUG: sleeping function called from invalid context on CPU {self.cpu}: "
                 f"in_irq={self.in_irq} locks held={self.held_locks}")
@@ -432,7 +456,13 @@ class SchedCore:
                 rq.prev_mm = prev.active_mm
                 prev.active_mm = None
         # switch_mm_cid() requires the memory barriers above.
+        counters = self.counters
+        locks, atomics = counters.lock_acquire, counters.atomic
         self.mm_cid.switch_mm_cid(rq, prev, next)
+        self.switch_mm_cid_locks += counters.lock_acquire - locks
+        self.switch_mm_cid_atomics += counters.atomic - atomics
+        if self.invariants is not None:
+            self.invariants.after_switch(rq, prev, next)
         # prepare_lock_switch(): the rq lock travels with the switch.
         lock = rq.lock
         lock.owner = next

@@ -1,0 +1,117 @@
+"""The mm_cid invariants, as named functions checked while the machine runs.
+
+    P1  uniqueness: two tasks of one mm running at the same time never have the
+        same concurrency id (checked after every context switch and whenever
+        the kernel writes an id to user space);
+    P2  bound: every id user space sees is below the era's bound
+        (``variant.cid_bound(mm)``: nr_cpu_ids, the mm's allowed CPUs, the
+        possible CPUs);
+    P3  visibility: rseq->mm_cid (and cpu_id, node_id) is written only by
+        rseq_update_cpu_node_id() on the way back to user space, or reset at
+        unregistration;
+    P4  no orphan: once the machine is quiet (every user task gone), no bit of
+        a live mm's cid bitmap is set without an owner (a task or a CPU slot,
+        ``variant.cid_owners(mm)``);
+    P5  progress: no CPU spins forever looking for an id (the hard-lockup
+        detector of cpu_relax() and spinlocks, kernel/sched/core.py);
+    P6  no use after free: nothing touches an mm after __mmdrop(), its delayed
+        work and timers included (checks/kasan.py).
+
+A violation stops the run with the invariant's name, the state that breaks
+it, and (added by the machine) the trace tail and the replay command.
+``Machine(invariants=False)`` switches P1-P4 off.
+"""
+
+from ..errors import EmulationFailure
+
+
+class InvariantViolation(EmulationFailure):
+    kind = "invariant violation"
+
+
+def P1_unique_cid_among_running_tasks(k, mm, cpu, t, running):
+    """No other task of *mm* running on another CPU has *t*'s cid."""
+    v = k.mm_cid
+    if not v.cid_active(t):
+        return
+    cid = v.task_mm_cid(t)
+    for other_cpu, other in running.items():
+        if other_cpu != cpu and other is not t and other.mm is mm and v.cid_active(other) \
+                and v.task_mm_cid(other) == cid:
+            raise InvariantViolation(
+                f"P1 uniqueness: {mm!r}: {t!r} on CPU {cpu} and {other!r} on CPU {other_cpu} "
+                f"both run with mm_cid {cid}", _state(k))
+
+
+def P2_cid_within_bound(k, t, mm_cid):
+    """The id user space sees is below the era's bound."""
+    bound = k.mm_cid.cid_bound(t.mm)
+    if not 0 <= mm_cid < bound:
+        raise InvariantViolation(
+            f"P2 bound: {t!r} on CPU {t.cpu} sees mm_cid {mm_cid}, outside [0, {bound}) "
+            f"({k.mm_cid.name})", _state(k))
+
+
+def P3_rseq_written_by_the_kernel_update(k, area, field):
+    """Raised when rseq fields are written outside the kernel's rseq update."""
+    raise InvariantViolation(
+        f"P3 visibility: {area!r}.{field} written outside rseq_update_cpu_node_id() "
+        f"(by {k.cur!r} on CPU {k.cpu}, in_irq={k.in_irq})", _state(k))
+
+
+def P4_no_orphan_cid_bits(k):
+    """Every set bit of a live mm's bitmap has an owner."""
+    v = k.mm_cid
+    for mm in list(k.live_mms.values()):
+        owners = v.cid_owners(mm)
+        if owners is None:
+            continue
+        bits = v.cidmask_bits(mm)
+        mask = 0
+        for cid in owners:
+            mask |= 1 << cid
+        orphans = bits & ~mask
+        if orphans:
+            from ..kernel.cpumask import cpus_of
+            raise InvariantViolation(
+                f"P4 no orphan: {mm!r} has cid bits {cpus_of(orphans)} set with no owner "
+                f"(owners: {sorted(owners)})", _state(k))
+
+
+def _state(k):
+    return "CPU states:\n" + k.cpu_states()
+
+
+class Invariants:
+    """Keeps the running tasks of each mm and calls the checks at their points."""
+
+    def __init__(self, kernel):
+        self.k = kernel
+        self.running = {}                      # mm -> {cpu: task}
+        self.cpu_mm = [None] * kernel.nr_cpu_ids
+
+    def after_switch(self, rq, prev, next):
+        cpu = rq.cpu
+        old = self.cpu_mm[cpu]
+        if old is not None:
+            on = self.running.get(old)
+            if on is not None:
+                on.pop(cpu, None)
+                if not on:
+                    del self.running[old]
+            self.cpu_mm[cpu] = None
+        mm = next.mm
+        if mm is not None and next.user is not None:
+            self.cpu_mm[cpu] = mm
+            on = self.running.setdefault(mm, {})
+            on[cpu] = next
+            P1_unique_cid_among_running_tasks(self.k, mm, cpu, next, on)
+
+    def on_rseq_update(self, t, mm_cid):
+        P2_cid_within_bound(self.k, t, mm_cid)
+        mm = t.mm
+        if mm is not None:
+            P1_unique_cid_among_running_tasks(self.k, mm, t.cpu, t, self.running.get(mm, {}))
+
+    def at_quiet(self):
+        P4_no_orphan_cid_bits(self.k)
