@@ -54,6 +54,9 @@ def pytest_configure(config):
 
 
 def pytest_generate_tests(metafunc):
+    if "emu_variant" in metafunc.fixturenames:
+        variants = metafunc.config._emu_variants
+        metafunc.parametrize("emu_variant", variants, ids=[v.name for v in variants])
     if "selftest_machine" in metafunc.fixturenames:
         config = metafunc.config
         marker = metafunc.definition.get_closest_marker("emu_cpus")
@@ -61,6 +64,11 @@ def pytest_generate_tests(metafunc):
         params = [(v, n) for v in config._emu_variants for n in cpus]
         metafunc.parametrize("selftest_machine", params, indirect=True,
                              ids=[f"{v.name}-{n}cpu" for v, n in params])
+
+
+class SelftestFailed(AssertionError):
+    """A mirror reported "fail" (not an emulator finding such as an invariant
+    violation, which stays a plain failure even where the era is expected to fail)."""
 
 
 class SelftestRun:
@@ -91,8 +99,8 @@ class SelftestRun:
         if result.outcome == "skip":
             pytest.skip(result.detail)
         if result.outcome == "fail":
-            pytest.fail(f"selftest failed (exit status {result.status}): {result.detail}\n"
-                        f"{self.machine.failure_report()}", pytrace=False)
+            raise SelftestFailed(f"selftest failed (exit status {result.status}): {result.detail}\n"
+                                 f"{self.machine.failure_report()}")
         return result
 
 
@@ -109,8 +117,22 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def selftest_machine(request):
+    """A mirror's run on one (variant, CPU count).  Where the mirror module's
+    ``EXPECTED`` says an era fails, and why, the test is an xfail (strict where
+    the era cannot pass); only the mirror's own failure counts as expected."""
     variant, nr_cpus = request.param
+    expected = getattr(request.module, "EXPECTED", {}).get(variant.name)
+    if expected is not None and expected[0] == "fail":
+        _, reason, strict = expected
+        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=strict,
+                                                  raises=SelftestFailed))
     return SelftestRun(request, variant, nr_cpus, request.config.getoption("emu_seed"))
+
+
+@pytest.fixture
+def emu_variant(request):
+    """Each selected variant (every registered mm_cid variant by default)."""
+    return request.param
 
 
 @pytest.fixture

@@ -29,18 +29,16 @@ class InvariantViolation(EmulationFailure):
     kind = "invariant violation"
 
 
-def P1_unique_cid_among_running_tasks(k, mm, cpu, t, running):
-    """No other task of *mm* running on another CPU has *t*'s cid."""
+def P1_unique_cid_among_running_tasks(k, mm, cpu, t, other_cpu):
+    """*t*, running on *cpu*, must not share its cid with the task of *mm*
+    running on *other_cpu* (the index's candidate, verified on live state)."""
     v = k.mm_cid
-    if not v.cid_active(t):
-        return
+    other = k.rqs[other_cpu].curr
     cid = v.task_mm_cid(t)
-    for other_cpu, other in running.items():
-        if other_cpu != cpu and other is not t and other.mm is mm and v.cid_active(other) \
-                and v.task_mm_cid(other) == cid:
-            raise InvariantViolation(
-                f"P1 uniqueness: {mm!r}: {t!r} on CPU {cpu} and {other!r} on CPU {other_cpu} "
-                f"both run with mm_cid {cid}", _state(k))
+    if other is not t and other.mm is mm and v.cid_active(other) and v.task_mm_cid(other) == cid:
+        raise InvariantViolation(
+            f"P1 uniqueness: {mm!r}: {t!r} on CPU {cpu} and {other!r} on CPU {other_cpu} "
+            f"both run with mm_cid {cid}", _state(k))
 
 
 def P2_cid_within_bound(k, t, mm_cid):
@@ -83,35 +81,48 @@ def _state(k):
 
 
 class Invariants:
-    """Keeps the running tasks of each mm and calls the checks at their points."""
+    """Indexes the cid of the task running on each CPU, per mm, and calls the
+    checks at their points.  A running task's cid changes only when it is
+    switched in or execs (and its rseq area is then updated), so the index is
+    refreshed there; a suspected duplicate is verified on live state."""
 
     def __init__(self, kernel):
         self.k = kernel
-        self.running = {}                      # mm -> {cpu: task}
-        self.cpu_mm = [None] * kernel.nr_cpu_ids
+        self.cid_cpu = {}                      # mm -> {cid: cpu}
+        self.cpu_entry = [None] * kernel.nr_cpu_ids   # cpu -> (mm, cid)
+
+    def _unindex(self, cpu):
+        entry = self.cpu_entry[cpu]
+        if entry is not None:
+            mm, cid = entry
+            index = self.cid_cpu.get(mm)
+            if index is not None and index.get(cid) == cpu:
+                del index[cid]
+                if not index:
+                    del self.cid_cpu[mm]
+            self.cpu_entry[cpu] = None
+
+    def index(self, cpu, t):
+        """*t* runs on *cpu* now: check it against the others and index it."""
+        self._unindex(cpu)
+        mm = t.mm
+        v = self.k.mm_cid
+        if mm is None or t.user is None or not v.cid_active(t):
+            return
+        cid = v.task_mm_cid(t)
+        index = self.cid_cpu.setdefault(mm, {})
+        other_cpu = index.get(cid)
+        if other_cpu is not None and other_cpu != cpu:
+            P1_unique_cid_among_running_tasks(self.k, mm, cpu, t, other_cpu)
+        index[cid] = cpu
+        self.cpu_entry[cpu] = (mm, cid)
 
     def after_switch(self, rq, prev, next):
-        cpu = rq.cpu
-        old = self.cpu_mm[cpu]
-        if old is not None:
-            on = self.running.get(old)
-            if on is not None:
-                on.pop(cpu, None)
-                if not on:
-                    del self.running[old]
-            self.cpu_mm[cpu] = None
-        mm = next.mm
-        if mm is not None and next.user is not None:
-            self.cpu_mm[cpu] = mm
-            on = self.running.setdefault(mm, {})
-            on[cpu] = next
-            P1_unique_cid_among_running_tasks(self.k, mm, cpu, next, on)
+        self.index(rq.cpu, next)
 
     def on_rseq_update(self, t, mm_cid):
         P2_cid_within_bound(self.k, t, mm_cid)
-        mm = t.mm
-        if mm is not None:
-            P1_unique_cid_among_running_tasks(self.k, mm, t.cpu, t, self.running.get(mm, {}))
+        self.index(t.cpu, t)
 
     def at_quiet(self):
         P4_no_orphan_cid_bits(self.k)

@@ -44,6 +44,8 @@ class Exec:
             self.mm_cid.sched_mm_cid_after_execve(me)
             return retval
         self.mm_cid.sched_mm_cid_after_execve(me)
+        if self.invariants is not None:
+            self.invariants.index(me.cpu, me)
         self.rseq_execve(me)
         if self.tp.sched_process_exec:
             self.tp.emit("sched_process_exec", f"filename={comm} pid={me.pid} old_pid={old_pid}")

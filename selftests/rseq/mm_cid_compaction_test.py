@@ -19,6 +19,28 @@ from emulator.uapi.libc import (
 )
 from emulator.uapi.rseq import rseq_current_mm_cid, rseq_mm_cid_available
 
+# What each era does with this test, and why (mm_cid.md 1.5): (outcome, reason,
+# strict).  Strict where the era cannot pass; not strict where a pass needs luck.
+EXPECTED = {
+    "v6.3": ("pass", "a cid is held only while running: the lone leader gets the first zero "
+                     "bit, 0, at its next schedule-in", False),
+    "seed-001": ("fail", "per-CPU lazy cids persist and nothing reclaims them: the leader "
+                         "keeps its CPU's high cid", True),
+    "v6.4": ("fail", "per-CPU cids persist; task_mm_cid_work is queued only from a tick that "
+                     "finds a thread of the mm current, which a thread sleeping 0.5 s at a time "
+                     "almost never is", False),
+    "v6.13": ("fail", "even when the scan clears the leader's cid, __mm_cid_try_get() first "
+                      "retries the CPU's recent_cid, its old high cid", True),
+    "v6.14": ("fail", "02d954c0fdf9 bounds recent_cid by max_nr_cid, but the scan still runs "
+                      "only from a tick that finds a thread of the mm current", False),
+    "seed-000": ("pass", "the scan is a per-mm delayed work every 100 ms, whether or not a "
+                         "thread runs at a tick", False),
+    "seed-003": ("pass", "users shrink as threads exit, max_cids follows, and the leader "
+                         "converges to cid 0 at its next schedule-in", False),
+    "v7.0": ("pass", "users shrink as threads exit, max_cids follows, and the leader "
+                     "converges to cid 0 at its next schedule-in", False),
+}
+
 RUNNER_PERIOD = 500000          # us
 THREAD_RUNS = 5
 MM_CID_COMPACT_TIMEOUT = 10
