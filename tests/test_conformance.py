@@ -10,6 +10,7 @@ once the machine is quiet), with no hard lockup (P5) and no use-after-free
 import pytest
 
 from emulator import Machine
+from emulator.errors import KernelBug
 from emulator.uapi.libc import (
     busy_wait, execve, exit, fork, getpid, pthread_create, pthread_join, pthread_setaffinity_np,
     pthread_self, sched_getcpu, sched_setaffinity, sched_yield, usleep, vfork, waitpid,
@@ -148,10 +149,26 @@ WORKLOADS = {
 
 CASES = [(name, n) for name, (_, sizes) in WORKLOADS.items() for n in sizes]
 
+# Where a variant is known to fail a workload, and why.  Only the named error
+# counts as the expected failure; anything else still fails the test.
+_SEED_000_SLEEPS = (
+    "seed 000 v2 cancels the mm's delayed work synchronously (disable_delayed_work_sync()) "
+    "from __mmdrop(), which runs from finish_task_switch() with preemption disabled when "
+    "the last lazy reference goes: sleeping in atomic context.  Later postings (v7+) use "
+    "disable_work() with a reference held around the work.")
+EXPECTED_FAILURES = {
+    ("seed-000", "processes_fork_exec_exit"): (KernelBug, _SEED_000_SLEEPS),
+    ("seed-000", "synthetic_churn"): (KernelBug, _SEED_000_SLEEPS),
+}
+
 
 @pytest.mark.parametrize("workload, nr_cpus", CASES, ids=[f"{w}-{n}cpu" for w, n in CASES])
-def test_workload_keeps_the_invariants(emu_variant, workload, nr_cpus, emu_seed):
+def test_workload_keeps_the_invariants(request, emu_variant, workload, nr_cpus, emu_seed):
     """The workload ends with status 0 and P1-P6 held throughout."""
+    expected = EXPECTED_FAILURES.get((emu_variant.name, workload))
+    if expected is not None:
+        error, reason = expected
+        request.node.add_marker(pytest.mark.xfail(reason=reason, raises=error, strict=True))
     make, _ = WORKLOADS[workload]
     machine = _machine(emu_variant, nr_cpus, emu_seed)
     assert machine.run(make(nr_cpus)) == 0

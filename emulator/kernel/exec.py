@@ -42,6 +42,10 @@ class Exec:
             retval = self.begin_new_exec(image, bprm_mm, comm)
         if retval < 0:
             self.mm_cid.sched_mm_cid_after_execve(me)
+            # rseq_force_update() (v6.19+; before, sched_mm_cid_after_execve()
+            # itself called rseq_set_notify_resume()): the ids are rewritten
+            # on the way back to the old program.
+            self.rseq_set_notify_resume(me)
             return retval
         self.mm_cid.sched_mm_cid_after_execve(me)
         if self.invariants is not None:

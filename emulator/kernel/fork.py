@@ -30,6 +30,10 @@ SIGCHLD = 17
 EAGAIN = 11
 
 
+# Fields dup_mm() does not take over from the parent (the kernel resets them).
+_MM_OWN_FIELDS = {"id", "mm_users", "mm_count", "owner", "cpu_bitmap", "next_addr"}
+
+
 class mm_struct:
     """The parts of mm_struct the model needs; variants add their own fields
     in ``mm_init_cid()``."""
@@ -68,7 +72,7 @@ class Fork:
 
     def mm_init(self, mm, p):
         mm.owner = p
-        self.mm_cid.mm_init_cid(mm, p)
+        self.mm_cid.mm_alloc_cid(mm, p)
 
     def mmget(self, mm):
         atomic_inc(mm.mm_users)
@@ -169,7 +173,14 @@ class Fork:
         return 0
 
     def dup_mm(self, p, oldmm):
+        """The child's mm starts as a memcpy() of the parent's, then mm_init()
+        re-initialises it.  Scalar fields are copied (a variant's
+        ``mm_cid_next_scan``, say); objects are not, since Python would share
+        what C copies by value, and mm_init() replaces them anyway."""
         mm = self.allocate_mm()
+        for name, value in vars(oldmm).items():
+            if name not in _MM_OWN_FIELDS and isinstance(value, (int, bool)):
+                setattr(mm, name, value)
         self.mm_init(mm, p)
         mm.next_addr = oldmm.next_addr
         return mm

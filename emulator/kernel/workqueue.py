@@ -158,6 +158,14 @@ class Workqueue:
     def queue_delayed_work(self, wq, dwork, delay):
         return self.queue_delayed_work_on(WORK_CPU_UNBOUND, wq, dwork, delay)
 
+    def schedule_work(self, work):
+        """include/linux/workqueue.h: queue_work(system_wq, work)."""
+        return self.queue_work(self.system_wq, work)
+
+    def schedule_delayed_work(self, dwork, delay):
+        """include/linux/workqueue.h: queue_delayed_work(system_wq, dwork, delay)."""
+        return self.queue_delayed_work(self.system_wq, dwork, delay)
+
     def _queue_delayed_work(self, cpu, wq, dwork, delay):
         dwork.wq = wq
         dwork.cpu = cpu
@@ -217,10 +225,10 @@ class Workqueue:
     def flush_work(self, work):
         """Wait for the last queued execution of *work* to finish; returns
         whether there was one to wait for."""
+        self.might_sleep()              # whether or not there is anything to wait for
         target = work.nr_queued
         if work.nr_done >= target:
             return False
-        self.might_sleep()
         self.wait_event(self.work_done, lambda: work.nr_done >= target)
         return True
 

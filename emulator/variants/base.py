@@ -8,8 +8,9 @@ stubs of the kernel headers: a variant overrides the ones its era implements.
 |-----------------------------------|--------------------------------------------------------|
 | init_task_fields(t)               | dup_task_struct()                                      |
 | init_sched_mm_cid(t)              | __sched_fork()                                         |
-| mm_init_cid(mm, p)                | mm_init()                                              |
-| exec_mmap(mm)                     | exec_mmap() (v6.3 re-initialises the cid state here)   |
+| mm_alloc_cid(mm, p)               | mm_init() (v6.4+; default: mm_init_cid(mm, p))         |
+| mm_init_cid(mm, p)                | mm_alloc_cid(); the machine's init_mm (p is None)      |
+| exec_mmap(mm)                     | exec_mmap() (mm_init_cid(mm, tsk) in v6.3..v6.18)      |
 | mm_destroy_cid(mm)                | __mmdrop()                                             |
 | sched_mm_cid_fork(t)              | copy_mm(), or sched_post_fork() if fork_site says so   |
 | sched_mm_cid_exit(t)              | do_exit(), before exit_signals() (v6.19+)              |
@@ -18,7 +19,7 @@ stubs of the kernel headers: a variant overrides the ones its era implements.
 | sched_mm_cid_after_execve(t)      | bprm_execve(), success and failure paths               |
 | switch_mm_cid(rq, prev, next)     | context_switch(), after the mm switch                  |
 | sched_mm_cid_migrate_from(t)      | set_task_cpu()                                         |
-| sched_mm_cid_migrate_to(rq, t)    | activate_task() with ENQUEUE_MIGRATED                  |
+| sched_mm_cid_migrate_to(rq, t)    | activate_task() with ENQUEUE_MIGRATED (migrate_to_site)|
 | task_tick_mm_cid(rq, curr)        | scheduler_tick(), rq lock held                         |
 | mm_set_cpus_allowed(mm, mask)     | __do_set_cpus_allowed()                                |
 | task_mm_cid(t)                    | rseq_update_cpu_node_id()                              |
@@ -48,12 +49,23 @@ class SchedMmCid(Variant):
     # Where the kernel calls sched_mm_cid_fork(): copy_mm() until v6.18,
     # sched_post_fork() since b2e48c429ec5 (v6.19).
     fork_site = "copy_mm"
+    # Which enqueues activate_task() reports to sched_mm_cid_migrate_to():
+    # every ENQUEUE_MIGRATED one, migrating wake-ups included (v6.4 onwards),
+    # or only task_on_rq_migrating() tasks (seed 001, the RFC v3).
+    migrate_to_site = "enqueue_migrated"
 
     def init_task_fields(self, t):
         pass
 
     def init_sched_mm_cid(self, t):
         pass
+
+    def mm_alloc_cid(self, mm, p):
+        """mm_init() calls mm_alloc_cid(mm, p) (v6.4 onwards), which allocates
+        the per-CPU state and calls mm_init_cid(); v6.4+ exec_mmap() calls
+        mm_init_cid() alone.  A variant that keeps both in mm_init_cid() need
+        not override this."""
+        self.mm_init_cid(mm, p)
 
     def mm_init_cid(self, mm, p):
         pass

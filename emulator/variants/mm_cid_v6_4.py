@@ -102,11 +102,30 @@ class MmCidV6_4(SchedMmCid):
         t.migrate_from_cpu = -1
         t.cid_work = callback_head(self.task_mm_cid_work)
 
-    def mm_init_cid(self, mm, p):
-        # mm_alloc_cid() then mm_init_cid()
+    def mm_alloc_cid(self, mm, p):
+        """From mm_init(): alloc_percpu(struct mm_cid), then mm_init_cid().
+        mm_alloc() zeroes the struct; dup_mm() copied the parent's
+        mm_cid_next_scan."""
         mm.pcpu_cid = [mm_cid() for _ in range(self.k.nr_cpu_ids)]
         mm.cidmask = Cpumask()
-        mm.mm_cid_next_scan = 0
+        if not hasattr(mm, "mm_cid_next_scan"):
+            mm.mm_cid_next_scan = 0
+        self.mm_init_cid(mm, p)
+
+    def mm_init_cid(self, mm, p):
+        if getattr(mm, "pcpu_cid", None) is None:
+            # The machine's init_mm: static in the kernel, never mm_alloc_cid()'ed.
+            mm.pcpu_cid = []
+            mm.cidmask = Cpumask()
+            return
+        for pcpu_cid in mm.pcpu_cid:            # for_each_possible_cpu(i)
+            pcpu_cid.cid = MM_CID_UNSET
+            pcpu_cid.time = 0
+        self.mm_cidmask(mm).bits = 0            # cpumask_clear()
+
+    def exec_mmap(self, mm):
+        # exec_mmap(): tsk->mm = mm; ... mm_init_cid(mm);
+        self.mm_init_cid(mm, self.k.cur)
 
     def mm_destroy_cid(self, mm):
         mm.pcpu_cid = None
@@ -205,9 +224,9 @@ class MmCidV6_4(SchedMmCid):
         # all newcoming allocations observe the use_cid_lock flag set.
         while True:
             cid = self._mm_cid_try_get(mm)
+            cpu_relax()
             if cid >= 0:
                 break
-            cpu_relax()
         WRITE_ONCE(self, "use_cid_lock", 0)
         raw_spin_unlock(self.cid_lock)
         self.mm_cid_snapshot_time(rq, mm)

@@ -172,10 +172,13 @@ class SchedCore:
 
     def activate_task(self, rq, p, flags):
         """Put *p* on *rq*; the rq lock is held.  A migrating task arrives with
-        ENQUEUE_MIGRATED and the variant's sched_mm_cid_migrate_to() runs first."""
+        ENQUEUE_MIGRATED and the variant's sched_mm_cid_migrate_to() runs first
+        (seed 001 calls it for task_on_rq_migrating() tasks only, not wake-ups)."""
         if p.on_rq == TASK_ON_RQ_MIGRATING:
             flags |= ENQUEUE_MIGRATED
-        if flags & ENQUEUE_MIGRATED:
+            if self.mm_cid.migrate_to_site == "task_on_rq_migrating":
+                self.mm_cid.sched_mm_cid_migrate_to(rq, p)
+        if flags & ENQUEUE_MIGRATED and self.mm_cid.migrate_to_site == "enqueue_migrated":
             self.mm_cid.sched_mm_cid_migrate_to(rq, p)
         self.enqueue_task(rq, p, flags)
         p.on_rq = TASK_ON_RQ_QUEUED
@@ -347,7 +350,8 @@ class SchedCore:
     # -- __schedule -----------------------------------------------------------------------------------
 
     def schedule(self):
-        if self.in_irq or self.cur.held_locks or self.rqs[self.cpu].irqs_disabled:
+        if self.in_irq or self.cur.held_locks or self.rqs[self.cpu].irqs_disabled or \
+                self.cur.preempt_count:
             self.might_sleep()
         self._schedule(False)
 
@@ -355,10 +359,17 @@ class SchedCore:
         self._schedule(True)
 
     def might_sleep(self):
-        if self.in_irq or self.cur.held_locks or self.rqs[self.cpu].irqs_disabled:
+        """Sleeping is invalid in interrupt context, with a spinlock held or
+        interrupts off, and with preemption disabled (``preempt_count``: the
+        tail of a context switch, finish_task_switch())."""
+        if self.in_irq or self.cur.held_locks or self.rqs[self.cpu].irqs_disabled or \
+                self.cur.preempt_count:
+            from ...checks.kasan import call_site
             raise KernelBug(
                 f"BUG: sleeping function called from invalid context on CPU {self.cpu}: "
-                f"in_irq={self.in_irq} locks held={self.held_locks}")
+                f"in_irq={self.in_irq} locks held={self.held_locks} "
+                f"preempt_count={self.cur.preempt_count}",
+                f"  call chain: {call_site(2, depth=10)}")
 
     def _schedule(self, preempt):
         prev = self.cur
@@ -481,6 +492,9 @@ class SchedCore:
             cur.kdebt += self.context_switch_ns
 
     def finish_task_switch(self, prev):
+        """Runs with preemption disabled: schedule() disables it before
+        __schedule() and enables it after this returns, so nothing here (the
+        lazy mm's __mmdrop() included) may sleep."""
         rq = self.rqs[self.cpu]
         mm = rq.prev_mm
         rq.prev_mm = None
@@ -489,6 +503,7 @@ class SchedCore:
         # finish_lock_switch()
         raw_spin_unlock(rq.lock)
         curr = rq.curr
+        curr.preempt_count += 1
         if curr is rq.idle:
             # tick_nohz_idle_enter(): no tick on an idle CPU.
             if rq.tick_entry is not None:
@@ -502,6 +517,7 @@ class SchedCore:
             # Task is done with its stack: put_task_stack(), put_task_struct_rcu_user().
             prev.stack = None
             self.release_task_struct(prev)
+        curr.preempt_count -= 1
 
     def ret_from_fork(self, prev):
         """First code on a new task's stack: finish the switch, then run it."""

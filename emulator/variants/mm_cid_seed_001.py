@@ -1,0 +1,440 @@
+"""Seed 001: "[RFC PATCH v3] sched: Fix performance regression introduced by mm_cid".
+
+Copies the posting (Mathieu Desnoyers, 2023-04-05, on v6.3-rc5; mm_cid.md 3.2,
+seeds/001), function by function, on top of the v6.3 class it patches:
+
+- ``int __percpu *mm->pcpu_cid``: each mm keeps the cid it last allocated on
+  each CPU, serialized by that CPU's rq lock; ``MM_CID_UNSET`` (-1U, "has
+  lazy_put flag set") and ``MM_CID_LAZY_PUT`` (1U << 31) encode its states;
+  ``task->last_mm_cid`` remembers the cid a task last ran with;
+- ``mm_alloc_cid()``/``mm_destroy_cid()`` allocate and free the per-CPU ints
+  (mm_init() and __mmdrop()); ``mm_init_cid()`` (from mm_alloc_cid() and
+  exec_mmap()) unsets them and clears the mask;
+- ``mm_cid_get()`` reuses the CPU's cid, or allocates the first zero bit of the
+  cidmask under ``mm->cid_lock`` (which the RFC keeps; the set is atomic because
+  the clears are lock-free); ``switch_mm_cid()`` puts prev's cid only if a
+  migration flagged it lazy-put, and has no same-mm hand-over any more;
+- ``sched_mm_cid_migrate_from()`` (set_task_cpu(), with or without the source
+  rq lock) clears the source CPU's cid if it is the migrated task's last cid
+  and no task of the mm runs there: cmpxchg to LAZY, re-check ``rq->curr``,
+  cmpxchg to UNSET, put; ``sched_mm_cid_migrate_to()`` (activate_task(), dst rq
+  lock held) unsets a destination cid larger than the task's last cid, or
+  flags it LAZY if the destination's current task uses it.  The source cid is
+  *not* moved to the destination: "passing ownership of the mm_cid value to
+  the destination cpu while an actively running tasks also has its own mm_cid
+  value (in case of lazy reclaim on next context switch) would over-allocate
+  mm_cid values beyond the number of possible cpus".  The two halves are kept
+  apart so that a patch can override sched_mm_cid_migrate_to() to move it;
+- exit_signals/before_execve/after_execve take the local rq lock,
+  ``WRITE_ONCE(t->mm_cid_active)``, ``smp_mb()``, then put or get.
+
+Call site: the RFC calls sched_mm_cid_migrate_to() from activate_task() only
+for ``task_on_rq_migrating(p)`` tasks (load balancing, affinity moves), not for
+a wake-up that migrates (ttwu, whose set_task_cpu() does run
+sched_mm_cid_migrate_from()); ``migrate_to_site`` says so to the model's
+activate_task().  Aaron Lu asked about this asymmetry on v7
+(20230417101855.GA485797@ziqianlu-desk2); v6.4 calls it for every
+ENQUEUE_MIGRATED enqueue.
+
+Departures:
+- no RCU: ``rcu_read_lock(); rcu_dereference(src_rq->curr)`` is a
+  ``READ_ONCE(src_rq->curr)``; the loads of ``src_task->mm_cid_active``, which
+  the posting does plainly and pairs with the barrier of exit/execve, are
+  READ_ONCE so that exploration can interleave there;
+- barriers are counted scheduling points: the model is sequentially
+  consistent, so a missing barrier cannot show here (see below);
+- preempt_disable()/preempt_enable_no_resched() around this_rq() are
+  comments: a kernel path of the model leaves its CPU only through schedule();
+- the per-CPU ints hold C ``int`` values: MM_CID_UNSET is -1 and a lazy-put
+  cid is negative (``mm_cid_set_lazy_put()`` converts back to int as C does);
+- the error paths of mm_init() (fail_cid, -ENOMEM) are not modelled: allocation
+  does not fail.
+
+Review outcome (mm_cid.md 3.2), kept as posted, not fixed:
+- Mathieu found a missing barrier in his own RFC
+  (fdaa7242-4ddd-fbe2-bc0e-6c62054dbde8@efficios.com, 2023-04-07): between the
+  store to ``rq->curr`` in __schedule() and the load of the per-CPU cid in
+  switch_mm_cid() (mm_cid_get() for next, mm_cid_put_lazy() for prev) there
+  is none, so the Dekker pairing with migrate_from's cmpxchg(LAZY)-then-load
+  of ``rq->curr`` fails: "Migrate-from should _never_ mark a per-cpu cid UNSET
+  when it is actively used by a task" (scenario A, store of a task of the mm)
+  and a cid may leak on a CPU with no user left (scenario B).  His follow-up
+  (3b4684ea-...) adds barriers at the top of switch_mm_cid(), as v6.4 has
+  them.  Here switch_mm_cid() has none: the model is sequentially
+  consistent, so no run of it can show the reordering;
+- Peter Zijlstra, on that follow-up: "What about the user->user case where
+  next->mm == prev->mm ? There sys_membarrier() relies on
+  finish_task_switch()'s mmdrop(), but we can't."
+  (20230411093705.GB578657@hirez...), the shorter ``if (!prev->mm !=
+  !next->mm) smp_mb();`` (20230411102532.GA580235@hirez...), and the clash
+  with Nick Piggin's lazy-TLB series (20230411110344.GC576825@hirez...).
+v4..v10 reworked the patch into v6.4 (mm_cid_v6_4.py), which moves the cid on
+migration and adds the task_mm_cid_work scan.
+
+With no scan, a CPU's cid is released only by a migration or an exit: the
+compaction mirror's leader keeps its CPU's high cid (mm_cid.md 1.5).
+"""
+
+from ..errors import KernelBug
+from ..kernel.cpumask import Cpumask, cpumask_first_zero
+from ..kernel.locking import (
+    READ_ONCE, WRITE_ONCE, cmpxchg, cpumask_clear_cpu, cpumask_set_cpu, raw_spin_lock,
+    raw_spin_unlock, raw_spinlock_t, smp_mb,
+)
+from . import register
+from .mm_cid_v6_3 import MmCidV6_3
+
+# enum mm_cid_state, as the int a per-CPU slot holds.
+MM_CID_UNSET = -1                  # -1U: "Unset state has lazy_put flag set."
+MM_CID_LAZY_PUT = 1 << 31
+
+
+def _int(v):
+    """The C int conversion of a 32-bit pattern."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & MM_CID_LAZY_PUT else v
+
+
+def mm_cid_is_unset(cid):
+    return cid == MM_CID_UNSET
+
+
+def mm_cid_is_lazy_put(cid):
+    return not mm_cid_is_unset(cid) and bool(cid & MM_CID_LAZY_PUT)
+
+
+def mm_cid_is_valid(cid):
+    return not cid & MM_CID_LAZY_PUT
+
+
+def mm_cid_set_lazy_put(cid):
+    return _int(cid | MM_CID_LAZY_PUT)
+
+
+def mm_cid_clear_lazy_put(cid):
+    return _int(cid & ~MM_CID_LAZY_PUT)
+
+
+def _cid_repr(cid):
+    if mm_cid_is_unset(cid):
+        return "UNSET"
+    if mm_cid_is_lazy_put(cid):
+        return f"{mm_cid_clear_lazy_put(cid)}|LAZY"
+    return str(cid)
+
+
+class pcpu_int:
+    """One CPU's ``int`` of ``alloc_percpu(int)``: ``*per_cpu_ptr(mm->pcpu_cid, cpu)``
+    is ``mm.pcpu_cid[cpu].cid``, a field the primitives read and cmpxchg."""
+
+    __slots__ = ("cid",)
+
+    def __init__(self):
+        self.cid = 0                # alloc_percpu() zeroes
+
+    def __repr__(self):
+        return _cid_repr(self.cid)
+
+
+@register
+class MmCidSeed001(MmCidV6_3):
+    name = "seed-001"
+    copies = ("[RFC PATCH v3] sched: Fix performance regression introduced by mm_cid "
+              "(2023-04-05, on v6.3-rc5)")
+    # activate_task(): `if (task_on_rq_migrating(p)) { flags |= ENQUEUE_MIGRATED;
+    # sched_mm_cid_migrate_to(rq, p); }` -- not for migrating wake-ups.
+    migrate_to_site = "task_on_rq_migrating"
+
+    # -- include/linux/mm_types.h, include/linux/sched.h, kernel/fork.c ----------------------
+
+    def init_task_fields(self, t):
+        # dup_task_struct()
+        t.mm_cid = -1
+        t.last_mm_cid = -1
+        t.mm_cid_active = 0
+
+    def mm_alloc_cid(self, mm, p):
+        # mm_init(): `if (mm_alloc_cid(mm)) goto fail_cid;` in place of the
+        # mm_init_cid(mm) call at its end.
+        mm.pcpu_cid = [pcpu_int() for _ in range(self.k.nr_cpu_ids)]    # alloc_percpu(int)
+        self.mm_init_cid(mm, p)
+        return 0
+
+    def mm_init_cid(self, mm, p):
+        mm.cid_lock = raw_spinlock_t(f"{mm!r}->cid_lock")     # raw_spin_lock_init()
+        # The machine's init_mm has no per-CPU ints, as the kernel's
+        # (pcpu_cid is NULL): no task of init_mm has mm_cid_active.
+        if getattr(mm, "pcpu_cid", None) is not None:
+            for i in range(self.k.nr_cpu_ids):                  # for_each_possible_cpu(i)
+                mm.pcpu_cid[i].cid = -1
+        mm.cidmask = Cpumask()                                  # cpumask_clear(mm_cidmask(mm))
+
+    def mm_destroy_cid(self, mm):
+        # free_percpu(mm->pcpu_cid)
+        mm.pcpu_cid = None
+
+    def exec_mmap(self, mm):
+        # fs/exec.c, unchanged by the RFC: mm_init_cid(mm) on the new mm.
+        self.mm_init_cid(mm, self.k.cur)
+
+    # -- kernel/sched/sched.h ----------------------------------------------------------------
+
+    def _mm_cid_put(self, mm, cid):
+        """__mm_cid_put()"""
+        if cid < 0:
+            return
+        cpumask_clear_cpu(cid, self.mm_cidmask(mm))
+
+    def mm_cid_put_lazy(self, t):
+        """The per-mm/cpu cid can have the MM_CID_LAZY_PUT flag set or transition
+        to the MM_CID_UNSET state without holding the rq lock, but the rq lock
+        needs to be held to transition to other states."""
+        k = self.k
+        mm = t.mm
+        k.lockdep_assert_rq_held(k.this_rq())
+        pcpu_cid = mm.pcpu_cid[k.smp_processor_id()]           # this_cpu_ptr()
+        cid = READ_ONCE(pcpu_cid, "cid")
+        if not mm_cid_is_lazy_put(cid):
+            return
+        if cmpxchg(pcpu_cid, "cid", cid, MM_CID_UNSET) != cid:
+            return
+        self._mm_cid_put(mm, mm_cid_clear_lazy_put(cid))
+
+    def mm_cid_put(self, t):
+        k = self.k
+        mm = t.mm
+        k.lockdep_assert_rq_held(k.this_rq())
+        if t.mm_cid < 0:
+            raise KernelBug(f"WARNING: mm_cid_put({t!r}): t->mm_cid {t.mm_cid} < 0")
+        pcpu_cid = mm.pcpu_cid[k.smp_processor_id()]           # this_cpu_ptr()
+        cid = READ_ONCE(pcpu_cid, "cid")
+        while True:
+            if mm_cid_is_unset(cid):
+                return
+            if mm_cid_clear_lazy_put(cid) != t.mm_cid:
+                raise KernelBug(f"WARNING: mm_cid_put({t!r}): CPU {k.cpu} cid {_cid_repr(cid)} "
+                                f"!= t->mm_cid {t.mm_cid}")
+            # Attempt transition from valid or lazy-put to unset.
+            res = cmpxchg(pcpu_cid, "cid", cid, MM_CID_UNSET)
+            if res == cid:
+                break
+            cid = res
+        self._mm_cid_put(mm, mm_cid_clear_lazy_put(cid))
+
+    def _mm_cid_get_locked(self, mm):
+        """__mm_cid_get_locked(): lookup/set of mm_cidmask are serialized by
+        cid_lock.  Clear of mm_cidmask uses atomic operations, therefore
+        requiring the set to be done with atomic operations as well."""
+        cpumask = self.mm_cidmask(mm)
+        cid = cpumask_first_zero(READ_ONCE(cpumask, "bits"))
+        if cid >= self.k.nr_cpu_ids:
+            return -1
+        cpumask_set_cpu(cid, cpumask)
+        return cid
+
+    def _mm_cid_get(self, mm):
+        """__mm_cid_get()"""
+        k = self.k
+        k.lockdep_assert_rq_held(k.this_rq())
+        raw_spin_lock(mm.cid_lock)
+        ret = self._mm_cid_get_locked(mm)
+        raw_spin_unlock(mm.cid_lock)
+        return ret
+
+    def mm_cid_get(self, mm):
+        k = self.k
+        k.lockdep_assert_rq_held(k.this_rq())
+        pcpu_cid = mm.pcpu_cid[k.smp_processor_id()]           # this_cpu_ptr()
+        cid = READ_ONCE(pcpu_cid, "cid")
+        if mm_cid_is_valid(cid):
+            return cid
+        if mm_cid_is_lazy_put(cid):
+            if cmpxchg(pcpu_cid, "cid", cid, MM_CID_UNSET) == cid:
+                self._mm_cid_put(mm, mm_cid_clear_lazy_put(cid))
+        raw_spin_lock(mm.cid_lock)
+        cid = self._mm_cid_get_locked(mm)
+        raw_spin_unlock(mm.cid_lock)
+        WRITE_ONCE(pcpu_cid, "cid", cid)
+        return cid
+
+    def switch_mm_cid(self, rq, prev, next):
+        # As posted: no barrier between the store to rq->curr in __schedule()
+        # and the loads of the per-mm/cpu cid below (the review's finding).
+        if prev.mm_cid_active:
+            self.mm_cid_put_lazy(prev)
+            prev.mm_cid = -1
+        if next.mm_cid_active:
+            next.last_mm_cid = next.mm_cid = self.mm_cid_get(next.mm)
+
+    # -- kernel/sched/core.c: migration ---------------------------------------------------------
+
+    def sched_mm_cid_migrate_from(self, t):
+        """Migration from src cpu. Called from set_task_cpu(). There are no
+        guarantees that the rq lock is held."""
+        k = self.k
+        mm = t.mm
+        if mm is None:
+            return
+        last_mm_cid = t.last_mm_cid
+        # If the migrated task has no last cid, or if the current
+        # task on src rq uses the cid, it means the destination cpu
+        # does not have to reallocate its cid to keep the cid allocation
+        # compact.
+        if last_mm_cid == -1:
+            return
+        src_rq = k.task_rq(t)
+        src_pcpu_cid = mm.pcpu_cid[src_rq.cpu]                  # per_cpu_ptr(, cpu_of(src_rq))
+        src_cid = READ_ONCE(src_pcpu_cid, "cid")
+        if not mm_cid_is_valid(src_cid) or last_mm_cid != src_cid:
+            return
+        # If we observe an active task using the mm on this rq, it means we
+        # are not the last task to be migrated from this cpu for this mm, so
+        # there is no need to clear the src_cid.
+        src_task = READ_ONCE(src_rq, "curr")                   # rcu_dereference(src_rq->curr)
+        if READ_ONCE(src_task, "mm_cid_active") and src_task.mm is mm:
+            t.last_mm_cid = -1
+            return
+        # If the source cpu cid is set, and matches the last cid of the
+        # migrated task, clear the source cpu cid to keep cid allocation
+        # compact to cover the case where this task is the last task using
+        # this mm on the source cpu. If there happens to be other tasks left
+        # on the source cpu using this mm, the next task using this mm will
+        # reallocate its cid on context switch.
+        #
+        # We cannot keep ownership of concurrency ID without runqueue
+        # lock held when it is not used by a current task, because it
+        # would lead to allocation of more concurrency ids than there
+        # are possible cpus in the system. The last_mm_cid is used as
+        # a hint to conditionally unset the dst cpu cid, keeping
+        # allocated concurrency ids compact.
+        if cmpxchg(src_pcpu_cid, "cid", src_cid, mm_cid_set_lazy_put(src_cid)) != src_cid:
+            return
+        # The implicit barrier after cmpxchg per-mm/cpu cid before loading
+        # rq->curr->mm matches the scheduler barrier in context_switch()
+        # between store to rq->curr and load of prev and next task's
+        # per-mm/cpu cid.
+        #
+        # The implicit barrier after cmpxchg per-mm/cpu cid before loading
+        # rq->curr->mm_cid_active matches the barrier in
+        # sched_mm_cid_exit_signals(), sched_mm_cid_before_execve(), and
+        # sched_mm_cid_after_execve() between store to t->mm_cid_active and
+        # load of per-mm/cpu cid.
+
+        # If we observe an active task using the mm on this rq after setting
+        # the lazy-put flag, this task will be responsible for transitioning
+        # from lazy-put flag set to MM_CID_UNSET.
+        src_task = READ_ONCE(src_rq, "curr")                   # rcu_dereference(src_rq->curr)
+        if READ_ONCE(src_task, "mm_cid_active") and src_task.mm is mm:
+            # We observed an active task for this mm, clearing the destination
+            # cpu mm_cid is not relevant for compactness.
+            t.last_mm_cid = -1
+            return
+        # The src_cid is unused, so it can be unset.
+        if cmpxchg(src_pcpu_cid, "cid", mm_cid_set_lazy_put(src_cid), MM_CID_UNSET) \
+                != mm_cid_set_lazy_put(src_cid):
+            return
+        self._mm_cid_put(mm, src_cid)
+
+    def sched_mm_cid_migrate_to(self, dst_rq, t):
+        """Migration to dst cpu. Called with dst_rq lock held."""
+        mm = t.mm
+        self.k.lockdep_assert_rq_held(dst_rq)
+        src_cid = t.last_mm_cid
+        if mm is None or src_cid == -1:
+            return
+        dst_pcpu_cid = mm.pcpu_cid[dst_rq.cpu]                  # per_cpu_ptr(, cpu_of(dst_rq))
+        # If destination cpu cid is greater than the source cpu cid, unset it
+        # so it can be reallocated.
+        dst_cid = READ_ONCE(dst_pcpu_cid, "cid")
+        if not mm_cid_is_valid(dst_cid) or dst_cid <= src_cid:
+            return
+        # Put dst_cid if it is not currently in use, else it will be lazy put
+        # on the next context switch.
+        dest_task = dst_rq.curr
+        if dest_task.mm_cid_active and dest_task.mm is mm:
+            if dest_task.mm_cid != dst_cid:
+                raise KernelBug(f"WARNING: sched_mm_cid_migrate_to(rq{dst_rq.cpu}, {t!r}): "
+                                f"{dest_task!r} runs with mm_cid {dest_task.mm_cid}, "
+                                f"CPU cid {dst_cid}")
+            # Attempt to set lazy-put flag. Can fail due to concurrent
+            # migrate-from, which sets lazy-put flag or MM_CID_UNSET.
+            cmpxchg(dst_pcpu_cid, "cid", dst_cid, mm_cid_set_lazy_put(dst_cid))
+            return
+        # Attempt to set MM_CID_UNSET. Can fail due to concurrent
+        # migrate-from, which sets lazy-put flag or MM_CID_UNSET.
+        if cmpxchg(dst_pcpu_cid, "cid", dst_cid, MM_CID_UNSET) != dst_cid:
+            return
+        self._mm_cid_put(mm, dst_cid)
+
+    # -- kernel/sched/core.c: exit and exec ---------------------------------------------------------
+
+    def sched_mm_cid_exit_signals(self, t):
+        k = self.k
+        mm = t.mm
+        if mm is None:
+            return
+        # preempt_disable();
+        rq = k.this_rq()
+        flags = k.rq_lock_irqsave(rq)
+        # preempt_enable_no_resched(); /* holding spinlock */
+        WRITE_ONCE(t, "mm_cid_active", 0)
+        # Store t->mm_cid_active before loading per-mm/cpu cid.
+        # Matches barrier in sched_mm_cid_migrate_from().
+        smp_mb()
+        self.mm_cid_put(t)
+        t.last_mm_cid = t.mm_cid = -1
+        k.rq_unlock_irqrestore(rq, flags)
+
+    def sched_mm_cid_before_execve(self, t):
+        k = self.k
+        mm = t.mm
+        if mm is None:
+            return
+        # preempt_disable();
+        rq = k.this_rq()
+        flags = k.rq_lock_irqsave(rq)
+        # preempt_enable_no_resched(); /* holding spinlock */
+        WRITE_ONCE(t, "mm_cid_active", 0)
+        # Store t->mm_cid_active before loading per-mm/cpu cid.
+        # Matches barrier in sched_mm_cid_migrate_from().
+        smp_mb()
+        self.mm_cid_put(t)
+        t.last_mm_cid = t.mm_cid = -1
+        k.rq_unlock_irqrestore(rq, flags)
+
+    def sched_mm_cid_after_execve(self, t):
+        k = self.k
+        mm = t.mm
+        if mm is None:
+            return
+        # preempt_disable();
+        rq = k.this_rq()
+        flags = k.rq_lock_irqsave(rq)
+        # preempt_enable_no_resched(); /* holding spinlock */
+        WRITE_ONCE(t, "mm_cid_active", 1)
+        # Store t->mm_cid_active before loading per-mm/cpu cid.
+        # Matches barrier in sched_mm_cid_migrate_from().
+        smp_mb()
+        t.last_mm_cid = t.mm_cid = self.mm_cid_get(mm)
+        k.rq_unlock_irqrestore(rq, flags)
+        k.rseq_set_notify_resume(t)
+
+    # sched_mm_cid_fork(): unchanged from v6.3.
+
+    # -- what user space sees, and what the invariants ask -----------------------------------------
+
+    def cid_owners(self, mm):
+        # A task running with a cid, and every CPU slot that is not unset
+        # (valid or lazy-put: the bit goes with the UNSET transition).
+        owners = {t.mm_cid for t in self.k.tasks.values() if t.mm is mm and t.mm_cid >= 0}
+        for pcpu_cid in mm.pcpu_cid:
+            if not mm_cid_is_unset(pcpu_cid.cid):
+                owners.add(mm_cid_clear_lazy_put(pcpu_cid.cid))
+        return owners
+
+    def cpu_state(self, rq):
+        curr = rq.curr
+        if curr.mm is None or getattr(curr.mm, "pcpu_cid", None) is None:
+            return ""
+        return (f"mm_cid={curr.mm_cid} last_mm_cid={curr.last_mm_cid} "
+                f"pcpu_cid={_cid_repr(curr.mm.pcpu_cid[rq.cpu].cid)} cidmask={curr.mm.cidmask!r}")
