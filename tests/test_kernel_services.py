@@ -480,3 +480,23 @@ def test_sleeping_with_a_spinlock_held_is_a_kernel_bug():
         m.run_kernel(test)
     assert "sleeping function called from invalid context" in str(info.value)
     assert "test_lock" in str(info.value)
+
+
+def test_interrupts_wait_while_the_cpu_has_them_off():
+    """A timer expiring while its CPU computes with interrupts off fires when they come back on."""
+    from emulator.kernel.time import hrtimer
+    seen = {}
+
+    def body(k):
+        timer = hrtimer(lambda t: seen.setdefault("fired", k.engine.now))
+        flags = k.local_irq_save()
+        start = k.engine.now
+        k.hrtimer_start(timer, start + 1_000)
+        k.charge(10_000)                       # busy with interrupts off
+        seen["enabled"] = k.engine.now
+        k.local_irq_restore(flags)
+        k.hrtimer_nanosleep(5_000)
+        seen["start"] = start
+    Machine(nr_cpus=2, seed=1).run_kernel(body)
+    assert seen["enabled"] >= seen["start"] + 10_000
+    assert seen["fired"] == seen["enabled"]

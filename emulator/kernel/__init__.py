@@ -130,7 +130,25 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         return rq
 
     def local_irq_restore(self, flags):
+        """Interrupts back on: the interrupts that came meanwhile are taken now."""
         flags.irqs_disabled -= 1
+        if not flags.irqs_disabled and flags.deferred_irqs:
+            self.replay_deferred_irqs(flags)
+
+    def irq_deferred(self, rq, fn, arg):
+        """An interrupt for *rq*'s CPU while its interrupted path has interrupts
+        off (spinning in cpu_relax() or charging time with them off): it is
+        taken when the path turns them back on.  Returns True if deferred."""
+        if rq.irqs_disabled:
+            rq.deferred_irqs.append((fn, arg))
+            return True
+        return False
+
+    def replay_deferred_irqs(self, rq):
+        pending, rq.deferred_irqs = rq.deferred_irqs, []
+        now = self.engine.now
+        for fn, arg in pending:
+            self.engine.at(now, fn, arg)
 
     def irqs_disabled(self):
         return self.in_irq or self.rqs[self.cpu].irqs_disabled > 0 or \

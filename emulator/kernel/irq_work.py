@@ -27,8 +27,10 @@ class IrqWork:
         return True
 
     def _irq_work_run(self, work):
-        work.entry = None
         rq = self.rqs[work.cpu]
+        if self.irq_deferred(rq, self._irq_work_run, work):
+            return
+        work.entry = None
         self._irq_enter(rq)
         work.pending = False
         work.func(work)

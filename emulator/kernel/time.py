@@ -57,8 +57,10 @@ class Time:
         return timer.entry is not None
 
     def _hrtimer_run(self, timer):
-        timer.entry = None
         rq = self.rqs[timer.cpu]
+        if self.irq_deferred(rq, self._hrtimer_run, timer):
+            return
+        timer.entry = None
         self.cpu = rq.cpu                  # irq_enter()
         self.cur = rq.curr
         self.in_irq = True

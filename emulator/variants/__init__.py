@@ -20,7 +20,7 @@ import sys
 from ..errors import UsageError
 
 _registry = {}
-_builtin_modules = ("mm_cid_v6_3", "mm_cid_seed_001", "mm_cid_v6_4", "mm_cid_v6_13", "mm_cid_v6_14", "mm_cid_seed_000")
+_builtin_modules = ("mm_cid_v6_3", "mm_cid_seed_001", "mm_cid_v6_4", "mm_cid_v6_13", "mm_cid_v6_14", "mm_cid_seed_000", "mm_cid_v7_0", "mm_cid_seed_003")
 _loaded_builtins = False
 
 

@@ -242,6 +242,8 @@ class SchedCore:
             self.smp_send_reschedule(rq)
 
     def scheduler_ipi(self, rq):
+        if self.irq_deferred(rq, self.scheduler_ipi, rq):
+            return
         rq.ipi_entry = None
         self._irq_enter(rq)
         self.irq_exit(rq)
@@ -294,9 +296,18 @@ class SchedCore:
     # -- wake-ups -----------------------------------------------------------------------------------
 
     def try_to_wake_up(self, p, state, wake_flags=0):
-        """Wake *p* if its state matches *state*; returns whether it woke."""
+        """Wake *p* if its state matches *state*; returns whether it woke.
+        Runs with interrupts off (the kernel holds p->pi_lock irqsave)."""
         if not p.state & state:
             return False
+        if self.in_irq:
+            return self._try_to_wake_up(p, wake_flags)
+        flags = self.local_irq_save()
+        woke = self._try_to_wake_up(p, wake_flags)
+        self.local_irq_restore(flags)
+        return woke
+
+    def _try_to_wake_up(self, p, wake_flags):
         tp = self.tp
         if p.on_rq:
             # ttwu_runnable(): still queued (it had not switched out yet).
@@ -379,6 +390,7 @@ class SchedCore:
             # before the task leaves its CPU.  A wake-up may come meanwhile.
             self.cpu_run(0, False)
         rq = self.rqs[prev.cpu]
+        rq.irqs_disabled += 1                   # local_irq_disable()
         raw_spin_lock(rq.lock)
         now = rq.clock = self.engine.now
         prev_state = prev.state
@@ -402,6 +414,7 @@ class SchedCore:
         prev.need_resched = False
         if next is prev:
             raw_spin_unlock(rq.lock)
+            self.local_irq_restore(rq)          # raw_spin_rq_unlock_irq()
             return
         rq.nr_switches += 1
         self.nr_switches += 1
@@ -500,8 +513,9 @@ class SchedCore:
         rq.prev_mm = None
         prev_state = prev.state
         prev.on_cpu = 0
-        # finish_lock_switch()
+        # finish_lock_switch(): the rq lock goes, interrupts come back on.
         raw_spin_unlock(rq.lock)
+        self.local_irq_restore(rq)
         curr = rq.curr
         curr.preempt_count += 1
         if curr is rq.idle:
@@ -660,6 +674,8 @@ class SchedCore:
         rq.tick_entry = self.engine.at(when, self.tick_sched_timer, rq)
 
     def tick_sched_timer(self, rq):
+        if self.irq_deferred(rq, self.tick_sched_timer, rq):
+            return
         rq.tick_entry = None
         self.cpu = rq.cpu                  # irq_enter()
         self.cur = rq.curr

@@ -55,6 +55,7 @@ class Rq:
         self.irq_held = []            # locks taken in interrupt context
         self.irqs_disabled = 0
         self.irq_time = 0             # virtual time charged in interrupt context
+        self.deferred_irqs = []       # interrupts waiting for irqs to be enabled
 
     def __repr__(self):
         return f"rq{self.cpu}"

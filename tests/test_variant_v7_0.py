@@ -1,0 +1,454 @@
+"""v7.0: the MM CID rewrite (mm_cid.md 3.6): per-task and per-CPU ownership,
+the TRANSIT phases in both directions, the user_list walk, the hysteresis,
+convergence at schedule-in, and a steady state that touches no bitmap."""
+
+import pytest
+
+from emulator import Machine
+from emulator.checks.invariants import InvariantViolation
+from emulator.uapi.libc import (
+    busy_wait, execve, pthread_create, pthread_exit, pthread_join, pthread_self,
+    pthread_setaffinity_np, sched_setaffinity, sched_yield, usleep, vfork, fork, waitpid,
+)
+from emulator.uapi.rseq import rseq_current_mm_cid
+from emulator.variants import get_variant
+from emulator.variants.mm_cid_v7_0 import (
+    MM_CID_ONCPU, MM_CID_TRANSIT, MM_CID_UNSET, cid_on_cpu, cid_on_task,
+)
+
+MS = 1_000_000
+V70 = get_variant("v7.0")
+
+
+def cids_of_users(mm):
+    return {t.pid: t.mm_cid.cid for t in mm.mm_cid.user_list}
+
+
+def cpu_owned(mm):
+    return {cpu: pcp.cid & ~MM_CID_ONCPU for cpu, pcp in enumerate(mm.mm_cid.pcpu)
+            if cid_on_cpu(pcp.cid)}
+
+
+def test_fork_past_max_cids_switches_to_per_cpu_mode_and_no_task_owns_a_cid():
+    """The 5th user on 4 CPUs flips the process to per-CPU mode; the forking
+    task's fixup leaves no task-owned CID: the running threads keep theirs in
+    transit (no bitmap operation), the new thread has none yet."""
+    m = Machine(nr_cpus=4, variants=["v7.0"], seed=1)
+    k = m.kernel
+    out = {}
+
+    def spin(_):
+        busy_wait(2 * MS)
+
+    def main():
+        mm = k.cur.mm
+        threads = [pthread_create(spin) for _ in range(3)]
+        mc = mm.mm_cid
+        out["before"] = (mc.mode, mc.users, mc.max_cids, sorted(cids_of_users(mm).values()))
+        threads.append(pthread_create(spin))
+        out["after"] = (mc.mode, mc.users, mc.max_cids, mc.pcpu_thrs)
+        out["cids"] = cids_of_users(mm)
+        out["bits"] = mm.cidmask.bits
+        for t in threads:
+            pthread_join(t)
+        out["end"] = (mc.mode, mc.users, cpu_owned(mm), cids_of_users(mm))
+        return 0
+    assert m.run(main) == 0
+    assert out["before"] == (0, 4, 4, [0, 1, 2, 3])                 # one CID per task
+    assert out["after"] == (MM_CID_ONCPU, 5, 4, 2)                  # transition complete
+    cids = out["cids"]
+    assert not any(cid_on_task(cid) for cid in cids.values())
+    new = max(cids)
+    assert cids.pop(new) == MM_CID_UNSET                            # borrows at schedule-in
+    assert sorted(cids.values()) == [n | MM_CID_TRANSIT for n in range(4)]
+    assert out["bits"] == 0b1111
+    # The exits took users back below pcpu_thrs (2): per-task again, no CPU owns a CID.
+    mode, users, owned, left = out["end"]
+    assert (mode, users, owned) == (0, 1, {})
+    assert all(cid_on_task(cid) for cid in left.values())
+
+
+def test_the_mode_word_carries_transit_in_both_directions():
+    """fork() runs the task-to-CPU fixup with mode ONCPU|TRANSIT, exit() the
+    CPU-to-task fixup with mode TRANSIT; each ends with TRANSIT cleared
+    (4327fb13fa47, 47ee94efccf6)."""
+    seen = []
+
+    class Recording(V70):
+        name = "v7.0-recording-fixups"
+
+        def mm_cid_fixup_tasks_to_cpus(self):
+            seen.append(("tasks_to_cpus", self.k.cur.mm.mm_cid.mode))
+            super().mm_cid_fixup_tasks_to_cpus()
+            seen.append(("done", self.k.cur.mm.mm_cid.mode))
+
+        def mm_cid_fixup_cpus_to_tasks(self, mm):
+            seen.append(("cpus_to_tasks", mm.mm_cid.mode))
+            super().mm_cid_fixup_cpus_to_tasks(mm)
+            seen.append(("done", mm.mm_cid.mode))
+
+    def main():
+        threads = [pthread_create(lambda _: busy_wait(MS)) for _ in range(4)]
+        for t in threads:
+            pthread_join(t)
+        return 0
+    assert Machine(nr_cpus=4, variants=[Recording], seed=1).run(main) == 0
+    assert seen == [("tasks_to_cpus", MM_CID_ONCPU | MM_CID_TRANSIT), ("done", MM_CID_ONCPU),
+                    ("cpus_to_tasks", MM_CID_TRANSIT), ("done", 0)]
+
+
+def test_exit_below_pcpu_thrs_switches_back_and_drops_the_exiting_cpus_cid():
+    """9 users on 8 CPUs: per-CPU mode with pcpu_thrs = min(8 - 8/4, 8/2) = 4.
+    Exits down to 4 users keep it (hysteresis); the exit that leaves 3 users
+    switches back itself, without the deferred work: the exiting task has no
+    CID and its CPU's CID is dropped before the walk (007d84287c74)."""
+    seen = {}
+
+    class Recording(V70):
+        name = "v7.0-recording-exit"
+
+        def mm_cid_fixup_cpus_to_tasks(self, mm):
+            k = self.k
+            seen["by"] = (k.cur.comm, k.cur.mm_cid.cid, k.cur.mm_cid.active,
+                          mm.mm_cid.pcpu[k.cpu].cid, mm.mm_cid.users)
+            super().mm_cid_fixup_cpus_to_tasks(mm)
+
+    m = Machine(nr_cpus=8, variants=[Recording], seed=1)
+    k = m.kernel
+    modes = []
+
+    def worker(i):
+        usleep(2000 + 1000 * i)          # they leave one by one, in order
+
+    def main():
+        mm = k.cur.mm
+        threads = [pthread_create(worker, i) for i in range(8)]
+        mc = mm.mm_cid
+        modes.append((mc.users, mc.mode, mc.pcpu_thrs))
+        for t in threads[:6]:
+            pthread_join(t)
+            modes.append((mc.users, mc.mode))
+        for t in threads[6:]:
+            pthread_join(t)
+        seen["owned"] = cpu_owned(mm)
+        seen["work"] = (mc.work.nr_queued, mc.irq_work.pending)
+        return 0
+    assert m.run(main) == 0
+    assert modes[0] == (9, MM_CID_ONCPU, 4)
+    assert modes[1:] == [(8, MM_CID_ONCPU), (7, MM_CID_ONCPU), (6, MM_CID_ONCPU),
+                         (5, MM_CID_ONCPU), (4, MM_CID_ONCPU), (3, 0)]
+    comm, cid, active, slot, users = seen["by"]
+    assert (cid, active, users) == (MM_CID_UNSET, 0, 3)
+    assert not cid_on_cpu(slot)
+    assert seen["owned"] == {}
+    assert seen["work"] == (0, False)
+
+
+def narrow_process_widened(variant, on_widen):
+    """A process born on CPUs {0, 1} of 8 (mm nr_cpus_allowed 2) with 3 users:
+    per-CPU mode.  One thread widens its affinity to all 8 CPUs; then the
+    threads exit one at a time.  ``on_widen(mm)`` runs right after the
+    affinity call; returns the machine."""
+    m = Machine(nr_cpus=8, variants=[variant], seed=1)
+    k = m.kernel
+
+    def widener(_):
+        usleep(1000)                     # the third user exists by now
+        sched_setaffinity(0, set(range(8)))
+        on_widen(k.cur.mm)
+        usleep(5000)
+
+    def sleeper(_):
+        usleep(10_000)
+
+    def child():
+        t1 = pthread_create(widener)
+        t2 = pthread_create(sleeper)
+        pthread_join(t1)
+        pthread_join(t2)
+        return 0
+
+    def main():
+        sched_setaffinity(0, {0, 1})
+        pid = fork(child)
+        return waitpid(pid)[1]
+    assert m.run(main) == 0
+    return m
+
+
+def test_affinity_widening_raises_the_threshold_but_never_defers_a_switch():
+    """Widening updates max_cids and pcpu_thrs under the rq lock, but
+    pcpu_thrs = max(min(opt - opt/4, ...), 1) with opt = min(nr_cpus_allowed,
+    users) can never exceed users: mm_update_cpus_allowed() never queues the
+    irq_work; the process stays per-CPU although users (3) <= max_cids (3)."""
+    state = {}
+
+    def on_widen(mm):
+        mc = mm.mm_cid
+        state["widened"] = (mc.nr_cpus_allowed, mc.max_cids, mc.pcpu_thrs, mc.users, mc.mode,
+                            mc.update_deferred, mc.irq_work.pending, mc.work.nr_queued)
+    narrow_process_widened("v7.0", on_widen)
+    assert state["widened"] == (8, 3, 3, 3, MM_CID_ONCPU, 0, False, 0)
+
+
+def test_deferred_mode_change_runs_through_irq_work_and_a_worker():
+    """The machinery 9da6ccbcea3d provides, driven by a hypothetical patch
+    whose threshold follows the allowed CPUs instead of min(allowed, users):
+    the affinity call (rq lock held) only queues the irq_work, the irq_work
+    schedules the work, and mm_cid_work_fn() in a kworker flips the mode and
+    runs the CPU-to-task fixup."""
+    log = []
+
+    class ThresholdOnAllowedCpus(V70):
+        name = "v7.0-thrs-on-allowed-cpus"
+
+        def mm_cid_calc_pcpu_thrs(self, mc):
+            opt_cids = mc.nr_cpus_allowed
+            return max(min(opt_cids - opt_cids // 4, self.num_possible_cpus // 2), 1)
+
+        def mm_cid_irq_work(self, work):
+            log.append(("irq_work", self.k.in_irq, work.mm.mm_cid.mode))
+            super().mm_cid_irq_work(work)
+
+        def mm_cid_work_fn(self, work):
+            log.append(("work_fn", self.k.cur.comm, work.mm.mm_cid.mode))
+            super().mm_cid_work_fn(work)
+            log.append(("done", self.k.cur.comm, work.mm.mm_cid.mode))
+
+    def on_widen(mm):
+        log.append(("widened", mm.mm_cid.mode, mm.mm_cid.update_deferred, mm.mm_cid.pcpu_thrs))
+    narrow_process_widened(ThresholdOnAllowedCpus, on_widen)
+    # The irq_work may run before the affinity syscall returns to user space.
+    steps = [entry[0] for entry in log]
+    assert steps.index("irq_work") < steps.index("work_fn") < steps.index("done")
+    irq = log[steps.index("irq_work")]
+    work = log[steps.index("work_fn")]
+    done = log[steps.index("done")]
+    assert irq == ("irq_work", True, MM_CID_ONCPU)
+    assert work[1].startswith("kworker/") and work[2] == MM_CID_ONCPU
+    assert done == ("done", work[1], 0)
+    assert log[steps.index("widened")][1:] in [(MM_CID_ONCPU, True, 4), (0, 0, 0)]
+
+
+def count_switch_costs(m, phase):
+    """Mark the switch-path lock/atomic counters and the bitmap at the
+    start and the end of a phase (``phase("start")``/``phase("end")``)."""
+    k = m.kernel
+    marks = {}
+
+    def mark(name):
+        mm = k.cur.mm
+        marks[name] = (k.switch_mm_cid_atomics, k.switch_mm_cid_locks, k.nr_switches,
+                       mm.cidmask.bits, mm.mm_cid.mode)
+    phase["mark"] = mark
+    return marks
+
+
+@pytest.mark.parametrize("nr_threads, mode", [(3, 0), (7, MM_CID_ONCPU)],
+                         ids=["per-task", "per-CPU"])
+def test_steady_state_switches_touch_no_bitmap(nr_threads, mode):
+    """Once the mode is stable and every CID is within max_cids, context
+    switches (yields between threads of the mm, migrations between CPUs 0 and
+    1) take no lock and do no atomic operation: the bitmap is not touched."""
+    m = Machine(nr_cpus=4, variants=["v7.0"], seed=1)
+    phase = {}
+    marks = count_switch_costs(m, phase)
+
+    def worker(i):
+        for step in range(60):
+            if step == 20 and i == 0:
+                phase["mark"]("start")
+            if step == 50 and i == 0:
+                phase["mark"]("end")
+            if step % 10 == 5:
+                sched_setaffinity(0, {(i + step // 10) % 2})     # hop between CPU 0 and 1
+            sched_yield()
+            busy_wait(20_000)
+
+    def main():
+        sched_setaffinity(0, {2})
+        threads = [pthread_create(worker, i) for i in range(nr_threads)]
+        for t in threads:
+            pthread_join(t)
+        return 0
+    assert m.run(main) == 0
+    a0, l0, s0, bits0, mode0 = marks["start"]
+    a1, l1, s1, bits1, mode1 = marks["end"]
+    assert mode0 == mode1 == mode
+    assert s1 - s0 >= 20                 # switches happened in between
+    assert (a1 - a0, l1 - l0) == (0, 0)
+    assert bits1 == bits0
+
+
+def test_the_last_thread_converges_to_cid_0():
+    """7 threads pinned to CPUs 1..7 hold CIDs 1..7; all but the one on CPU 7
+    exit, then the main thread leaves with pthread_exit(): users = 1,
+    max_cids = 1, and the survivor's next schedule-in converges it to 0."""
+    m = Machine(nr_cpus=8, variants=["v7.0"], seed=1)
+    k = m.kernel
+    seen = {}
+
+    def runner(cpu):
+        pthread_setaffinity_np(pthread_self(), {cpu})
+        usleep(1000)
+        seen[cpu] = rseq_current_mm_cid()
+        if cpu != 7:
+            return
+        usleep(20_000)                   # main is gone by now
+        usleep(1000)
+        mc = k.cur.mm.mm_cid
+        seen["end"] = (rseq_current_mm_cid(), mc.users, mc.max_cids, k.cur.mm.cidmask.bits)
+
+    def main():
+        sched_setaffinity(0, {0})
+        threads = [pthread_create(runner, cpu) for cpu in range(1, 8)]
+        for t in threads[:6]:
+            pthread_join(t)
+        pthread_exit(None)
+    assert m.run(main) == 0
+    assert [seen[cpu] for cpu in range(1, 8)] == list(range(1, 8))
+    assert seen["end"] == (0, 1, 1, 0b1)
+
+
+def test_user_list_walk_reaches_a_vforked_user_of_the_mm():
+    """A vfork()ed child runs on the parent's mm, outside its thread group.
+    When a thread of the parent crosses max_cids, the user_list walk
+    (192d852129b1) fixes the child's CID up too."""
+    seen = {}
+
+    class Recording(V70):
+        name = "v7.0-recording-walk"
+
+        def mm_cid_fixup_tasks_to_cpus(self):
+            mm = self.k.cur.mm
+            seen["users"] = sorted((t.tgid != self.k.cur.tgid, t.pid) for t in mm.mm_cid.user_list)
+            super().mm_cid_fixup_tasks_to_cpus()
+            seen["cids"] = {t.pid: t.mm_cid.cid for t in mm.mm_cid.user_list}
+            seen["child"] = [t.pid for t in mm.mm_cid.user_list if t.tgid != self.k.cur.tgid]
+
+    def vchild():
+        busy_wait(3 * MS)
+        return 0
+
+    def forker(_):
+        usleep(500)                      # main is in vfork() by now
+        threads = [pthread_create(lambda _: busy_wait(MS)) for _ in range(2)]
+        for t in threads:
+            pthread_join(t)
+
+    def main():
+        t = pthread_create(forker)
+        pid = vfork(vchild)
+        assert waitpid(pid) == (pid, 0)
+        pthread_join(t)
+        return 0
+    assert Machine(nr_cpus=4, variants=[Recording], seed=1).run(main) == 0
+    assert [other for other, _ in seen["users"]].count(True) == 1
+    (child,) = seen["child"]
+    assert seen["cids"][child] & MM_CID_TRANSIT       # running: in transit to its CPU
+    assert not any(cid_on_task(cid) for cid in seen["cids"].values())
+
+
+def test_pcpu_thrs_is_at_least_one_on_a_uniprocessor():
+    """num_possible_cpus() == 1: two users exceed max_cids (1), and
+    pcpu_thrs = max(min(1, 1/2), 1) = 1 lets the switch to per-CPU mode
+    happen (14b2b17cca54)."""
+    m = Machine(nr_cpus=1, variants=["v7.0"], seed=1)
+    k = m.kernel
+    seen = {}
+
+    def thread(_):
+        usleep(100)
+        mc = k.cur.mm.mm_cid
+        seen["mode"] = (mc.mode, mc.users, mc.max_cids, mc.pcpu_thrs, rseq_current_mm_cid())
+
+    def main():
+        pthread_join(pthread_create(thread))
+        return 0
+    assert m.run(main) == 0
+    assert seen["mode"] == (MM_CID_ONCPU, 2, 1, 1, 0)
+
+
+def failing_exec_in_per_cpu_mode():
+    """5 users on 4 CPUs (per-CPU mode); the main thread's execve() of a file
+    no binary handler takes fails (ENOEXEC, inside bprm_execve(); an ENOENT
+    fails earlier since v6.8, in alloc_bprm(), the model's exec does not)."""
+    seen = {}
+
+    def main():
+        threads = [pthread_create(lambda _: busy_wait(2 * MS)) for _ in range(4)]
+        try:
+            execve(b"#!/no/such/interpreter")
+        except OSError:
+            pass
+        seen["mm_cid"] = rseq_current_mm_cid()
+        for t in threads:
+            pthread_join(t)
+        return 0
+    return main, seen
+
+
+def test_a_failed_execve_in_per_cpu_mode_returns_to_user_space_without_a_cid():
+    """sched_mm_cid_before_execve() (= exit) leaves the CPU its CID, and
+    sched_mm_cid_after_execve() (= fork) gives a task none in per-CPU mode:
+    it borrows one at its next schedule-in.  bprm_execve() then forces an
+    rseq update (rseq_force_update()), which writes task_mm_cid() =
+    MM_CID_UNSET = 1 << 31 to user space.  P2 reports it."""
+    main, seen = failing_exec_in_per_cpu_mode()
+    assert Machine(nr_cpus=4, variants=["v7.0"], seed=1, invariants=False).run(main) == 0
+    assert seen["mm_cid"] == 1 << 31
+    main, seen = failing_exec_in_per_cpu_mode()
+    with pytest.raises(InvariantViolation, match=r"P2 bound: .* sees mm_cid 2147483648, "
+                                                 r"outside \[0, 4\) \(v7.0\)"):
+        Machine(nr_cpus=4, variants=["v7.0"], seed=1).run(main)
+
+
+def test_cid_owners_count_task_and_cpu_ownership_not_borrowing():
+    """P4's owner set: task-owned and transit CIDs of tasks, ONCPU slots;
+    a task's ONCPU CID (borrowed) and a plain slot (a mirror) own nothing."""
+    m = Machine(nr_cpus=4, variants=["v7.0"], seed=1)
+    k = m.kernel
+    seen = {}
+
+    def main():
+        threads = [pthread_create(lambda _: busy_wait(2 * MS)) for _ in range(4)]
+        mm = k.cur.mm
+        seen["owners"] = k.mm_cid.cid_owners(mm)
+        seen["bits"] = mm.cidmask.bits
+        for t in threads:
+            pthread_join(t)
+        return 0
+    assert m.run(main) == 0
+    mask = 0
+    for cid in seen["owners"]:
+        mask |= 1 << cid
+    assert mask == seen["bits"] == 0b1111
+
+
+def test_a_failed_execve_then_a_switch_back_makes_schedout_clear_bit_31():
+    """The same failed execve() by the thread whose fork() made the switch
+    to per-CPU mode: its CPU's slot holds its CID in transit, not ONCPU.
+    When the process later switches back while that thread runs, the
+    CPU-to-task walk marks its UNSET CID "in transit" (UNSET|TRANSIT); at its
+    next schedule-out, mm_cid_schedout() drops cid_from_transit_cid() =
+    MM_CID_UNSET = bit 31 of a num_possible_cpus()-bit bitmap: clear_bit()
+    far outside the bitmap, which the model stops as a KASAN report."""
+    from emulator.errors import KernelBug
+    seen = {}
+
+    def main():
+        threads = [pthread_create(lambda _: busy_wait(MS)) for _ in range(4)]
+        try:
+            execve(b"#!/no/such/interpreter")
+        except OSError:
+            pass
+        seen["after exec"] = rseq_current_mm_cid()
+        busy_wait(3 * MS)                # meanwhile the threads exit: per-task mode again
+        usleep(100)
+        for t in threads:
+            pthread_join(t)
+        return 0
+    with pytest.raises(KernelBug, match=r"slab-out-of-bounds in mm_drop_cid\(\): "
+                                        r"clear_bit\(0x80000000\) on a bitmap of 4 bits"):
+        Machine(nr_cpus=4, variants=["v7.0"], seed=1, invariants=False).run(main)
+    assert seen["after exec"] == 1 << 31
