@@ -10,7 +10,6 @@ trace tail and the command that replays it; no host thread outlives the run.
 """
 
 import os
-import shlex
 import threading
 
 from .engine import Engine

@@ -13,12 +13,12 @@ from emulator import Machine
 from emulator.checks.invariants import InvariantViolation
 from emulator.errors import KernelBug
 from emulator.uapi.libc import (
-    busy_wait, execve, exit, fork, getpid, pthread_create, pthread_join, pthread_setaffinity_np,
-    pthread_self, sched_getcpu, sched_setaffinity, sched_yield, usleep, vfork, waitpid,
+    busy_wait, execve, exit, fork, pthread_create, pthread_join, pthread_setaffinity_np,
+    sched_getcpu, sched_setaffinity, sched_yield, usleep, vfork, waitpid,
 )
 from emulator.uapi.rseq import rseq_current_mm_cid
 from emulator.workload import (
-    Program, exec_, exit_, fork as pfork, repeat, run, setaffinity, sleep, thread, yield_,
+    Program, exec_, fork as pfork, repeat, run, setaffinity, sleep, thread, yield_,
 )
 
 

@@ -178,9 +178,11 @@ def test_cancel_sync_of_an_idle_work_with_a_spinlock_held_is_a_kernel_bug():
         m.run_kernel(test)
 
 
-def test_seed_000_derives_from_v6_13_with_patch_3_s_allocator():
+def test_seed_000_is_the_posting_s_base_with_patch_3_then_patches_1_and_2():
     """The posting's base has 7e019dcc470f but not 02d954c0fdf9; patch 3/4 is
-    02d954c0fdf9's text, so both allocate alike."""
+    02d954c0fdf9's text, so seed-000 is v6.14 plus patches 1 and 2: the same
+    allocator, no tick-driven scan."""
     s000, v13, v14 = get_variant("seed-000"), get_variant("v6.13"), get_variant("v6.14")
-    assert issubclass(s000, v13) and not issubclass(s000, v14)
+    assert issubclass(s000, v14) and issubclass(s000, v13)
+    assert s000._mm_cid_try_get is v14._mm_cid_try_get
     assert s000.task_tick_mm_cid is not v13.task_tick_mm_cid

@@ -45,8 +45,6 @@ def test_patch_file_loads_as_a_subclass(tmp_path):
 
 def test_override_takes_effect_at_every_call_site(tmp_path):
     """The kernel calls the patch's switch_mm_cid at every context switch."""
-    cls = load_variant(str(_counting_patch(tmp_path)))
-
     def main():
         threads = [pthread_create(lambda _: usleep(100)) for _ in range(4)]
         for t in threads:

@@ -22,7 +22,6 @@ class Exec:
 
     def do_execve(self, image, comm):
         """Replace the current program by *image*; returns 0 or -errno."""
-        me = self.cur
         self.charge(self.costs["exec_ns"])
         bprm_mm = self.mm_alloc()                   # alloc_bprm() -> bprm_mm_init()
         retval = self.bprm_execve(image, bprm_mm, comm)

@@ -7,7 +7,7 @@ the signal number for a fatal signal (only SIGKILL is modelled).
 from ..errors import KernelBug
 from .task import (
     EXIT_DEAD, EXIT_ZOMBIE, PF_EXITING, PF_KTHREAD, TASK_DEAD, TASK_INTERRUPTIBLE,
-    TASK_KILLABLE, TASK_WAKEKILL,
+    TASK_WAKEKILL,
 )
 
 SIGKILL = 9

@@ -11,7 +11,7 @@ from ..checks.kasan import kasan_poison, kasan_record_alloc
 from ..errors import KernelBug
 from .locking import atomic_dec_and_test, atomic_inc, atomic_read, atomic_t
 from .task import (
-    PF_KTHREAD, SCHED_NORMAL, SignalStruct, Task, TASK_NEW, TASK_RUNNING,
+    PF_KTHREAD, SCHED_NORMAL, SignalStruct, Task, TASK_NEW,
 )
 
 CLONE_VM = 0x00000100

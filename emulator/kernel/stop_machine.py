@@ -4,7 +4,7 @@ The stopper is a kernel thread of the stop class: waking it preempts whatever
 runs on its CPU.  It is created on first use.
 """
 
-from .task import PF_KTHREAD, PF_NO_SETAFFINITY, TASK_INTERRUPTIBLE
+from .task import PF_NO_SETAFFINITY, TASK_INTERRUPTIBLE
 from .wait import completion
 
 

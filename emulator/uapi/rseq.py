@@ -7,12 +7,11 @@ glibc >= 2.35 registers every thread) registration and unregistration are
 no-ops that succeed ("Treat libc's ownership as a successful registration").
 """
 
-import os
 import weakref
 
 from ..kernel.rseq import (
     ORIG_RSEQ_SIZE, RSEQ_CPU_ID_REGISTRATION_FAILED, RSEQ_CPU_ID_UNINITIALIZED,
-    RSEQ_FEATURE_SIZE, RSEQ_FLAG_UNREGISTER, RSEQ_SIG, struct_rseq,
+    RSEQ_FEATURE_SIZE, RSEQ_FLAG_UNREGISTER, RSEQ_SIG,
 )
 from .libc import _check, _self, _syscall, _user_call, sched_getcpu
 

@@ -16,11 +16,11 @@ base-commit 231825b2e1ff), patches 1-3 as posted:
     (-4-gmonaco, Mathieu Desnoyers): ``__mm_cid_try_get()`` lowers
     ``max_nr_cid`` to ``min(nr_cpus_allowed, mm_users)`` and re-uses
     ``recent_cid`` only below it.  Its sched.h hunks are the ones later merged
-    as 02d954c0fdf9 (v6.14); the text is repeated here as posted.
+    as 02d954c0fdf9 (v6.14).
 4/4 is the selftest (selftests/rseq/mm_cid_compaction_test.py mirrors it).
 
-The base (231825b2e1ff) has 7e019dcc470f but not 02d954c0fdf9, so this derives
-from the v6.13 class.  (Its context lines show sched_tick() passing
+The base (231825b2e1ff) has 7e019dcc470f but not 02d954c0fdf9; base + patch 3
+is the v6.14 class, so this derives from it and adds patches 1 and 2.  (Its context lines show sched_tick() passing
 ``rq->donor``, i.e. a tip/next tree of the v6.14 cycle rather than plain
 v6.13-rc; nothing of mm_cid differs.)
 
@@ -44,14 +44,12 @@ wraps every run of the work function, early returns included, as the
 posting's probes did (its tables count invocations of the function).
 """
 
-from ..kernel.cpumask import cpumask_first_zero, cpumask_weight
-from ..kernel.locking import (
-    READ_ONCE, atomic_read, cpu_relax, cpumask_test_and_set_cpu, try_cmpxchg,
-)
+from ..kernel.cpumask import cpumask_weight
+from ..kernel.locking import READ_ONCE
 from ..kernel.workqueue import delayed_work
 from . import register
-from .mm_cid_v6_4 import MM_CID_SCAN_DELAY, SCAN_NS_PER_CPU, mm_cid_is_unset
-from .mm_cid_v6_13 import MmCidV6_13
+from .mm_cid_v6_4 import MM_CID_SCAN_DELAY, SCAN_NS_PER_CPU
+from .mm_cid_v6_14 import MmCidV6_14
 
 
 class mm_cid_delayed_work(delayed_work):
@@ -68,7 +66,7 @@ def INIT_DELAYED_WORK(mm, func):
 
 
 @register
-class MmCidSeed000(MmCidV6_13):
+class MmCidSeed000(MmCidV6_14):
     name = "seed-000"
     copies = ("Gabriele Monaco, [PATCH v2 1-3/4] sched: Move task_mm_cid_work to mm "
               "delayed work (2024-12-13, not merged)")
@@ -92,57 +90,6 @@ class MmCidSeed000(MmCidV6_13):
     def mm_destroy_cid(self, mm):
         self.k.disable_delayed_work_sync(mm.mm_cid_work)
         mm.pcpu_cid = None                   # free_percpu()
-
-    # -- kernel/sched/sched.h (patch 3/4) ----------------------------------------------------
-
-    def _mm_cid_try_get(self, t, mm):
-        """__mm_cid_try_get()"""
-        cidmask = self.mm_cidmask(mm)
-        pcpu_cid = mm.pcpu_cid[self.k.cpu]
-        # After shrinking the number of threads or reducing the number
-        # of allowed cpus, reduce the value of max_nr_cid so expansion
-        # of cid allocation will preserve cache locality if the number
-        # of threads or allowed cpus increase again.
-        max_nr_cid = atomic_read(mm.max_nr_cid)
-        while True:
-            allowed_max_nr_cid = min(READ_ONCE(mm, "nr_cpus_allowed"), atomic_read(mm.mm_users))
-            if not max_nr_cid > allowed_max_nr_cid:
-                break
-            # atomic_try_cmpxchg loads previous mm->max_nr_cid into max_nr_cid.
-            ok, max_nr_cid = try_cmpxchg(mm.max_nr_cid, "counter", max_nr_cid, allowed_max_nr_cid)
-            if ok:
-                max_nr_cid = allowed_max_nr_cid
-                break
-        # Try to re-use recent cid. This improves cache locality.
-        cid = READ_ONCE(pcpu_cid, "recent_cid")          # __this_cpu_read()
-        if not mm_cid_is_unset(cid) and cid < max_nr_cid and \
-                not cpumask_test_and_set_cpu(cid, cidmask):
-            return cid
-        # Expand cid allocation if the maximum number of concurrency
-        # IDs allocated (max_nr_cid) is below the number cpus allowed
-        # and number of threads. Expanding cid allocation as much as
-        # possible improves cache locality.
-        cid = max_nr_cid
-        while cid < READ_ONCE(mm, "nr_cpus_allowed") and cid < atomic_read(mm.mm_users):
-            # atomic_try_cmpxchg loads previous mm->max_nr_cid into cid.
-            ok, cid_found = try_cmpxchg(mm.max_nr_cid, "counter", cid, cid + 1)
-            if not ok:
-                cid = cid_found
-                continue
-            if not cpumask_test_and_set_cpu(cid, cidmask):
-                return cid
-        # Find the first available concurrency id.
-        # Retry finding first zero bit if the mask is temporarily
-        # filled. This only happens during concurrent remote-clear
-        # which owns a cid without holding a rq lock.
-        while True:
-            cid = cpumask_first_zero(READ_ONCE(cidmask, "bits"))
-            if cid < READ_ONCE(mm, "nr_cpus_allowed"):
-                break
-            cpu_relax()
-        if cpumask_test_and_set_cpu(cid, cidmask):
-            return -1
-        return cid
 
     # -- kernel/sched/core.c (patches 1/4 and 2/4) --------------------------------------------
 

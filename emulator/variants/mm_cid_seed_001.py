@@ -385,22 +385,8 @@ class MmCidSeed001(MmCidV6_3):
         t.last_mm_cid = t.mm_cid = -1
         k.rq_unlock_irqrestore(rq, flags)
 
-    def sched_mm_cid_before_execve(self, t):
-        k = self.k
-        mm = t.mm
-        if mm is None:
-            return
-        # preempt_disable();
-        rq = k.this_rq()
-        flags = k.rq_lock_irqsave(rq)
-        # preempt_enable_no_resched(); /* holding spinlock */
-        WRITE_ONCE(t, "mm_cid_active", 0)
-        # Store t->mm_cid_active before loading per-mm/cpu cid.
-        # Matches barrier in sched_mm_cid_migrate_from().
-        smp_mb()
-        self.mm_cid_put(t)
-        t.last_mm_cid = t.mm_cid = -1
-        k.rq_unlock_irqrestore(rq, flags)
+    # The posting's sched_mm_cid_before_execve() is the same code.
+    sched_mm_cid_before_execve = sched_mm_cid_exit_signals
 
     def sched_mm_cid_after_execve(self, t):
         k = self.k

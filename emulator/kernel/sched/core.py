@@ -12,14 +12,13 @@ nohz kick from a busy CPU's tick, not sched domains; kernel code runs in zero
 virtual time unless it charges a cost with ``charge()``.
 """
 
-from ..cpumask import cpus_of
 from ..locking import raw_spin_lock, raw_spin_unlock, lockdep_assert_held
 from ..task import (
-    PF_EXITING, PF_KTHREAD, SCHED_FIFO, SCHED_NORMAL, SCHED_RR, TASK_DEAD, TASK_INTERRUPTIBLE,
+    PF_KTHREAD, SCHED_FIFO, SCHED_NORMAL, SCHED_RR, TASK_DEAD, TASK_INTERRUPTIBLE,
     TASK_NEW, TASK_NORMAL, TASK_ON_RQ_MIGRATING, TASK_ON_RQ_QUEUED, TASK_RUNNING,
     TASK_WAKEKILL, MAX_RT_PRIO, DEFAULT_PRIO, state_char,
 )
-from ...errors import KernelBug, UsageError
+from ...errors import KernelBug
 from .fair import FairSchedClass
 from .rt import RtSchedClass
 from .sched import (
