@@ -100,7 +100,7 @@ class Machine:
     def __init__(self, nr_cpus=8, variants=(), seed=0, *, nr_possible=None, nr_nodes=1,
                  hz=1000, glibc_rseq=True, lockup_ns=1_000_000_000, baton_timeout=10.0,
                  trace_tail=64, trace=False, max_threads=1 << 16, costs=None, replay=None,
-                 stall_timeout=30.0, invariants=True):
+                 stall_timeout=30.0, invariants=True, strategy=None):
         if isinstance(nr_cpus, bool) or not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= 1024:
             raise UsageError(f"nr_cpus must be an int in 1..1024, not {nr_cpus!r}")
         nr_possible = nr_cpus if nr_possible is None else nr_possible
@@ -123,12 +123,14 @@ class Machine:
         self.seed = seed
         self.stall_timeout = stall_timeout
         self.replay = replay
+        from .explore import strategy_from_spec
+        self.strategy = strategy_from_spec(strategy) if strategy is not None else None
         self.engine = Engine(seed, baton_timeout)
         self.kernel = Kernel(self.engine, nr_cpus=nr_cpus, nr_possible=nr_possible,
                              nr_nodes=nr_nodes, hz=hz, mm_cid=self.mm_cid_class,
                              glibc_rseq=glibc_rseq, lockup_ns=lockup_ns,
                              trace_tail=trace_tail, max_threads=max_threads, costs=costs,
-                             invariants=invariants)
+                             invariants=invariants, strategy=self.strategy)
         if trace:
             self.kernel.tp.record_all()
         self._ran = False
@@ -253,11 +255,13 @@ class Machine:
         if self.replay:
             return self.replay
         variant = self.mm_cid_class.source or self.mm_cid_class.name
-        return f"Machine(nr_cpus={self.nr_cpus}, variants=[{variant!r}], seed={self.seed})"
+        strategy = f", strategy={self.strategy.spec()!r}" if self.strategy else ""
+        return f"Machine(nr_cpus={self.nr_cpus}, variants=[{variant!r}], seed={self.seed}{strategy})"
 
     def failure_report(self):
         k = self.kernel
-        return (f"seed={self.seed} variant={self.mm_cid_class.name} cpus={self.nr_cpus} "
+        strategy = f" strategy={self.strategy.spec()}" if self.strategy else ""
+        return (f"seed={self.seed} variant={self.mm_cid_class.name} cpus={self.nr_cpus}{strategy} "
                 f"virtual time={self.engine.now} ns\n"
                 f"last trace events:\n{k.tp.tail_text()}\n"
                 f"replay: {self.replay_command()}")

@@ -33,7 +33,8 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
              Workqueue, StopMachine):
 
     def __init__(self, engine, *, nr_cpus, nr_possible, nr_nodes, hz, mm_cid, glibc_rseq,
-                 lockup_ns, trace_tail, max_threads, costs=None, invariants=True):
+                 lockup_ns, trace_tail, max_threads, costs=None, invariants=True,
+                 strategy=None):
         self.engine = engine
         self.chooser = engine.chooser
         self.nr_cpu_ids = nr_possible
@@ -75,6 +76,13 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.scan_stats = {}
         self.live_mms = {}
         self.rseq_resuming = None
+        self.paused_lock_holders = 0
+        self.suspended_holders = [0] * nr_possible
+        self.held_off_irqs = []
+        self.strategy = strategy
+        if strategy is not None and strategy.name != "default":
+            strategy.attach(self.chooser)
+            self.sched_point_hook = self.explore_sched_point
         self.rt_curr_mask = 0
         self.load_masks = [self.online_mask, 0, 0, 0]
         self.in_irq = False
@@ -141,6 +149,10 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         taken when the path turns them back on.  Returns True if deferred."""
         if rq.irqs_disabled:
             rq.deferred_irqs.append((fn, arg))
+            return True
+        if self.paused_lock_holders > self.suspended_holders[rq.cpu]:
+            # a spinlock holder on another CPU is suspended
+            self.held_off_irqs.append((fn, arg))
             return True
         return False
 

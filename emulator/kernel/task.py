@@ -6,6 +6,8 @@ their own fields to a task (``t.mm_cid`` and friends): tasks carry a
 dup_task_struct() time, as the kernel's dup_task_struct() does.
 """
 
+from .locking import raw_spinlock_t
+
 # task->__state
 TASK_RUNNING = 0x0000
 TASK_INTERRUPTIBLE = 0x0001
@@ -78,7 +80,7 @@ class Task:
     """task_struct.  The fields every task has live in slots; a variant's own
     fields (``t.mm_cid``...) go to the instance dict."""
 
-    __slots__ = ("pid", "tgid", "comm", "flags", "state", "exit_state", "exit_code", "on_rq", "on_cpu", "cpu", "wake_cpu", "policy", "prio", "rt_priority", "sched_class", "cpus_mask", "nr_cpus_allowed", "mm", "active_mm", "vruntime", "sum_exec_runtime", "prev_sum_exec_runtime", "exec_start", "rq_key", "rt_head", "rt_yield", "time_slice", "nvcsw", "nivcsw", "need_resched", "notify_resume", "sigkill", "preempt_count", "stack", "user", "user_busy", "kdebt", "wait_reason", "sleep_entry", "held_locks", "held_mutexes", "relax_since", "signal", "group_leader", "real_parent", "vfork_done", "clear_child_tid", "task_works", "task_works_exited", "rseq", "rseq_len", "rseq_sig", "rseq_event_mask", "sleep_timer", "sleep_expired", "futex_woken", "threadfn", "threadarg", "__dict__", "__weakref__")
+    __slots__ = ("pid", "tgid", "comm", "flags", "state", "exit_state", "exit_code", "on_rq", "on_cpu", "cpu", "wake_cpu", "policy", "prio", "rt_priority", "sched_class", "cpus_mask", "nr_cpus_allowed", "mm", "active_mm", "vruntime", "sum_exec_runtime", "prev_sum_exec_runtime", "exec_start", "rq_key", "rt_head", "rt_yield", "time_slice", "nvcsw", "nivcsw", "need_resched", "notify_resume", "sigkill", "preempt_count", "stack", "user", "user_busy", "kdebt", "wait_reason", "sleep_entry", "held_locks", "held_mutexes", "pi_lock", "relax_since", "signal", "group_leader", "real_parent", "vfork_done", "clear_child_tid", "task_works", "task_works_exited", "rseq", "rseq_len", "rseq_sig", "rseq_event_mask", "sleep_timer", "sleep_expired", "futex_woken", "threadfn", "threadarg", "__dict__", "__weakref__")
 
     def __init__(self, pid, comm):
         self.pid = pid                # the thread id (gettid)
@@ -125,6 +127,7 @@ class Task:
         self.sleep_entry = None
         self.held_locks = []
         self.held_mutexes = []
+        self.pi_lock = raw_spinlock_t(f"{comm}[{pid}]->pi_lock")
         self.relax_since = None       # start of the current cpu_relax() streak
         # process relationships
         self.signal = None

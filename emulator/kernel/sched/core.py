@@ -12,6 +12,8 @@ nohz kick from a busy CPU's tick, not sched domains; kernel code runs in zero
 virtual time unless it charges a cost with ``charge()``.
 """
 
+from greenlet import getcurrent
+
 from ..locking import raw_spin_lock, raw_spin_unlock, lockdep_assert_held
 from ..task import (
     PF_KTHREAD, SCHED_FIFO, SCHED_NORMAL, SCHED_RR, TASK_DEAD, TASK_INTERRUPTIBLE,
@@ -296,18 +298,30 @@ class SchedCore:
 
     def try_to_wake_up(self, p, state, wake_flags=0):
         """Wake *p* if its state matches *state*; returns whether it woke.
-        Runs with interrupts off (the kernel holds p->pi_lock irqsave)."""
+
+        As in the kernel, p->pi_lock (irqsave) serializes wake-ups of one task
+        against each other and against affinity and policy changes; the state
+        is checked under it (ttwu_state_match())."""
         if not p.state & state:
-            return False
-        if self.in_irq:
-            return self._try_to_wake_up(p, wake_flags)
+            return False                    # the lockless early check
         flags = self.local_irq_save()
-        woke = self._try_to_wake_up(p, wake_flags)
+        raw_spin_lock(p.pi_lock)
+        woke = bool(p.state & state) and self._try_to_wake_up(p, wake_flags)
+        raw_spin_unlock(p.pi_lock)
         self.local_irq_restore(flags)
         return woke
 
     def _try_to_wake_up(self, p, wake_flags):
         tp = self.tp
+        if p.on_cpu and not p.on_rq and p.state != TASK_RUNNING:
+            # Still switching out on its CPU (a path paused inside __schedule()):
+            # ttwu_queue_wakelist() hands the wake-up to that CPU, which runs it
+            # once the switch is done (sched_ttwu_pending()), instead of
+            # spinning on p->on_cpu.
+            rq = self.rqs[p.cpu]
+            if p not in rq.wake_list:
+                rq.wake_list.append(p)
+            return True
         if p.on_rq:
             # ttwu_runnable(): still queued (it had not switched out yet).
             rq = self.rqs[p.cpu]
@@ -336,6 +350,10 @@ class SchedCore:
         raw_spin_unlock(rq.lock)
         return True
 
+    def sched_ttwu_pending(self, pending):
+        for p in pending:
+            self.try_to_wake_up(p, TASK_NORMAL)
+
     def wake_up_process(self, p):
         return self.try_to_wake_up(p, TASK_NORMAL, 0)
 
@@ -344,6 +362,11 @@ class SchedCore:
 
     def wake_up_new_task(self, p):
         """Place and enqueue a new task (sched_fork() already gave it its class)."""
+        raw_spin_lock(p.pi_lock)
+        self._wake_up_new_task(p)
+        raw_spin_unlock(p.pi_lock)
+
+    def _wake_up_new_task(self, p):
         p.state = TASK_RUNNING
         self.rseq_migrate(p)              # a forked child's inherited rseq area is stale
         cpu = self.select_task_rq(p, p.cpu, WF_FORK)
@@ -512,6 +535,10 @@ class SchedCore:
         rq.prev_mm = None
         prev_state = prev.state
         prev.on_cpu = 0
+        if rq.wake_list:
+            # sched_ttwu_pending(): wake-ups that waited for prev to switch out.
+            pending, rq.wake_list = rq.wake_list, []
+            self.engine.at(self.engine.now, self.sched_ttwu_pending, pending)
         # finish_lock_switch(): the rq lock goes, interrupts come back on.
         raw_spin_unlock(rq.lock)
         self.local_irq_restore(rq)
@@ -580,7 +607,17 @@ class SchedCore:
                 engine.now = end
                 break
             entry = engine.at(end, done, t)
-            loop.switch()
+            if t.held_locks:
+                # A spinlock holder is off the CPU's event stream: other CPUs'
+                # interrupt handlers, which cannot wait for it, wait until it
+                # is back.  Its own CPU's still come (and self-deadlock on its
+                # lock, as in the kernel, unless it took the lock irqsave).
+                self.suspended_holders[t.cpu] += 1
+                self.paused_lock_holders += 1
+                loop.switch()
+                self._lock_holder_back(t.cpu)
+            else:
+                loop.switch()
             entry[3] = None
             ns -= engine.now - start
             if user:
@@ -590,7 +627,9 @@ class SchedCore:
                     # rseq before it computes on.
                     t.user_busy = ns
                     self.exit_to_user_mode(t)
-            elif t.need_resched and not t.held_locks:
+            elif t.need_resched and not t.held_locks and not t.preempt_count \
+                    and not self.rqs[t.cpu].irqs_disabled:
+                # Kernel preemption: no spinlock, interrupts on, preemption on.
                 self.preempt_schedule()
         if user:
             t.user_busy = 0
@@ -614,6 +653,53 @@ class SchedCore:
             if lock.owner is self.lock_holder():
                 raise KernelBug(f"BUG: spinlock recursion on {lock.name} on CPU {self.cpu}")
             spun = self.cpu_relax(lock.name, spun)
+
+    # -- exploration: pausing a kernel path at a scheduling point ------------------------------------------
+
+    def explore_sched_point(self, kind, obj):
+        """The sched_point hook while a strategy explores (emulator/explore.py)."""
+        t = self.cur
+        if self.in_irq or t.stack is None or getcurrent() is not t.stack:
+            return                      # interrupt context and the boot path run through
+        delay = self.strategy.pause_ns(kind)
+        if delay is not None:
+            self.pause_kernel_path(delay)
+
+    def pause_kernel_path(self, delay):
+        """Let *delay* ns pass with the current kernel path stopped where it is.
+
+        Other CPUs' paths and events run meanwhile.  The paused path holds off
+        its own CPU's interrupts; while it holds a spinlock, every CPU's
+        interrupts wait too (a handler cannot wait on the lock: it runs to
+        completion on the event loop)."""
+        t = self.cur
+        cpu = self.cpu
+        rq = self.rqs[cpu]
+        holds = bool(t.held_locks)
+        rq.irqs_disabled += 1
+        if holds:
+            self.suspended_holders[cpu] += 1
+            self.paused_lock_holders += 1
+        self.engine.at(self.engine.now + delay, self._resume_paused, (t, cpu))
+        self.engine.loop.switch()
+        if holds:
+            self._lock_holder_back(cpu)
+        self.local_irq_restore(rq)
+
+    def _lock_holder_back(self, cpu):
+        self.suspended_holders[cpu] -= 1
+        self.paused_lock_holders -= 1
+        if not self.paused_lock_holders and self.held_off_irqs:
+            pending, self.held_off_irqs = self.held_off_irqs, []
+            for fn, arg in pending:
+                self.engine.at(self.engine.now, fn, arg)
+
+    def _resume_paused(self, arg):
+        t, cpu = arg
+        self.cur = t
+        self.cpu = cpu
+        self.in_irq = False
+        t.stack.switch()
 
     # -- idle -------------------------------------------------------------------------------------------------
 
@@ -649,7 +735,10 @@ class SchedCore:
                 tries += 1
                 src = self.rqs[cpu]
                 for p in self.queued_tasks(src):
-                    if (p.cpus_mask >> this_cpu) & 1 and p.sched_class is not StopSchedClass:
+                    # can_migrate_task(): allowed here, and not still on its CPU
+                    # (a task switching out is queued before it is off the CPU).
+                    if (p.cpus_mask >> this_cpu) & 1 and p.sched_class is not StopSchedClass \
+                            and not p.on_cpu:
                         return self.detach_attach(src, this_rq, p)
         return None
 
@@ -659,6 +748,10 @@ class SchedCore:
     def detach_attach(self, src, dst, p):
         """Move queued *p* from *src* to *dst* (dst locked by the caller) and return it picked."""
         raw_spin_lock(src.lock)
+        # can_migrate_task() holds the busiest rq's lock: look again under it.
+        if p.cpu != src.cpu or p.on_rq != TASK_ON_RQ_QUEUED or p.on_cpu or src.curr is p:
+            raw_spin_unlock(src.lock)
+            return self._pick_task(dst)
         self.deactivate_task(src, p, 0)
         self.set_task_cpu(p, dst.cpu)
         raw_spin_unlock(src.lock)
@@ -737,26 +830,39 @@ class SchedCore:
         valid = new_mask & self.active_mask
         if not valid:
             return -22  # EINVAL
-        rq = self.rqs[p.cpu]
-        raw_spin_lock(rq.lock)
+        rq = self.task_rq_lock(p)
         self.do_set_cpus_allowed(p, new_mask)
         if (valid >> p.cpu) & 1 or p.state == TASK_NEW:
-            raw_spin_unlock(rq.lock)
+            self.task_rq_unlock(rq, p)
             return 0
         dest_cpu = self.chooser.pick_bit(valid, self.nr_cpu_ids)
         if rq.curr is p or p.on_cpu:
             # Running: the stopper must push it off its CPU; wait for it.
-            raw_spin_unlock(rq.lock)
+            self.task_rq_unlock(rq, p)
             self.stop_one_cpu(p.cpu, self.migration_cpu_stop, (p, dest_cpu))
             return 0
         if p.on_rq:
             rq = self.move_queued_task(rq, p, dest_cpu)
-            raw_spin_unlock(rq.lock)
+            self.task_rq_unlock(rq, p)
             return 0
         # Sleeping: it will be placed on an allowed CPU when it wakes.
         p.wake_cpu = dest_cpu
-        raw_spin_unlock(rq.lock)
+        self.task_rq_unlock(rq, p)
         return 0
+
+    def task_rq_lock(self, p):
+        """Lock p->pi_lock, then the rq p is on (looking again if it moved)."""
+        raw_spin_lock(p.pi_lock)
+        while True:
+            rq = self.rqs[p.cpu]
+            raw_spin_lock(rq.lock)
+            if rq is self.rqs[p.cpu]:
+                return rq
+            raw_spin_unlock(rq.lock)
+
+    def task_rq_unlock(self, rq, p):
+        raw_spin_unlock(rq.lock)
+        raw_spin_unlock(p.pi_lock)
 
     def migration_cpu_stop(self, arg):
         """Runs on the stopper of the task's old CPU."""
@@ -782,8 +888,7 @@ class SchedCore:
         else:
             return -22
         if p.on_rq and p.sched_class is not StopSchedClass:
-            rq = self.rqs[p.cpu]
-            raw_spin_lock(rq.lock)
+            rq = self.task_rq_lock(p)
             running = rq.curr is p
             if not running:
                 self.dequeue_task(rq, p, 0)
@@ -793,7 +898,7 @@ class SchedCore:
                 self.wakeup_preempt(rq, p)
             else:
                 self.resched_curr(rq)
-            raw_spin_unlock(rq.lock)
+            self.task_rq_unlock(rq, p)
         else:
             p.policy, p.rt_priority, p.prio, p.sched_class = policy, priority, prio, cls
         return 0

@@ -33,7 +33,7 @@ RR_TIMESLICE_NS = 100_000_000
 class Rq:
     """struct rq: one per possible CPU."""
 
-    __slots__ = ("cpu", "node", "lock", "curr", "idle", "stop", "online", "nr_running", "nr_switches", "clock", "prev_mm", "cfs", "rt", "stop_queued", "tick_entry", "ipi_entry", "irq_held", "irqs_disabled", "irq_time", "loaded_mm", "__dict__")
+    __slots__ = ("cpu", "node", "lock", "curr", "idle", "stop", "online", "nr_running", "nr_switches", "clock", "prev_mm", "cfs", "rt", "stop_queued", "tick_entry", "ipi_entry", "irq_held", "irqs_disabled", "irq_time", "deferred_irqs", "wake_list", "loaded_mm", "__dict__")
 
     def __init__(self, cpu, node):
         self.cpu = cpu
@@ -56,6 +56,7 @@ class Rq:
         self.irqs_disabled = 0
         self.irq_time = 0             # virtual time charged in interrupt context
         self.deferred_irqs = []       # interrupts waiting for irqs to be enabled
+        self.wake_list = []           # wake-ups waiting for a task to switch out
 
     def __repr__(self):
         return f"rq{self.cpu}"

@@ -1,0 +1,127 @@
+"""Exploration strategies: where a kernel path pauses so that other CPUs run.
+
+Every shared-memory primitive of emulator.kernel.locking (READ_ONCE,
+WRITE_ONCE, cmpxchg, atomics, bit operations, barriers, lock acquire and
+release) is a *scheduling point*.  Without a strategy each kernel path runs to
+its next block (the default).  With one, the strategy decides at each point
+whether the running path pauses, and for how long in virtual time; other CPUs'
+paths and events run meanwhile, which is how interleavings that the default
+order never produces are reached.
+
+A strategy is an oracle that draws every decision from the machine's seeded
+chooser, so a run replays from (seed, variant, strategy).  This is a first
+step of the exploration issue.
+
+Departures: only kernel paths in task context pause (interrupt handlers run
+to completion on the event loop); a paused path holds off its CPU's
+interrupts until it resumes, as if it ran with interrupts off.
+"""
+
+from .errors import UsageError
+
+__all__ = ["Strategy", "RandomStrategy", "PCTStrategy", "strategy_from_spec"]
+
+
+class Strategy:
+    """Decides at each scheduling point; ``pause_ns(kind)`` returns a pause in
+    virtual ns, or None to go on."""
+
+    name = "default"
+
+    def __init__(self):
+        self.chooser = None
+        self.points = 0
+        self.pauses = 0
+
+    def attach(self, chooser):
+        self.chooser = chooser
+
+    def pause_ns(self, kind):
+        return None
+
+    def spec(self):
+        return self.name
+
+
+class RandomStrategy(Strategy):
+    """Pause at each point with probability *p*, for up to *max_ns*."""
+
+    name = "random"
+
+    def __init__(self, p=0.02, max_ns=5_000):
+        super().__init__()
+        if not 0 < p <= 1 or max_ns < 0:
+            raise UsageError("random strategy: 0 < p <= 1 and max_ns >= 0")
+        self.p = p
+        self.max_ns = max_ns
+        self._threshold = int(p * (1 << 30))
+
+    def pause_ns(self, kind):
+        self.points += 1
+        if self.chooser.getrandbits(30) < self._threshold:
+            self.pauses += 1
+            return self.chooser.below(self.max_ns + 1)
+        return None
+
+    def spec(self):
+        return f"random:p={self.p},max_ns={self.max_ns}"
+
+
+class PCTStrategy(Strategy):
+    """PCT (Burckhardt et al., ASPLOS 2010) with preemption bound *depth - 1*:
+    *depth - 1* change points drawn uniformly among the first *horizon*
+    scheduling points; at each, the running path pauses (loses its priority)
+    for up to *max_ns*, letting every other path run first."""
+
+    name = "pct"
+
+    def __init__(self, depth=3, horizon=20_000, max_ns=20_000):
+        super().__init__()
+        if depth < 1 or horizon < 1:
+            raise UsageError("pct strategy: depth >= 1 and horizon >= 1")
+        self.depth = depth
+        self.horizon = horizon
+        self.max_ns = max_ns
+        self.change_points = set()
+
+    def attach(self, chooser):
+        super().attach(chooser)
+        # invariant: depth - 1 distinct points in [1, horizon]
+        while len(self.change_points) < min(self.depth - 1, self.horizon):
+            self.change_points.add(1 + chooser.below(self.horizon))
+
+    def pause_ns(self, kind):
+        self.points += 1
+        if self.points in self.change_points:
+            self.pauses += 1
+            return 1 + self.chooser.below(self.max_ns)
+        return None
+
+    def spec(self):
+        return f"pct:depth={self.depth},horizon={self.horizon},max_ns={self.max_ns}"
+
+
+_STRATEGIES = {"default": Strategy, "random": RandomStrategy, "pct": PCTStrategy}
+
+
+def strategy_from_spec(spec):
+    """A strategy from ``name`` or ``name:key=value,...`` (what ``spec()`` prints)."""
+    if isinstance(spec, Strategy):
+        return spec
+    if not isinstance(spec, str) or not spec:
+        raise UsageError(f"a strategy is one of {', '.join(_STRATEGIES)}, not {spec!r}")
+    name, _, params = spec.partition(":")
+    cls = _STRATEGIES.get(name)
+    if cls is None:
+        raise UsageError(f"unknown strategy {name!r}; known: {', '.join(_STRATEGIES)}")
+    kwargs = {}
+    for item in filter(None, params.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            kwargs[key] = float(value) if "." in value else int(value)
+        except ValueError:
+            raise UsageError(f"strategy parameter {item!r} is not key=number") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"strategy {name!r}: {exc}") from None
