@@ -245,8 +245,9 @@ class Fork:
 
     # -- kernel threads ----------------------------------------------------------------------
 
-    def kthread_create(self, fn, arg, name, cpus):
-        """Create and start a kernel thread running ``fn(arg)`` on *cpus*."""
+    def kthread_create(self, fn, arg, name, cpus, wake=True):
+        """Create a kernel thread running ``fn(arg)`` on *cpus*, and start it
+        unless *wake* is False (kthread_create() then wake_up_process())."""
         p = Task(self.alloc_pid(), name)
         p.flags = PF_KTHREAD
         from .sched.fair import FairSchedClass
@@ -262,11 +263,12 @@ class Fork:
         p.vruntime = self.rqs[p.cpu].cfs.min_vruntime
         self.tasks[p.pid] = p
         self.nr_threads += 1
-        self.wake_up_new_task(p)
+        if wake:
+            self.wake_up_new_task(p)
         return p
 
-    def kthread_create_on_cpu(self, fn, arg, cpu, name):
-        return self.kthread_create(fn, arg, name, 1 << cpu)
+    def kthread_create_on_cpu(self, fn, arg, cpu, name, wake=True):
+        return self.kthread_create(fn, arg, name, 1 << cpu, wake)
 
     def release_task_struct(self, p):
         """put_task_struct_rcu_user(): nothing of the dead task is used after this."""

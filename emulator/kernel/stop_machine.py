@@ -23,13 +23,18 @@ class StopMachine:
         from .sched.core import StopSchedClass
         stopper = self.stoppers.get(cpu)
         if stopper is None:
-            stopper = self.stoppers[cpu] = cpu_stopper()
-            t = self.kthread_create_on_cpu(self._stopper_fn, stopper, cpu, f"migration/{cpu}")
+            # Created, given its class and published before it is woken: a
+            # path that comes here while the wake-up runs finds it whole.
+            stopper = cpu_stopper()
+            t = self.kthread_create_on_cpu(self._stopper_fn, stopper, cpu, f"migration/{cpu}",
+                                           wake=False)
             t.flags |= PF_NO_SETAFFINITY
             t.sched_class = StopSchedClass
             t.prio = -1
             stopper.thread = t
             self.rqs[cpu].stop = t
+            self.stoppers[cpu] = stopper
+            self.wake_up_new_task(t)
         return stopper
 
     def _stopper_fn(self, stopper):

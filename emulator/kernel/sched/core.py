@@ -322,13 +322,7 @@ class SchedCore:
             if p not in rq.wake_list:
                 rq.wake_list.append(p)
             return True
-        if p.on_rq:
-            # ttwu_runnable(): still queued (it had not switched out yet).
-            rq = self.rqs[p.cpu]
-            raw_spin_lock(rq.lock)
-            self.wakeup_preempt(rq, p)
-            p.state = TASK_RUNNING
-            raw_spin_unlock(rq.lock)
+        if p.on_rq and self.ttwu_runnable(p):
             return True
         cpu = self.select_task_rq(p, p.wake_cpu, wake_flags | WF_TTWU)
         if cpu != p.cpu:
@@ -350,9 +344,32 @@ class SchedCore:
         raw_spin_unlock(rq.lock)
         return True
 
-    def sched_ttwu_pending(self, pending):
+    def ttwu_runnable(self, p):
+        """Still queued (it had not switched out yet): only the state changes.
+        Checked again under the rq lock, as __task_rq_lock() does: the task
+        may have gone to sleep while the waker waited for the lock."""
+        while True:
+            rq = self.rqs[p.cpu]
+            raw_spin_lock(rq.lock)
+            if rq is self.rqs[p.cpu]:
+                break
+            raw_spin_unlock(rq.lock)
+        queued = p.on_rq == TASK_ON_RQ_QUEUED
+        if queued:
+            self.wakeup_preempt(rq, p)
+            p.state = TASK_RUNNING
+        raw_spin_unlock(rq.lock)
+        return queued
+
+    def sched_ttwu_pending(self, arg):
+        """The wake-list IPI: interrupt context on the CPU the tasks switched out of."""
+        rq, pending = arg
+        if self.irq_deferred(rq, self.sched_ttwu_pending, arg):
+            return
+        self._irq_enter(rq)
         for p in pending:
             self.try_to_wake_up(p, TASK_NORMAL)
+        self.irq_exit(rq)
 
     def wake_up_process(self, p):
         return self.try_to_wake_up(p, TASK_NORMAL, 0)
@@ -536,9 +553,10 @@ class SchedCore:
         prev_state = prev.state
         prev.on_cpu = 0
         if rq.wake_list:
-            # sched_ttwu_pending(): wake-ups that waited for prev to switch out.
+            # Wake-ups that waited for prev to switch out: the IPI that
+            # carries the wake list runs sched_ttwu_pending() on this CPU.
             pending, rq.wake_list = rq.wake_list, []
-            self.engine.at(self.engine.now, self.sched_ttwu_pending, pending)
+            self.engine.at(self.engine.now, self.sched_ttwu_pending, (rq, pending))
         # finish_lock_switch(): the rq lock goes, interrupts come back on.
         raw_spin_unlock(rq.lock)
         self.local_irq_restore(rq)
