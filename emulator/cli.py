@@ -28,6 +28,9 @@ def _parser():
                      help="variant (registered name or patch file)")
     run.add_argument("--cpus", type=int, default=8, metavar="N")
     run.add_argument("--seed", type=int, default=1, metavar="S")
+    run.add_argument("--strategy", metavar="S",
+                     help="pause kernel paths at scheduling points: random, pct, "
+                          "or name:key=value,... (see emulator/explore.py)")
     run.add_argument("--trace", metavar="FILE", help="write an ftrace-like trace to FILE")
     run.add_argument("--stats", action="store_true", help="print counters of the run")
     sub.add_parser("variants", help="list the registered variants")
@@ -47,11 +50,12 @@ def cmd_run(args):
         except OSError as exc:
             raise UsageError(f"cannot write trace file {args.trace!r}: {exc.strerror}") from None
     variants = args.variant or []
+    strategy = [f"--strategy {args.strategy}"] if args.strategy else []
     replay = " ".join(["python -m emulator run", args.selftest] +
                       [f"--variant {v}" for v in variants] +
-                      [f"--cpus {args.cpus}", f"--seed {args.seed}"])
+                      [f"--cpus {args.cpus}", f"--seed {args.seed}"] + strategy)
     machine = Machine(nr_cpus=args.cpus, variants=variants, seed=args.seed,
-                      trace=bool(trace_file), replay=replay)
+                      trace=bool(trace_file), replay=replay, strategy=args.strategy)
     name = f"{args.selftest} variant={machine.mm_cid_class.name} cpus={args.cpus} seed={args.seed}"
     try:
         result = module.run(machine)

@@ -31,6 +31,9 @@ def pytest_addoption(parser):
                     help="CPU count for the selftest mirrors; repeatable (default 2, 8, 128)")
     group.addoption("--emu-seed", type=int, default=1, metavar="S",
                     help="seed of the emulated runs (default 1)")
+    group.addoption("--emu-strategy", default=None, metavar="S",
+                    help="exploration strategy for the selftest mirrors and machine_factory "
+                         "machines (random, pct, name:key=value,...)")
 
 
 def _variants(config):
@@ -50,6 +53,13 @@ def pytest_configure(config):
         if not 1 <= n <= 1024:
             raise pytest.UsageError(f"--cpus {n}: must be in 1..1024")
     config._emu_cpus = cpus
+    spec = config.getoption("emu_strategy")
+    if spec:
+        from .explore import strategy_from_spec
+        try:
+            strategy_from_spec(spec)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", "emu_cpus(*counts): CPU counts for this selftest")
 
 
@@ -85,11 +95,17 @@ class SelftestRun:
         module = self.request.module.__name__.rsplit(".", 1)[-1]
         name = module[:-len("_test")] if module.endswith("_test") else module
         spec = shlex.quote(self.variant.source or self.variant.name)
+        strategy = self.request.config.getoption("emu_strategy")
+        cli = f" --strategy {strategy}" if strategy else ""
+        opt = f" --emu-strategy={strategy}" if strategy else ""
         return (f"python -m emulator run {name} --variant {spec} --cpus {self.nr_cpus} "
-                f"--seed {self.seed}\n"
-                f"        pytest {shlex.quote(self.request.node.nodeid)} --emu-seed={self.seed}")
+                f"--seed {self.seed}{cli}\n"
+                f"        pytest {shlex.quote(self.request.node.nodeid)} --emu-seed={self.seed}{opt}")
 
     def check(self, run, **machine_kwargs):
+        strategy = self.request.config.getoption("emu_strategy")
+        if strategy:
+            machine_kwargs.setdefault("strategy", strategy)
         self.machine = Machine(nr_cpus=self.nr_cpus, variants=[self.variant], seed=self.seed,
                                replay=self.replay_commands(), **machine_kwargs)
         try:
@@ -147,9 +163,13 @@ def machine_factory(request):
     seed = request.config.getoption("emu_seed")
     variants = [v for v in request.config._emu_variants[:1]]
 
+    strategy = request.config.getoption("emu_strategy")
+
     def make(nr_cpus=8, **kwargs):
         kwargs.setdefault("seed", seed)
         kwargs.setdefault("variants", variants)
+        if strategy:
+            kwargs.setdefault("strategy", strategy)
         return Machine(nr_cpus=nr_cpus, **kwargs)
     return make
 

@@ -89,3 +89,11 @@ def test_patch_file_runs_from_the_command_line(tmp_path):
     out = emulator("run", "mm_cid_compaction", "--variant", str(patch), "--cpus", "4")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "variant=no-hand-over" in out.stdout
+
+
+def test_run_with_a_strategy_names_it_in_the_replay_line():
+    """--strategy explores, and the replay line carries it."""
+    out = emulator("run", "basic", "--cpus", "4", "--strategy", "random:p=0.05")
+    assert out.returncode == 0, out.stdout + out.stderr
+    bad = emulator("run", "basic", "--strategy", "chaos")
+    assert bad.returncode == 2 and "unknown strategy 'chaos'" in bad.stderr

@@ -22,8 +22,8 @@ from emulator.workload import (
 )
 
 
-def _machine(variant, nr_cpus, seed):
-    return Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed)
+def _machine(variant, nr_cpus, seed, strategy=None):
+    return Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed, strategy=strategy)
 
 
 def threads_come_and_go(nr_cpus):
@@ -181,7 +181,7 @@ def test_workload_keeps_the_invariants(request, emu_variant, workload, nr_cpus, 
         error, reason, strict = expected
         request.node.add_marker(pytest.mark.xfail(reason=reason, raises=error, strict=strict))
     make, _ = WORKLOADS[workload]
-    machine = _machine(emu_variant, nr_cpus, emu_seed)
+    machine = _machine(emu_variant, nr_cpus, emu_seed, request.config.getoption("emu_strategy"))
     assert machine.run(make(nr_cpus)) == 0
 
 

@@ -29,13 +29,20 @@ class InvariantViolation(EmulationFailure):
     kind = "invariant violation"
 
 
+def exposes_cid(k, t):
+    """Whether *t* can take its cid back to user space: not a task in do_exit()
+    (which never returns) nor one inside execve() (between the before and
+    after hooks its cid is being given back and taken anew)."""
+    return not t.in_do_exit and not t.in_execve and k.mm_cid.cid_active(t)
+
+
 def P1_unique_cid_among_running_tasks(k, mm, cpu, t, other_cpu):
     """*t*, running on *cpu*, must not share its cid with the task of *mm*
     running on *other_cpu* (the index's candidate, verified on live state)."""
     v = k.mm_cid
     other = k.rqs[other_cpu].curr
     cid = v.task_mm_cid(t)
-    if other is not t and other.mm is mm and v.cid_active(other) and v.task_mm_cid(other) == cid:
+    if other is not t and other.mm is mm and exposes_cid(k, other) and v.task_mm_cid(other) == cid:
         raise InvariantViolation(
             f"P1 uniqueness: {mm!r}: {t!r} on CPU {cpu} and {other!r} on CPU {other_cpu} "
             f"both run with mm_cid {cid}", _state(k))
@@ -107,7 +114,7 @@ class Invariants:
         self._unindex(cpu)
         mm = t.mm
         v = self.k.mm_cid
-        if mm is None or t.user is None or not v.cid_active(t):
+        if mm is None or t.user is None or not exposes_cid(self.k, t):
             return
         cid = v.task_mm_cid(t)
         index = self.cid_cpu.setdefault(mm, {})

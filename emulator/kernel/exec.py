@@ -31,6 +31,12 @@ class Exec:
 
     def bprm_execve(self, image, bprm_mm, comm):
         me = self.cur
+        me.in_execve = True                         # current->in_execve = 1
+        retval = self._bprm_execve(me, image, bprm_mm, comm)
+        me.in_execve = False
+        return retval
+
+    def _bprm_execve(self, me, image, bprm_mm, comm):
         old_pid = me.pid                            # exec_binprm(): before de_thread() changes it
         self.mm_cid.sched_mm_cid_before_execve(me)
         if isinstance(image, str):

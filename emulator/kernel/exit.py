@@ -24,6 +24,7 @@ class Exit:
             raise KernelBug("BUG: do_exit() in interrupt context")
         if tsk.flags & PF_EXITING:
             raise KernelBug(f"BUG: recursive do_exit() by {tsk!r}")
+        tsk.in_do_exit = True
         self.charge(self.costs["exit_ns"])
         self.mm_cid.sched_mm_cid_exit(tsk)
         self.exit_signals(tsk)
