@@ -82,3 +82,35 @@ def test_strategy_specs_parse_and_bad_ones_are_usage_errors():
                          ("random:q=1", "random"), ("random:p=2", "0 < p <= 1")]:
         with pytest.raises(UsageError, match=message):
             strategy_from_spec(bad)
+
+
+# Runs the exploration sweep failed on before the model's own races were fixed:
+# (variant, workload, CPUs, seed, strategy, the fix).  Each must now pass.
+SWEEP_REGRESSIONS = [
+    ("v6.4", "exit_while_threads_run", 4, 5, "random",
+     "load balancing pulled a task still switching out: re-check under the source rq lock"),
+    ("v6.13", "migrations_and_affinity", 8, 4, "random",
+     "kernel preemption while spinning with interrupts off nested __schedule()"),
+    ("v6.13", "migrations_and_affinity", 4, 1, "pct:depth=3,horizon=3000",
+     "the stopper was published before it existed"),
+    ("v6.14", "migrations_and_affinity", 8, 3, "random",
+     "ttwu_runnable() looked at on_rq before taking the rq lock: a lost wake-up"),
+    ("seed-001", "processes_fork_exec_exit", 4, 4, "random",
+     "the wake-list IPI ran in another CPU's context: a lost reschedule"),
+    ("v6.3", "synthetic_churn", 8, 5, "random",
+     "two wakers of one task without p->pi_lock: a task run twice"),
+    ("v6.3", "synthetic_churn", 8, 4, "random",
+     "P1 counted a task in do_exit() that had just given its cid back"),
+]
+
+
+@pytest.mark.parametrize("variant, workload, nr_cpus, seed, strategy, fix", SWEEP_REGRESSIONS,
+                         ids=[f"{v}-{w}-{n}cpu-seed{s}" for v, w, n, s, _, _ in SWEEP_REGRESSIONS])
+def test_explored_runs_that_found_model_races_now_pass(variant, workload, nr_cpus, seed, strategy, fix):
+    """Each run exploration once failed on passes since the model's race was fixed."""
+    import sys, os
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_conformance import WORKLOADS
+    make, _ = WORKLOADS[workload]
+    m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed, strategy=strategy)
+    assert m.run(make(nr_cpus)) == 0, fix
