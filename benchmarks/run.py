@@ -70,7 +70,7 @@ def main(argv=None):
               f"hardware: 2.5-7.5 s of sleeps plus a boot)")
 
     print("synthetic workloads: context switches per second, wall (CPU time of this process);")
-    print("invariants P1-P4 checked (the default) and not checked (invariants=False)")
+    print("invariants P1-P4 and lockdep checked (the default) and not checked (invariants=False)")
     for shape in SHAPES:
         print(f"  {shape}")
         for invariants in (True, False):

@@ -7,6 +7,7 @@ kernel knows its selected variants only through their call-site methods.
 
 from ..errors import KernelBug
 from ..checks.invariants import Invariants
+from ..checks.lockdep import Lockdep
 from ..observe.trace import Tracepoints
 from .costs import resolve as resolve_costs
 from .entry import Entry
@@ -129,6 +130,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.cur = self.init_task
         self.workqueue_init()
         self.invariants = Invariants(self) if invariants else None
+        self.lockdep = Lockdep(self) if invariants else None
 
     # -- irq flags --------------------------------------------------------------------
 

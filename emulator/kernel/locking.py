@@ -216,6 +216,12 @@ def raw_spin_lock(lock):
     k.counters.lock_acquire += 1
     if k.sched_point_hook is not None:
         k.sched_point_hook("spin_lock", lock)
+    if k.lockdep is not None:
+        held = k.held_locks
+        if not k.in_irq and k.cur.held_mutexes:
+            held = held + k.cur.held_mutexes
+        if held:
+            k.lockdep.acquire(held, lock)
     if lock.owner is not None:
         k.spin_on_lock(lock)
     lock.cpu = k.cpu
@@ -294,6 +300,8 @@ def mutex_lock(lock):
     if k.in_irq or k.cur.held_locks:
         k.might_sleep()
     cur = k.cur
+    if k.lockdep is not None and (cur.held_locks or cur.held_mutexes):
+        k.lockdep.acquire(cur.held_locks + cur.held_mutexes, lock)
     if lock.owner is cur:
         raise KernelBug(f"BUG: recursive mutex_lock({lock.name}) by {cur!r}")
     if lock.owner is not None:
