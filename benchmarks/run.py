@@ -5,7 +5,8 @@
 Prints the wall time of the mm_cid_compaction mirror at 8, 128 and 1024 CPUs,
 synthetic context switches and events per second at 8 and 128 CPUs (the cost
 of an event must not grow with the CPU count), and host baton hand-offs per
-second.  Speeds are measured here, never asserted by a timed test.
+second, and Hypothesis-generated cases run per second at 8 and 128 CPUs.
+Speeds are measured here, never asserted by a timed test.
 """
 
 import argparse
@@ -56,6 +57,26 @@ def bench_handoffs(n=4000, seed=1):
     return wall, m.engine.handoffs
 
 
+def bench_generated(variant, n, cpus):
+    """Hypothesis-generated cases (emulator.generated) run per second, and the
+    context switches they make; the search is the default one of the suite."""
+    from hypothesis import HealthCheck, given, settings
+    from emulator.generated import run_case, workload_cases
+    from emulator.variants import get_variant
+    v = get_variant(variant)
+    seen = {"cases": 0, "points": 0}
+
+    @settings(max_examples=n, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(workload_cases(cpus=cpus))
+    def generated(case):
+        run_case(v, case)
+        seen["cases"] += 1
+    t0 = time.perf_counter()
+    generated()
+    return time.perf_counter() - t0, seen["cases"]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller runs")
@@ -85,6 +106,13 @@ def main(argv=None):
                       f"{switches / wall:9,.0f}/s ({switches / cpu:9,.0f}/s)   "
                       f"{nevents / cpu:9,.0f} events/s   {nevents / switches:.2f} events/switch")
             print(f"    CPU-time events/s, 128 vs 8 CPUs: {events[128] / events[8]:.2f} (1.00 = flat)")
+
+    print("generated cases (tests/test_generated.py's search: program, schedule, seed), per second")
+    for variant in ("v6.3", "v7.0"):
+        for cpus in ((8,), (128,)):
+            wall, cases = bench_generated(variant, 40 if args.quick else 150, cpus)
+            print(f"  {variant:5s} at {cpus[0]:3d} CPUs: {cases / wall:7.1f} cases/s "
+                  f"({cases} in {wall:.1f} s, shrinking not included)")
 
     wall, handoffs = min((bench_handoffs(1000 if args.quick else 4000) for _ in range(3)))
     print(f"host baton hand-offs: {handoffs / wall:,.0f}/s ({handoffs} in {wall:.2f} s)")

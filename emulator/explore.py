@@ -19,7 +19,7 @@ interrupts until it resumes, as if it ran with interrupts off.
 
 from .errors import UsageError
 
-__all__ = ["Strategy", "RandomStrategy", "PCTStrategy", "strategy_from_spec"]
+__all__ = ["Strategy", "RandomStrategy", "PCTStrategy", "ScriptStrategy", "strategy_from_spec"]
 
 
 class Strategy:
@@ -101,7 +101,42 @@ class PCTStrategy(Strategy):
         return f"pct:depth={self.depth},horizon={self.horizon},max_ns={self.max_ns}"
 
 
-_STRATEGIES = {"default": Strategy, "random": RandomStrategy, "pct": PCTStrategy}
+class ScriptStrategy(Strategy):
+    """Pause at the scheduling points a script names, for the ns it gives:
+    ``ScriptStrategy({120: 3000, 455: 20})`` pauses at the 120th point for
+    3000 ns and at the 455th for 20 ns.  The script is what a Hypothesis test
+    draws (emulator.generated), so that Hypothesis shrinks the schedule along
+    with the workload: fewer pauses, earlier points, shorter pauses.  Its spec
+    is ``script:p120=3000,p455=20``."""
+
+    name = "script"
+
+    def __init__(self, pauses=None, **points):
+        super().__init__()
+        script = dict(pauses or {})
+        for key, ns in points.items():
+            if not (key[:1] == "p" and key[1:].isdigit()):
+                raise UsageError(f"script strategy: points are pN=ns, not {key!r}")
+            script[int(key[1:])] = ns
+        if any(point < 1 or ns < 1 for point, ns in script.items()):
+            raise UsageError("script strategy: points and pauses are >= 1")
+        self.script = dict(sorted(script.items()))
+
+    def pause_ns(self, kind):
+        self.points += 1
+        ns = self.script.get(self.points)
+        if ns is not None:
+            self.pauses += 1
+        return ns
+
+    def spec(self):
+        if not self.script:
+            return "default"
+        return "script:" + ",".join(f"p{point}={ns}" for point, ns in self.script.items())
+
+
+_STRATEGIES = {"default": Strategy, "random": RandomStrategy, "pct": PCTStrategy,
+               "script": ScriptStrategy}
 
 
 def strategy_from_spec(spec):

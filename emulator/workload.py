@@ -8,7 +8,8 @@ A program is a sequence of phases::
 ``yield_()`` is sched_yield, ``fork(program)`` and ``thread(program)`` create a
 process or a thread running *program*, ``exec_(program)`` replaces the
 program, ``exit_(code)`` ends the process, ``repeat(n, *phases)`` loops and
-``setaffinity(cpus)`` changes the task's own affinity.  A program that runs
+``setaffinity(cpus)`` changes the task's own affinity; ``exec_("/no/such/file")``
+is an execve() that fails and returns to the old program.  A program that runs
 out of phases returns from main (exit(0)) or, in a thread, pthread_exit().
 Each phase goes through the same system call and return-to-user paths as a
 Python body, so the same hooks, tracepoints and checks see it.
@@ -28,7 +29,29 @@ class Program:
         self.priority = priority
 
     def __repr__(self):
-        return f"Program({self.comm}, {len(self.phases)} phases)"
+        return describe(self)
+
+
+def describe(program, indent=0):
+    """*program* as the calls that build it (what Hypothesis prints)."""
+    def phase(p):
+        kind = p[0]
+        if kind in ("run", "sleep"):
+            return f"{kind}({p[1]})"
+        if kind == "yield":
+            return "yield_()"
+        if kind == "exit":
+            return f"exit_({p[1]})"
+        if kind == "setaffinity":
+            return f"setaffinity({sorted(p[1])})"
+        if kind == "repeat":
+            return f"repeat({p[1]}, {', '.join(phase(q) for q in p[2])})"
+        if kind == "exec" and isinstance(p[1], str):
+            return f"exec_({p[1]!r})"
+        return f"{'exec_' if kind == 'exec' else kind}({describe(p[1], indent + 4)})"
+    pad = "\n" + " " * (indent + 4)
+    phases = [phase(p) for p in program.phases] + [f"comm={program.comm!r}"]
+    return f"Program({pad}" + ("," + pad).join(phases) + ")"
 
 
 def _check_phase(phase):
@@ -59,6 +82,10 @@ def thread(program):
 
 
 def exec_(program):
+    """execve() of *program*, or of a path (a str) that does not exist: that exec
+    fails with ENOENT and the task goes on with its old program and mm."""
+    if isinstance(program, str):
+        return ("exec", program)
     return ("exec", _program(program))
 
 
@@ -148,7 +175,8 @@ class ProgramUser:
             elif kind == "yield":
                 op = ("call", k.sys_sched_yield, ())
             elif kind == "exec":
-                op = ("call", k.sys_execve, (phase[1], phase[1].comm))
+                image = phase[1]
+                op = ("call", k.sys_execve, (image, image if isinstance(image, str) else image.comm))
             elif kind == "exit":
                 op = ("call", k.sys_exit_group, (phase[1],))
             elif kind == "setaffinity":

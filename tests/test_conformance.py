@@ -12,6 +12,7 @@ import pytest
 from emulator import Machine
 from emulator.checks.invariants import InvariantViolation
 from emulator.errors import KernelBug
+from emulator.generated import SEED_000_SLEEPS, V6_19_FAILED_EXEC
 from emulator.uapi.libc import (
     busy_wait, execve, exit, fork, pthread_create, pthread_join, pthread_setaffinity_np,
     sched_getcpu, sched_setaffinity, sched_yield, usleep, vfork, waitpid,
@@ -154,22 +155,12 @@ CASES = [(name, n) for name, (_, sizes) in WORKLOADS.items() for n in sizes]
 # Only the named error counts as the expected failure; anything else still fails
 # the test.  Not strict where whether the run reaches the bug depends on the seed
 # (where the last mm reference goes, whether per-CPU mode comes first).
-_SEED_000_SLEEPS = (
-    "seed 000 v2 cancels the mm's delayed work synchronously (disable_delayed_work_sync()) "
-    "from __mmdrop(), which runs from finish_task_switch() with preemption disabled when "
-    "the last lazy reference goes: sleeping in atomic context.  Later postings (v7+) use "
-    "disable_work() with a reference held around the work.")
-_V6_19_FAILED_EXEC = (
-    "a finding to report (v6.19+ as reconstructed from the merged diffs): a failed execve() "
-    "in per-CPU mode runs sched_mm_cid_before_execve() (exit) and sched_mm_cid_after_execve() "
-    "(fork, which in per-CPU mode gives the task no cid: it borrows one at its next "
-    "schedule-in), so the running task returns to user space with MM_CID_UNSET and rseq "
-    "shows 0x80000000 (P2).  Only runs that reach per-CPU mode before the failing exec hit it.")
+# The reasons are the variants' recorded findings (emulator.generated.KNOWN_FINDINGS).
 EXPECTED_FAILURES = {
-    ("seed-000", "processes_fork_exec_exit"): (KernelBug, _SEED_000_SLEEPS, False),
-    ("seed-000", "synthetic_churn"): (KernelBug, _SEED_000_SLEEPS, False),
-    ("v7.0", "processes_fork_exec_exit"): (InvariantViolation, _V6_19_FAILED_EXEC, False),
-    ("seed-003", "processes_fork_exec_exit"): (InvariantViolation, _V6_19_FAILED_EXEC, False),
+    ("seed-000", "processes_fork_exec_exit"): (KernelBug, SEED_000_SLEEPS, False),
+    ("seed-000", "synthetic_churn"): (KernelBug, SEED_000_SLEEPS, False),
+    ("v7.0", "processes_fork_exec_exit"): (InvariantViolation, V6_19_FAILED_EXEC, False),
+    ("seed-003", "processes_fork_exec_exit"): (InvariantViolation, V6_19_FAILED_EXEC, False),
 }
 
 

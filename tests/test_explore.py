@@ -4,7 +4,7 @@ import pytest
 
 from emulator import Machine, UsageError
 from emulator.errors import EmulationFailure
-from emulator.explore import PCTStrategy, RandomStrategy, strategy_from_spec
+from emulator.explore import PCTStrategy, RandomStrategy, ScriptStrategy, strategy_from_spec
 from emulator.kernel.cpumask import cpumask_first_zero
 from emulator.kernel.locking import READ_ONCE, WRITE_ONCE
 from emulator.variants import get_variant
@@ -82,6 +82,43 @@ def test_strategy_specs_parse_and_bad_ones_are_usage_errors():
                          ("random:q=1", "random"), ("random:p=2", "0 < p <= 1")]:
         with pytest.raises(UsageError, match=message):
             strategy_from_spec(bad)
+
+
+def test_a_script_pauses_exactly_where_it_says():
+    """script:p5=700,p9=1 pauses at the 5th and 9th points; its spec round-trips."""
+    s = strategy_from_spec("script:p9=1,p5=700")
+    assert isinstance(s, ScriptStrategy) and s.spec() == "script:p5=700,p9=1"
+    m = Machine(nr_cpus=4, seed=3, strategy=s)
+    m.run(churn(4))
+    assert m.strategy.pauses == 2 and m.strategy.points > 9
+    for bad, message in [("script:x=1", "pN=ns"), ("script:p3=0", ">= 1")]:
+        with pytest.raises(UsageError, match=message):
+            strategy_from_spec(bad)
+
+
+def test_a_script_pause_splits_the_racy_allocator():
+    """One pause, placed by hand between find and set, is all the lost update needs."""
+    marks = []
+
+    class Marked(UnlockedAllocator):
+        name = "test-marked"
+
+        def mm_cid_get(self, mm):
+            marks.append(self.k.strategy.points)
+            return super().mm_cid_get(mm)
+    Machine(nr_cpus=8, variants=[Marked], seed=1, strategy=ScriptStrategy()).run(churn(8))
+    # Points after entry: the READ_ONCE of the find, then the WRITE_ONCE of the set,
+    # where a pause opens the window between them.
+    failures = []
+    for first in marks[20:60]:
+        try:
+            Machine(nr_cpus=8, variants=[UnlockedAllocator], seed=1,
+                    strategy=ScriptStrategy({first + 2: 20_000})).run(churn(8))
+        except EmulationFailure as exc:
+            failures.append(str(exc))
+    assert failures, "no single pause between find and set lost an update"
+    assert "strategy=script:p" in failures[0]
+    assert any(s in failures[0] for s in ("P1 uniqueness", "P4 no orphan", "mm_cid -1"))
 
 
 # Runs the exploration sweep failed on before the model's own races were fixed:

@@ -1,0 +1,144 @@
+"""Generated workloads and schedules: Hypothesis draws both, the invariants judge.
+
+``workload_cases(nr_cpus)`` draws a :class:`Case`: a synthetic program tree
+(threads and processes created, computing, sleeping short and long enough for
+a 100 ms scan or a deferred mode change, yielding, widening and shrinking their
+affinity, exec'ing a new program or a missing file, exiting), a machine seed,
+a CPU count and a :class:`~emulator.explore.ScriptStrategy` of pauses at
+scheduling points.  ``run_case(variant, case)`` runs it with P1-P7 checked.
+Because the schedule is drawn from the same data as the workload, Hypothesis
+shrinks both: a failure ends as few phases and few pauses as still break the
+variant.  This is the first part of the exploration issue's stateful testing;
+it is a property test over generated programs, not yet a RuleBasedStateMachine
+driving a live machine rule by rule (vfork, explicit migration and mmdrop
+rules need that).
+
+Known findings: a variant's recorded bugs (``KNOWN_FINDINGS``, inherited by
+patches deriving from it) end a generated run as "known" rather than failing
+the test, so that the search goes on for anything new.
+"""
+
+import re
+from hypothesis import strategies as st
+
+from .checks.invariants import InvariantViolation
+from .errors import EmulationFailure, KernelBug
+from .explore import ScriptStrategy
+from .machine import Machine
+from .workload import Program, exec_, exit_, fork, repeat, run, setaffinity, sleep, thread, yield_
+
+__all__ = ["Case", "KNOWN_FINDINGS", "known_finding", "run_case", "workload_cases"]
+
+MISSING_FILE = "/no/such/file"
+
+SEED_000_SLEEPS = (
+    "seed 000 v2 cancels the mm's delayed work synchronously (disable_delayed_work_sync()) "
+    "from __mmdrop(), which runs from finish_task_switch() with preemption disabled when "
+    "the last lazy reference goes: sleeping in atomic context.  Later postings (v7+) use "
+    "disable_work() with a reference held around the work.")
+V6_19_FAILED_EXEC = (
+    "a finding to report (v6.19+ as reconstructed from the merged diffs): a failed execve() "
+    "in per-CPU mode runs sched_mm_cid_before_execve() (exit) and sched_mm_cid_after_execve() "
+    "(fork, which in per-CPU mode gives the task no cid: it borrows one at its next "
+    "schedule-in), so the running task returns to user space with MM_CID_UNSET and rseq "
+    "shows 0x80000000 (P2).  Only runs that reach per-CPU mode before the failing exec hit it.")
+
+# variant name -> [(error class, message pattern, reason)]
+KNOWN_FINDINGS = {
+    "seed-000": [(KernelBug, r"sleeping function called from invalid context", SEED_000_SLEEPS)],
+    "v7.0": [(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", V6_19_FAILED_EXEC)],
+    "seed-003": [(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", V6_19_FAILED_EXEC)],
+}
+
+
+def known_finding(variant, exc):
+    """The reason *exc* is a recorded finding of *variant* or of an era it
+    derives from, or None."""
+    for cls in type.mro(variant):
+        for error, pattern, reason in KNOWN_FINDINGS.get(getattr(cls, "name", None), ()):
+            if isinstance(exc, error) and re.search(pattern, str(exc)):
+                return reason
+    return None
+
+
+class Case:
+    """One generated run: what Hypothesis prints as the falsifying example."""
+
+    def __init__(self, nr_cpus, seed, program, pauses=None):
+        self.nr_cpus = nr_cpus
+        self.seed = seed
+        self.program = program
+        self.pauses = dict(pauses or {})
+
+    def __repr__(self):
+        return (f"Case(nr_cpus={self.nr_cpus}, seed={self.seed}, "
+                f"schedule={ScriptStrategy(self.pauses).spec()!r},\n     program={self.program!r})")
+
+
+_RUN_NS = st.integers(0, 400_000)
+_SLEEP_NS = st.one_of(st.integers(1, 300_000), st.sampled_from([20_000_000, 120_000_000]))
+
+
+def _leaf(nr_cpus):
+    cpus = st.sets(st.integers(0, nr_cpus - 1), min_size=1).map(sorted)
+    return st.one_of(
+        _RUN_NS.map(run),
+        _SLEEP_NS.map(sleep),
+        st.just(yield_()),
+        cpus.map(setaffinity),
+        st.just(exec_(MISSING_FILE)),
+    )
+
+
+def _programs(nr_cpus, depth):
+    leaf = _leaf(nr_cpus)
+    plain = st.one_of(leaf, st.tuples(st.integers(2, 4), st.lists(leaf, min_size=1, max_size=3))
+                      .map(lambda r: repeat(r[0], *r[1])))
+    if depth == 0:
+        return st.lists(plain, max_size=5).map(lambda ps: Program(*ps, comm="gen"))
+    child = st.deferred(lambda: _programs(nr_cpus, depth - 1))
+    # A crowd: up to 12 threads that create nothing, enough to take an mm
+    # past its CPUs (v6.19+ per-CPU ownership) and, as they end, back.
+    crowd = st.tuples(st.integers(2, 12), _programs(nr_cpus, 0)).map(
+        lambda r: repeat(r[0], thread(r[1])))
+    creating = st.one_of(child.map(thread), child.map(fork), child.map(exec_), crowd,
+                         st.just(exit_(0)))
+
+    @st.composite
+    def program(draw):
+        phases = draw(st.lists(plain, max_size=5))
+        # At most three creations per program, never in a loop except a crowd
+        # of threads that create nothing: the tree stays below 40 ** 2 tasks.
+        for _ in range(draw(st.integers(0, 3))):
+            phases.insert(draw(st.integers(0, len(phases))), draw(creating))
+        return Program(*phases, comm="gen")
+    return program()
+
+
+@st.composite
+def workload_cases(draw, cpus=(2, 3, 4, 8), max_points=20_000, max_pauses=6):
+    """A Case: CPU count, machine seed, program tree and pause script."""
+    nr_cpus = draw(st.sampled_from(cpus))
+    program = draw(_programs(nr_cpus, 2))
+    pauses = draw(st.dictionaries(st.integers(1, max_points), st.integers(1, 30_000),
+                                  max_size=max_pauses))
+    seed = draw(st.integers(0, 1 << 16))
+    return Case(nr_cpus, seed, program, pauses)
+
+
+def run_case(variant, case, **machine_kwargs):
+    """Run *case* on *variant*: returns None, or the reason of the known finding
+    the run ended in; any other failure propagates with its report."""
+    source = getattr(variant, "source", None) or getattr(variant, "name", variant)
+    machine_kwargs.setdefault(
+        "replay", f"emulator.generated.run_case({source!r}, <the falsifying Case below>)")
+    m = Machine(nr_cpus=case.nr_cpus, variants=[variant], seed=case.seed,
+                strategy=ScriptStrategy(case.pauses), **machine_kwargs)
+    try:
+        m.run(case.program)
+    except EmulationFailure as exc:
+        reason = known_finding(variant, exc)
+        if reason is None:
+            raise
+        return reason
+    return None

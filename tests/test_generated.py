@@ -1,0 +1,50 @@
+"""Generated workloads and schedules over every variant (emulator.generated).
+
+Hypothesis draws a program tree, a CPU count, a seed and the pauses at
+scheduling points; P1-P7, deadlock and use-after-free checks judge the run.  A
+variant's recorded findings (``KNOWN_FINDINGS``, inherited by patches deriving
+from it) end a run as known; anything else fails, shrunk to the fewest phases
+and pauses that still break the variant.  Examples are derandomized, so a run
+of the suite is the same search every time; ``--hypothesis-seed`` or more
+examples (``HYPOTHESIS_EXAMPLES``) widen it.
+"""
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+
+from emulator.generated import known_finding, run_case, workload_cases
+from emulator.variants import get_variant
+from emulator.workload import Program, exec_, sleep, thread
+
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "150"))
+
+
+def test_generated_workloads_keep_the_invariants(emu_variant):
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
+    @given(case=workload_cases())
+    def generated(case):
+        run_case(emu_variant, case)
+    generated()
+
+
+def test_a_failing_exec_is_a_phase():
+    """exec_() of a missing file fails with ENOENT and the program goes on."""
+    from emulator import Machine
+    m = Machine(nr_cpus=2, variants=[get_variant("v6.4")])
+    assert m.run(Program(exec_("/no/such/file"), thread(Program(sleep(10))), sleep(100))) == 0
+
+
+def test_known_findings_are_inherited_by_patches():
+    """A patch of v7.0 inherits v7.0's recorded failed-exec finding, not seed-000's."""
+    from emulator.checks.invariants import InvariantViolation
+    from emulator.errors import KernelBug
+
+    class Patch(get_variant("v7.0")):
+        name = "test-patch"
+    p2 = InvariantViolation("P2 bound: t on CPU 1 sees mm_cid 2147483648, outside [0, 4) (v7.0)")
+    sleeping = KernelBug("BUG: sleeping function called from invalid context on CPU 0: ...")
+    assert known_finding(Patch, p2) is not None
+    assert known_finding(Patch, sleeping) is None
+    assert known_finding(get_variant("v6.4"), p2) is None
