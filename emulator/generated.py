@@ -1,6 +1,6 @@
 """Generated workloads and schedules: Hypothesis draws both, the invariants judge.
 
-``workload_cases(nr_cpus)`` draws a :class:`Case`: a synthetic program tree
+``workload_cases(cpus)`` draws a :class:`Case`: a synthetic program tree
 (threads and processes created, computing, sleeping short and long enough for
 a 100 ms scan or a deferred mode change, yielding, widening and shrinking their
 affinity, exec'ing a new program or a missing file, exiting), a machine seed,
@@ -19,6 +19,7 @@ the test, so that the search goes on for anything new.
 """
 
 import re
+
 from hypothesis import strategies as st
 
 from .checks.invariants import InvariantViolation
@@ -108,7 +109,7 @@ def _programs(nr_cpus, depth):
     def program(draw):
         phases = draw(st.lists(plain, max_size=5))
         # At most three creations per program, never in a loop except a crowd
-        # of threads that create nothing: the tree stays below 40 ** 2 tasks.
+        # of threads that create nothing: at most 1 + 3 * (1 + 3 * 12) = 112 tasks.
         for _ in range(draw(st.integers(0, 3))):
             phases.insert(draw(st.integers(0, len(phases))), draw(creating))
         return Program(*phases, comm="gen")

@@ -12,7 +12,7 @@ from emulator.kernel.workqueue import delayed_work
 from emulator.machine import Machine
 from emulator.uapi import libc
 from emulator.variants import get_variant
-from emulator.workload import Program, exit_, fork, run, setaffinity, sleep
+from emulator.workload import Program, exec_, exit_, fork, run, setaffinity, sleep, thread
 
 MS = 1_000_000
 US = 1_000
@@ -369,6 +369,21 @@ def test_exec_from_a_thread_kills_the_others_and_takes_the_leaders_pid():
     assert fields_of(execs[-1]) == {"filename": "new_image", "pid": str(leader), "old_pid": str(tid)}
     assert [(e, mm_id, pid) for e, mm_id, pid, _ in mms][:2] == [
         ("mm_alloc", 1, leader), ("mm_alloc", 2, tid)]
+
+
+@pytest.mark.parametrize("variant", ["v6.3", "v6.4", "v7.0"])
+@pytest.mark.parametrize("seed", range(4))
+def test_two_threads_exec_at_once_one_wins(variant, seed):
+    """Main and a thread exec together: de_thread() lets only the first through; the
+    second gets -EAGAIN with SIGKILL pending and dies, and the winner's image runs.
+    (Found by the generated search: both used to zap each other, both execs failed and
+    v7.0's cid state was left for two failed execs to fight over: a hard lockup.)"""
+    def image(code):
+        return Program(exit_(code), comm=f"image{code}")
+    t = Program(thread(Program(sleep(1))), exec_(image(11)), comm="t")
+    main = Program(thread(t), exec_(image(10)), comm="main")
+    status = Machine(nr_cpus=2, variants=[variant], seed=seed).run(main)
+    assert status in (10, 11)
 
 
 def fields_of(record):

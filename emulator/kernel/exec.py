@@ -14,7 +14,7 @@ from .task import TASK_KILLABLE
 
 ENOENT = 2
 ENOEXEC = 8
-EINTR = 4
+EAGAIN = 11
 
 
 class Exec:
@@ -74,15 +74,19 @@ class Exec:
     def de_thread(self, tsk):
         sig = tsk.signal
         if sig.live > 1:
+            if sig.group_exit or sig.group_exec_task is not None:
+                # Another group action in progress, just
+                # return so that the signal is processed.
+                return -EAGAIN
             sig.group_exec_task = tsk
             self.zap_other_threads(tsk)
             while sig.live > 1:
                 tsk.state = TASK_KILLABLE
                 tsk.wait_reason = "de_thread"
-                if tsk.sigkill:
+                if tsk.sigkill:                     # killed:
                     tsk.state = 0
                     sig.group_exec_task = None
-                    return -EINTR
+                    return -EAGAIN
                 self.schedule()
             tsk.state = 0
             sig.group_exec_task = None
