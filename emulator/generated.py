@@ -23,7 +23,7 @@ import re
 from hypothesis import strategies as st
 
 from .checks.invariants import InvariantViolation
-from .errors import EmulationFailure, KernelBug
+from .errors import EmulationFailure, HardLockup, KernelBug
 from .explore import ScriptStrategy
 from .machine import Machine
 from .workload import Program, exec_, exit_, fork, repeat, run, setaffinity, sleep, thread, yield_
@@ -44,12 +44,21 @@ V6_19_FAILED_EXEC = (
     "schedule-in), so the running task returns to user space with MM_CID_UNSET and rseq "
     "shows 0x80000000 (P2).  Only runs that reach per-CPU mode before the failing exec hit it.")
 
+V6_19_LAST_USER_EXEC = (
+    "a finding to report (v6.19+ as reconstructed): when the last user of an mm in per-CPU "
+    "mode fails execve(), sched_mm_cid_exit()'s \"Last user\" branch ignores the mode "
+    "change (\"nothing to do\": the mm was to go away), so the mode stays cpu->task with "
+    "other CPUs still owning their CIDs; once the mm has as many users as possible CPUs, "
+    "sched_mm_cid_fork() spins in mm_get_cid() with mm_cid.lock held: a hard lockup.")
+
 # variant name -> [(error class, message pattern, reason)]
 KNOWN_FINDINGS = {
     "seed-000": [(KernelBug, r"sleeping function called from invalid context", SEED_000_SLEEPS)],
-    "v7.0": [(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", V6_19_FAILED_EXEC)],
-    "seed-003": [(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", V6_19_FAILED_EXEC)],
+    "v7.0": [(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", V6_19_FAILED_EXEC),
+             (KernelBug, r"clear_bit\(0x80000000\)", V6_19_FAILED_EXEC),
+             (HardLockup, r"spinning on cpu_relax\(\)[\s\S]*mode=cpu->task", V6_19_LAST_USER_EXEC)],
 }
+KNOWN_FINDINGS["seed-003"] = KNOWN_FINDINGS["v7.0"]
 
 
 def known_finding(variant, exc):

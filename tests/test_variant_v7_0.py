@@ -452,3 +452,28 @@ def test_a_failed_execve_then_a_switch_back_makes_schedout_clear_bit_31():
                                         r"clear_bit\(0x80000000\) on a bitmap of 4 bits"):
         Machine(nr_cpus=4, variants=["v7.0"], seed=1, invariants=False).run(main)
     assert seen["after exec"] == 1 << 31
+
+
+def test_a_failed_execve_by_the_last_user_strands_cpu_cids_and_the_next_fork_spins():
+    """Per-CPU mode, the other threads exit (their CPUs keep their CIDs), then the
+    last user's execve() fails.  sched_mm_cid_exit() takes the "Last user" branch:
+    "Ignore mode change. There is nothing to do." -- true when the mm goes away,
+    but a failed exec keeps it: mode stays cpu->task (TRANSIT never cleared) and
+    CPU 1 still owns CID 1.  With two possible CPUs the next pthread_create()
+    finds no free CID in sched_mm_cid_fork(): mm_get_cid() spins with
+    mm_cid.lock held, a hard lockup.  (With more possible CPUs the CID leaks.)"""
+    from emulator.errors import HardLockup
+
+    def main():
+        threads = [pthread_create(lambda _: None) for _ in range(2)]   # 3 users > 2: per-CPU
+        for t in threads:
+            pthread_join(t)
+        try:
+            execve(b"#!/no/such/interpreter")                          # ENOEXEC
+        except OSError:
+            pass
+        pthread_join(pthread_create(lambda _: None))
+        return 0
+    with pytest.raises(HardLockup, match=r"spinning on cpu_relax\(\) loop[\s\S]*"
+                                         r"mm_cid\(mode=cpu->task users=2 .*cidmask=\[0, 1\]"):
+        Machine(nr_cpus=2, variants=["v7.0"], seed=1).run(main)
