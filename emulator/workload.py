@@ -51,6 +51,8 @@ def describe(program, indent=0):
         return f"{'exec_' if kind == 'exec' else kind}({describe(p[1], indent + 4)})"
     pad = "\n" + " " * (indent + 4)
     phases = [phase(p) for p in program.phases] + [f"comm={program.comm!r}"]
+    if program.policy != SCHED_NORMAL:
+        phases += [f"policy={program.policy}", f"priority={program.priority}"]
     return f"Program({pad}" + ("," + pad).join(phases) + ")"
 
 
