@@ -49,10 +49,7 @@ call of sched_mm_cid_exit() is not modelled (the model's fork cannot fail
 after copy_mm()).
 """
 
-from ..kernel.locking import (
-    READ_ONCE, WRITE_ONCE, lockdep_assert_held, mutex_lock, mutex_unlock, raw_spin_lock,
-    raw_spin_unlock,
-)
+from ..kernel.locking import READ_ONCE, WRITE_ONCE, lockdep_assert_held, mutex_lock, mutex_unlock
 from . import register
 from .mm_cid_v7_0 import (
     MM_CID_TRANSIT, MM_CID_UNSET, MmCidV7_0, WARN_ON_ONCE, cid_from_transit_cid,
@@ -82,6 +79,11 @@ class MmCidSeed003(MmCidV7_0):
     # sched_mm_cid_fork() is called from copy_mm(), before the task is
     # visible in the thread and task lists.
     fork_site = "copy_mm"
+    PERCPU_TEST = "mm->mm_cid.percpu"
+
+    @staticmethod
+    def mm_cid_percpu(mc):
+        return mc.percpu
 
     # -- kernel/sched/sched.h ----------------------------------------------------------------
 
@@ -271,36 +273,6 @@ class MmCidSeed003(MmCidV7_0):
         WRITE_ONCE(mc, "percpu", int(bool(mc.pcpu_thrs)))
         return True
 
-    def mm_update_cpus_allowed(self, mm, affmsk):
-        if mm is None or not READ_ONCE(mm.mm_cid, "users"):
-            return
-        # mm::mm_cid::mm_cpus_allowed is the superset of each threads
-        # allowed CPUs mask which means it can only grow.
-        mc = mm.mm_cid
-        raw_spin_lock(mc.lock)
-        try:
-            mm_allowed = self.mm_cpus_allowed(mm)
-            weight = self.cpumask_weighted_or(mm_allowed, mm_allowed.bits, affmsk)
-            if weight == mc.nr_cpus_allowed:
-                return
-            WRITE_ONCE(mc, "nr_cpus_allowed", weight)
-            self._mm_update_max_cids(mc)
-            if not mc.percpu:
-                return
-            # Adjust the threshold to the wider set
-            mc.pcpu_thrs = self.mm_cid_calc_pcpu_thrs(mc)
-            # Switch back to per task mode?
-            if mc.users >= mc.pcpu_thrs:
-                return
-            # Don't queue twice
-            if mc.update_deferred:
-                return
-            # Queue the irq work, which schedules the real work
-            mc.update_deferred = True
-            self.k.irq_work_queue(mc.irq_work)
-        finally:
-            raw_spin_unlock(mc.lock)
-
     def mm_cid_fixup_cpus_to_tasks(self, mm):
         k = self.k
         # Walk the CPUs and fixup all stale CIDs
@@ -434,24 +406,6 @@ class MmCidSeed003(MmCidV7_0):
         t.mm.mm_cid.users -= 1
         return self.mm_update_max_cids(t.mm)
 
-    def _sched_mm_cid_exit(self, t):
-        """__sched_mm_cid_exit()"""
-        mm = t.mm
-        if not self.sched_mm_cid_remove_user(t):
-            return False
-        # Contrary to fork() this only deals with a switch back to per
-        # task mode either because the above decreased users or an
-        # affinity change increased the number of allowed CPUs and the
-        # deferred fixup did not run yet.
-        if WARN_ON_ONCE(mm.mm_cid.percpu, "mm->mm_cid.percpu"):
-            return False
-        # A failed fork(2) cleanup never gets here, so @current must have
-        # the same MM as @t. That's true for exit() and the failed
-        # pthread_create() cleanup case.
-        if WARN_ON_ONCE(self.k.cur.mm is not mm, "current->mm != mm"):
-            return False
-        return True
-
     def sched_mm_cid_exit(self, t):
         """When a task exits, the MM CID held by the task is not longer
         required as the task cannot return to user space."""
@@ -499,30 +453,6 @@ class MmCidSeed003(MmCidV7_0):
     def sched_mm_cid_after_execve(self, t):
         """Reactivate MM CID after successful execve()"""
         self.sched_mm_cid_fork(t)
-
-    def mm_cid_work_fn(self, work):
-        mm = work.mm                                      # container_of()
-        mutex_lock(mm.mm_cid.mutex)                       # guard(mutex)(&mm->mm_cid.mutex)
-        try:
-            # Did the last user task exit already?
-            if not mm.mm_cid.users:
-                return
-            flags = self._lock_irq(mm.mm_cid.lock)
-            try:
-                # Have fork() or exit() handled it already?
-                if not mm.mm_cid.update_deferred:
-                    return
-                # This clears mm_cid::update_deferred
-                if not self.mm_update_max_cids(mm):
-                    return
-                # Affinity changes can only switch back to task mode
-                if WARN_ON_ONCE(mm.mm_cid.percpu, "mm->mm_cid.percpu"):
-                    return
-            finally:
-                self._unlock_irq(mm.mm_cid.lock, flags)
-            self.mm_cid_fixup_cpus_to_tasks(mm)
-        finally:
-            mutex_unlock(mm.mm_cid.mutex)
 
     def mm_alloc_cid(self, mm, p):
         mm.mm_cid = mm_mm_cid()

@@ -246,6 +246,14 @@ class MmCidV7_0(SchedMmCid):
         super().__init__(kernel)
         self.num_possible_cpus = kernel.nr_cpu_ids
 
+    # The test for per CPU mode, as this era writes it in its WARN_ON_ONCE()s:
+    # the ONCPU bit of mm::mm_cid::mode (V3 had a separate mm::mm_cid::percpu).
+    PERCPU_TEST = "cid_on_cpu(mm->mm_cid.mode)"
+
+    @staticmethod
+    def mm_cid_percpu(mc):
+        return cid_on_cpu(mc.mode)
+
     # -- kernel/fork.c, include/linux/mm_types.h -------------------------------------------------
 
     def init_task_fields(self, t):
@@ -607,7 +615,7 @@ class MmCidV7_0(SchedMmCid):
                 return
             WRITE_ONCE(mc, "nr_cpus_allowed", weight)
             self._mm_update_max_cids(mc)
-            if not cid_on_cpu(mc.mode):
+            if not self.mm_cid_percpu(mc):
                 return
             # Adjust the threshold to the wider set
             mc.pcpu_thrs = self.mm_cid_calc_pcpu_thrs(mc)
@@ -788,7 +796,7 @@ class MmCidV7_0(SchedMmCid):
         # task mode either because the above decreased users or an
         # affinity change increased the number of allowed CPUs and the
         # deferred fixup did not run yet.
-        if WARN_ON_ONCE(cid_on_cpu(mm.mm_cid.mode), "cid_on_cpu(mm->mm_cid.mode)"):
+        if WARN_ON_ONCE(self.mm_cid_percpu(mm.mm_cid), self.PERCPU_TEST):
             return False
         # A failed fork(2) cleanup never gets here, so @current must have
         # the same MM as @t. That's true for exit() and the failed
@@ -869,7 +877,7 @@ class MmCidV7_0(SchedMmCid):
                 if not self.mm_update_max_cids(mm):
                     return
                 # Affinity changes can only switch back to task mode
-                if WARN_ON_ONCE(cid_on_cpu(mm.mm_cid.mode), "cid_on_cpu(mm->mm_cid.mode)"):
+                if WARN_ON_ONCE(self.mm_cid_percpu(mm.mm_cid), self.PERCPU_TEST):
                     return
             finally:
                 self._unlock_irq(mm.mm_cid.lock, flags)
