@@ -44,11 +44,10 @@ class Lockdep:
 
     def acquire(self, held, lock):
         """*lock* is being taken by a context holding *held*."""
-        classes = self.classes
-        new = classes.get(lock.name) or classes.setdefault(lock.name, lock_class(lock.name))
+        new = self._class(lock.name)
         after = self.after
         for h in held:
-            old = classes.get(h.name) or classes.setdefault(h.name, lock_class(h.name))
+            old = self._class(h.name)
             if old == new:
                 continue
             edges = after.get(old)
@@ -65,6 +64,12 @@ class Lockdep:
                     "the existing dependency chain is:\n" + "\n".join(
                         f"  {a} -> {b}, first seen {self.after[a][b]}" for a, b in chain))
             edges[new] = self._where()
+
+    def _class(self, name):
+        cls = self.classes.get(name)
+        if cls is None:
+            cls = self.classes[name] = lock_class(name)
+        return cls
 
     def _path(self, src, dst):
         """A chain of recorded edges from *src* to *dst*, or None."""
