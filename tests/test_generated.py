@@ -48,3 +48,36 @@ def test_known_findings_are_inherited_by_patches():
     assert known_finding(Patch, p2) is not None
     assert known_finding(Patch, sleeping) is None
     assert known_finding(get_variant("v6.4"), p2) is None
+
+
+def test_the_search_catches_the_patch_seed_001_rejected():
+    """The generic search, with no scenario written for it, fails the README's
+    moves_cid.py patch in its default budget, shrunk to a program of a few phases."""
+    import pytest
+    from emulator.errors import EmulationFailure
+    from emulator.variants import load_variant
+    patch = load_variant("fixtures/patches/moves_cid.py")
+    shrunk = []
+
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
+    @given(case=workload_cases())
+    def generated(case):
+        try:
+            run_case(patch, case)
+        except EmulationFailure:
+            shrunk.append(case)
+            raise
+    with pytest.raises(EmulationFailure):
+        generated()
+    assert len(repr(shrunk[-1].program).splitlines()) <= 12
+
+
+def test_a_program_prints_as_the_calls_that_build_it():
+    from emulator.workload import repeat, run, setaffinity, yield_
+    p = Program(run(3), thread(Program(sleep(4), exec_("/x"))), repeat(2, yield_(), setaffinity({1, 0})))
+    again = eval(repr(p), {"Program": Program, "run": run, "thread": thread, "sleep": sleep,
+                           "exec_": exec_, "repeat": repeat, "yield_": yield_,
+                           "setaffinity": setaffinity})
+    assert repr(again) == repr(p)
+    assert again.phases[0] == run(3) and again.phases[2] == repeat(2, yield_(), setaffinity({0, 1}))
