@@ -52,7 +52,9 @@ def test_known_findings_are_inherited_by_patches():
 
 def test_the_search_catches_the_patch_seed_001_rejected():
     """The generic search, with no scenario written for it, fails the README's
-    moves_cid.py patch in its default budget, shrunk to a program of a few phases."""
+    moves_cid.py patch in its default budget, shrunk to a program of at most ten
+    phases (where shrinking ends depends on Hypothesis's derandomized seed, which
+    differs between checkouts)."""
     import pytest
     from emulator.errors import EmulationFailure
     from emulator.variants import load_variant
@@ -70,7 +72,19 @@ def test_the_search_catches_the_patch_seed_001_rejected():
             raise
     with pytest.raises(EmulationFailure):
         generated()
-    assert len(repr(shrunk[-1].program).splitlines()) <= 12
+    assert phases_in(shrunk[-1].program) <= 10, shrunk[-1]
+
+
+def phases_in(program):
+    """Every phase of *program*, of its loops, and of the programs it starts."""
+    count = 0
+    for phase in program.phases:
+        count += 1
+        if phase[0] == "repeat":
+            count += phases_in(Program(*phase[2]))
+        elif len(phase) > 1 and isinstance(phase[1], Program):
+            count += phases_in(phase[1])
+    return count
 
 
 def test_a_program_prints_as_the_calls_that_build_it():
