@@ -5,7 +5,8 @@
 Prints the wall time of the mm_cid_compaction mirror at 8, 128 and 1024 CPUs,
 synthetic context switches and events per second at 8 and 128 CPUs (the cost
 of an event must not grow with the CPU count), and host baton hand-offs per
-second, and Hypothesis-generated cases run per second at 8 and 128 CPUs.
+second, Hypothesis-generated cases and stateful examples run per second at 8
+and 128 CPUs, and explored schedules per second.
 Speeds are measured here, never asserted by a timed test.
 """
 
@@ -77,6 +78,46 @@ def bench_generated(variant, n, cpus):
     return time.perf_counter() - t0, seen["cases"]
 
 
+def bench_stateful(variant, n, cpus):
+    """Stateful examples (emulator.stateful) per second and their steps."""
+    import unittest
+    from hypothesis import HealthCheck, settings
+    from emulator.stateful import lifecycle_machine
+    from emulator.variants import get_variant
+    machine = lifecycle_machine(get_variant(variant), cpus=cpus)
+    seen = {"examples": 0, "steps": 0}
+    teardown = machine.teardown
+
+    def counted(self):
+        seen["examples"] += 1
+        teardown(self)
+    machine.teardown = counted
+    machine.TestCase.settings = settings(
+        max_examples=n, stateful_step_count=40, deadline=None, derandomize=True, database=None,
+        report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
+    t0 = time.perf_counter()
+    result = unittest.TestResult()
+    machine.TestCase("runTest").run(result)
+    return time.perf_counter() - t0, seen["examples"], len(result.errors) + len(result.failures)
+
+
+def bench_schedules(variant, n, nr_cpus):
+    """Runs of one workload under the preempt strategy, one seed each, per
+    second; distinct schedules are told apart by (context switches, events,
+    end time), a fingerprint of the interleaving."""
+    from emulator.workload import thread
+    churn = Program(repeat(2 * nr_cpus, thread(Program(repeat(20, run(30_000), sleep(20_000)),
+                                                       yield_(), comm="churn"))),
+                    sleep(2_000_000), comm="churn")
+    seen = set()
+    t0 = time.perf_counter()
+    for seed in range(n):
+        m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed, strategy="preempt:p=0.05")
+        m.run(churn)
+        seen.add((m.kernel.nr_switches, m.engine.events, m.engine.now))
+    return time.perf_counter() - t0, n, len(seen)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller runs")
@@ -113,6 +154,19 @@ def main(argv=None):
             wall, cases = bench_generated(variant, 40 if args.quick else 150, cpus)
             print(f"  {variant:5s} at {cpus[0]:3d} CPUs: {cases / wall:7.1f} cases/s "
                   f"({cases} in {wall:.1f} s, shrinking not included)")
+
+    print("stateful examples (tests/test_stateful.py's search, 40 steps at most), per second")
+    for variant in ("v6.4", "v7.0"):
+        for cpus in ((8,), (128,)):
+            wall, examples, failed = bench_stateful(variant, 20 if args.quick else 60, cpus)
+            print(f"  {variant:5s} at {cpus[0]:3d} CPUs: {examples / wall:7.1f} examples/s "
+                  f"({examples} in {wall:.1f} s{', FAILED' if failed else ''})")
+
+    print("explored schedules: runs of a churn workload under preempt:p=0.05, per second")
+    for nr_cpus in (8, 128):
+        wall, runs, distinct = bench_schedules("v7.0", 10 if args.quick else 40, nr_cpus)
+        print(f"  v7.0  at {nr_cpus:3d} CPUs: {runs / wall:7.1f} schedules/s "
+              f"({distinct} distinct of {runs})")
 
     wall, handoffs = min((bench_handoffs(1000 if args.quick else 4000) for _ in range(3)))
     print(f"host baton hand-offs: {handoffs / wall:,.0f}/s ({handoffs} in {wall:.2f} s)")

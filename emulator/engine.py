@@ -96,6 +96,7 @@ class Engine:
         self.hosts = []
         self.stopped = False
         self.baton_held = False       # a host body runs; its own timeout watches it
+        self.outside = False          # a step-by-step run is back with its caller
 
     # -- events ---------------------------------------------------------------
 

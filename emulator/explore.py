@@ -6,7 +6,15 @@ release) is a *scheduling point*.  Without a strategy each kernel path runs to
 its next block (the default).  With one, the strategy decides at each point
 whether the running path pauses, and for how long in virtual time; other CPUs'
 paths and events run meanwhile, which is how interleavings that the default
-order never produces are reached.
+order never produces are reached.  Turning interrupts back on is a point too
+(a pending interrupt is taken there).
+
+A point is *preemptible* when the path holds no spinlock and has interrupts
+and preemption on: there a real kernel path can be stopped for milliseconds
+(an interrupt, a preempting task, a preempted vCPU).  Elsewhere only a few
+microseconds are plausible.  ``ScriptStrategy`` numbers both (``pN`` counts
+every point, ``qN`` the preemptible ones) and ``PreemptStrategy`` pauses only
+at preemptible points.
 
 A strategy is an oracle that draws every decision from the machine's seeded
 chooser, so a run replays from (seed, variant, strategy).  This is a first
@@ -19,24 +27,26 @@ interrupts until it resumes, as if it ran with interrupts off.
 
 from .errors import UsageError
 
-__all__ = ["Strategy", "RandomStrategy", "PCTStrategy", "ScriptStrategy", "strategy_from_spec"]
+__all__ = ["Strategy", "RandomStrategy", "PCTStrategy", "PreemptStrategy", "ScriptStrategy",
+           "strategy_from_spec"]
 
 
 class Strategy:
-    """Decides at each scheduling point; ``pause_ns(kind)`` returns a pause in
-    virtual ns, or None to go on."""
+    """Decides at each scheduling point; ``pause_ns(kind, preemptible)``
+    returns a pause in virtual ns, or None to go on."""
 
     name = "default"
 
     def __init__(self):
         self.chooser = None
         self.points = 0
+        self.preemptible_points = 0
         self.pauses = 0
 
     def attach(self, chooser):
         self.chooser = chooser
 
-    def pause_ns(self, kind):
+    def pause_ns(self, kind, preemptible=False):
         return None
 
     def spec(self):
@@ -56,7 +66,7 @@ class RandomStrategy(Strategy):
         self.max_ns = max_ns
         self._threshold = int(p * (1 << 30))
 
-    def pause_ns(self, kind):
+    def pause_ns(self, kind, preemptible=False):
         self.points += 1
         if self.chooser.getrandbits(30) < self._threshold:
             self.pauses += 1
@@ -90,7 +100,7 @@ class PCTStrategy(Strategy):
         while len(self.change_points) < min(self.depth - 1, self.horizon):
             self.change_points.add(1 + chooser.below(self.horizon))
 
-    def pause_ns(self, kind):
+    def pause_ns(self, kind, preemptible=False):
         self.points += 1
         if self.points in self.change_points:
             self.pauses += 1
@@ -101,42 +111,82 @@ class PCTStrategy(Strategy):
         return f"pct:depth={self.depth},horizon={self.horizon},max_ns={self.max_ns}"
 
 
+class PreemptStrategy(Strategy):
+    """Pause only at preemptible points, with probability *p*, for up to
+    *max_ns* (default 2 ms: a tick or two of a preempting task)."""
+
+    name = "preempt"
+
+    def __init__(self, p=0.05, max_ns=2_000_000):
+        super().__init__()
+        if not 0 < p <= 1 or max_ns < 1:
+            raise UsageError("preempt strategy: 0 < p <= 1 and max_ns >= 1")
+        self.p = p
+        self.max_ns = max_ns
+        self._threshold = int(p * (1 << 30))
+
+    def pause_ns(self, kind, preemptible=False):
+        self.points += 1
+        if not preemptible:
+            return None
+        self.preemptible_points += 1
+        if self.chooser.getrandbits(30) < self._threshold:
+            self.pauses += 1
+            return 1 + self.chooser.below(self.max_ns)
+        return None
+
+    def spec(self):
+        return f"preempt:p={self.p},max_ns={self.max_ns}"
+
+
 class ScriptStrategy(Strategy):
     """Pause at the scheduling points a script names, for the ns it gives:
-    ``ScriptStrategy({120: 3000, 455: 20})`` pauses at the 120th point for
-    3000 ns and at the 455th for 20 ns.  The script is what a Hypothesis test
-    draws (emulator.generated), so that Hypothesis shrinks the schedule along
-    with the workload: fewer pauses, earlier points, shorter pauses.  Its spec
-    is ``script:p120=3000,p455=20``."""
+    ``ScriptStrategy({120: 3000}, {7: 400_000})`` pauses at the 120th point
+    for 3000 ns and at the 7th preemptible point for 0.4 ms.  The script is
+    what a Hypothesis test draws (emulator.generated, emulator.stateful), so
+    that Hypothesis shrinks the schedule along with the workload: fewer
+    pauses, earlier points, shorter pauses.  Its spec is
+    ``script:p120=3000,q7=400000``."""
 
     name = "script"
 
-    def __init__(self, pauses=None, **points):
+    def __init__(self, pauses=None, preempts=None, **points):
         super().__init__()
-        script = dict(pauses or {})
+        script = {"p": dict(pauses or {}), "q": dict(preempts or {})}
         for key, ns in points.items():
-            if not (key[:1] == "p" and key[1:].isdigit()):
-                raise UsageError(f"script strategy: points are pN=ns, not {key!r}")
-            script[int(key[1:])] = ns
-        if any(point < 1 or ns < 1 for point, ns in script.items()):
-            raise UsageError("script strategy: points and pauses are >= 1")
-        self.script = dict(sorted(script.items()))
+            if not (key[:1] in script and key[1:].isdigit()):
+                raise UsageError(f"script strategy: points are pN=ns or qN=ns, not {key!r}")
+            script[key[:1]][int(key[1:])] = ns
+        for table in script.values():
+            if any(not isinstance(ns, int) or point < 1 or ns < 1 for point, ns in table.items()):
+                raise UsageError("script strategy: points and pauses are integers >= 1")
+        self.script = dict(sorted(script["p"].items()))
+        self.preempts = dict(sorted(script["q"].items()))
 
-    def pause_ns(self, kind):
+    def pause_ns(self, kind, preemptible=False):
         self.points += 1
         ns = self.script.get(self.points)
+        if preemptible:
+            self.preemptible_points += 1
+            if ns is None:
+                ns = self.preempts.get(self.preemptible_points)
         if ns is not None:
             self.pauses += 1
         return ns
 
+    def arm(self, preempt_after, ns):
+        """Pause at the *preempt_after*-th preemptible point from now
+        (a stateful test arms its pauses as it goes)."""
+        self.preempts[self.preemptible_points + preempt_after] = ns
+
     def spec(self):
-        if not self.script:
-            return "default"
-        return "script:" + ",".join(f"p{point}={ns}" for point, ns in self.script.items())
+        items = [f"p{point}={ns}" for point, ns in self.script.items()] + \
+                [f"q{point}={ns}" for point, ns in self.preempts.items()]
+        return "script:" + ",".join(items) if items else "default"
 
 
 _STRATEGIES = {"default": Strategy, "random": RandomStrategy, "pct": PCTStrategy,
-               "script": ScriptStrategy}
+               "preempt": PreemptStrategy, "script": ScriptStrategy}
 
 
 def strategy_from_spec(spec):

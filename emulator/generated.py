@@ -8,10 +8,9 @@ a CPU count and a :class:`~emulator.explore.ScriptStrategy` of pauses at
 scheduling points.  ``run_case(variant, case)`` runs it with P1-P7 checked.
 Because the schedule is drawn from the same data as the workload, Hypothesis
 shrinks both: a failure ends as few phases and few pauses as still break the
-variant.  This is the first part of the exploration issue's stateful testing;
-it is a property test over generated programs, not yet a RuleBasedStateMachine
-driving a live machine rule by rule (vfork, explicit migration and mmdrop
-rules need that).
+variant.  It is a property test over programs generated before the run;
+emulator.stateful drives a live machine rule by rule (vfork, migration and
+mmdrop rules included).
 
 Known findings: a variant's recorded bugs (``KNOWN_FINDINGS``, inherited by
 patches deriving from it) end a generated run as "known" rather than failing
@@ -26,6 +25,7 @@ from .checks.invariants import InvariantViolation
 from .errors import EmulationFailure, HardLockup, KernelBug
 from .explore import ScriptStrategy
 from .machine import Machine
+from .variants.mm_cid_v7_0 import FAILED_EXECVE_PERCPU, LAST_USER_FAILED_EXECVE_PERCPU
 from .workload import Program, exec_, exit_, fork, repeat, run, setaffinity, sleep, thread, yield_
 
 __all__ = ["Case", "KNOWN_FINDINGS", "known_finding", "run_case", "workload_cases"]
@@ -51,22 +51,30 @@ V6_19_LAST_USER_EXEC = (
     "other CPUs still owning their CIDs; once the mm has as many users as possible CPUs, "
     "sched_mm_cid_fork() spins in mm_get_cid() with mm_cid.lock held: a hard lockup.")
 
-# variant name -> [(error class, message pattern, reason)]
+# variant name -> [(error class, message pattern, cause, reason)]: a failure is
+# the recorded finding when it has the class and message *and* its cause
+# happened in the run (Kernel.causes, noted by the variant), so that a patch
+# failing the same way for another reason is still reported.
 KNOWN_FINDINGS = {
-    "seed-000": [(KernelBug, r"sleeping function called from invalid context", SEED_000_SLEEPS)],
-    "v7.0": [(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", V6_19_FAILED_EXEC),
-             (KernelBug, r"clear_bit\(0x80000000\)", V6_19_FAILED_EXEC),
-             (HardLockup, r"spinning on cpu_relax\(\)[\s\S]*mode=cpu->task", V6_19_LAST_USER_EXEC)],
+    "seed-000": [(KernelBug, r"sleeping function called from invalid context", None,
+                  SEED_000_SLEEPS)],
+    "v7.0": [(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", FAILED_EXECVE_PERCPU,
+              V6_19_FAILED_EXEC),
+             (KernelBug, r"clear_bit\(0x80000000\)", FAILED_EXECVE_PERCPU, V6_19_FAILED_EXEC),
+             (HardLockup, r"spinning on cpu_relax\(\)", LAST_USER_FAILED_EXECVE_PERCPU,
+              V6_19_LAST_USER_EXEC)],
 }
 # seed-003 derives from v7.0 and inherits its findings through known_finding().
 
 
-def known_finding(variant, exc):
+def known_finding(variant, exc, causes=None):
     """The reason *exc* is a recorded finding of *variant* or of an era it
-    derives from, or None."""
+    derives from, or None.  *causes* are the causes the run noted
+    (``Kernel.causes``); a finding with a cause matches only if it happened."""
     for cls in type.mro(variant):
-        for error, pattern, reason in KNOWN_FINDINGS.get(getattr(cls, "name", None), ()):
-            if isinstance(exc, error) and re.search(pattern, str(exc)):
+        for error, pattern, cause, reason in KNOWN_FINDINGS.get(getattr(cls, "name", None), ()):
+            if isinstance(exc, error) and re.search(pattern, str(exc)) and \
+                    (cause is None or causes is None or cause in causes):
                 return reason
     return None
 
@@ -147,7 +155,7 @@ def run_case(variant, case, **machine_kwargs):
     try:
         m.run(case.program)
     except EmulationFailure as exc:
-        reason = known_finding(variant, exc)
+        reason = known_finding(variant, exc, m.kernel.causes)
         if reason is None:
             raise
         return reason

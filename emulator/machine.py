@@ -12,6 +12,8 @@ trace tail and the command that replays it; no host thread outlives the run.
 import os
 import threading
 
+from greenlet import getcurrent, greenlet
+
 from .engine import Engine
 from .errors import Deadlock, EmulationFailure, HardLockup, KernelBug, UsageError
 from .kernel import Kernel
@@ -86,7 +88,7 @@ class _Watchdog:
         idle = 0.0
         while not self.done.wait(period):
             mark = (engine.events, engine.handoffs, engine.now)
-            if mark != last or engine.baton_held:
+            if mark != last or engine.baton_held or engine.outside:
                 last, idle = mark, 0.0
                 continue
             idle += period
@@ -134,6 +136,8 @@ class Machine:
         if trace:
             self.kernel.tp.record_all()
         self._ran = False
+        self._driver = None
+        self._abandoned = False
         self.main_pid = None
 
     # -- running ---------------------------------------------------------------------------
@@ -180,7 +184,7 @@ class Machine:
             k.stop_condition = lambda: finished(task)
             watchdog.start()
             self.engine.run(self._on_empty)
-            if k.invariants is not None:
+            if k.invariants is not None and not self._abandoned:
                 k.invariants.at_quiet()
         except _KernelStalled:
             failure = HardLockup(
@@ -206,9 +210,8 @@ class Machine:
         if stuck:
             raise EmulationFailure(f"host threads would not end: {[c.name for c in stuck]}")
 
-    def run(self, main):
-        """Run *main* (a callable, or a workload Program) as the main thread of
-        a new process; returns the process's exit status."""
+    def _main_start(self, main):
+        """What starts *main* as the main thread of a new process."""
         from .uapi.libc import HostUser
         from .workload import Program, ProgramUser
         if self._ran:
@@ -216,6 +219,8 @@ class Machine:
         if isinstance(main, Program):
             user = ProgramUser(self, None, "main", image=main)
             comm = main.comm
+        elif getattr(main, "is_user_image", False):
+            user, comm = main.main_user(self), main.comm
         elif callable(main):
             user = HostUser(self, None, "main", image=main)
             comm = getattr(main, "__name__", "main")[:15]
@@ -227,7 +232,73 @@ class Machine:
         def start():
             self.main_pid = k.kernel_clone(17, comm, user)       # SIGCHLD
             return self.main_pid
+        return start
+
+    def run(self, main):
+        """Run *main* (a callable, or a workload Program) as the main thread of
+        a new process; returns the process's exit status."""
+        start = self._main_start(main)
+        k = self.kernel
         self._drive(start, lambda _: k.nr_user_tasks == 0)
+        return self._main_status()
+
+    # -- a run driven step by step (emulator.stateful) ---------------------------------------
+    #
+    # start() builds the run without running it; each advance(ns) runs its
+    # events for ns of virtual time on a greenlet of the calling thread and
+    # comes back; finish() runs it to its end and close() abandons it.  Between
+    # two calls nothing in the machine moves, so a test can look at the state
+    # and give the emulated threads more to do.
+
+    def start(self, main):
+        start = self._main_start(main)
+        k = self.kernel
+        self._caller = getcurrent()
+        self._driver = greenlet(lambda: self._drive(start, lambda _: k.nr_user_tasks == 0))
+        self.engine.outside = True
+        return self
+
+    def advance(self, ns):
+        """Run *ns* of virtual time (less if the run ends first); True while
+        the run goes on.  A failure raises as from run()."""
+        if self._driver is None:
+            raise UsageError("advance() needs a run begun by start()")
+        if self._driver.dead:
+            return False
+        entry = self.engine.at(self.engine.now + max(0, ns), self._back_to_caller)
+        self.engine.outside = False
+        try:
+            self._driver.switch()
+        finally:
+            self.engine.outside = True
+            entry[3] = None
+        return not self._driver.dead
+
+    def _back_to_caller(self, _arg):
+        self._caller.switch()
+
+    def quiet(self):
+        """No event pending: every task of a step-by-step run is blocked."""
+        return not any(e[3] is not None for e in self.engine._queue)
+
+    def finish(self):
+        """Run to the end (every user task gone); returns the main process's
+        exit status."""
+        while self.advance(1_000_000_000):
+            pass
+        return self._main_status()
+
+    def close(self):
+        """Abandon a run begun by start(): nothing more runs and no host
+        thread is left.  The quiet-state checks are skipped."""
+        if self._driver is not None and not self._driver.dead:
+            self.engine.stopped = True
+            self._abandoned = True
+            self.engine.outside = False
+            self._driver.switch()
+
+    def _main_status(self):
+        k = self.kernel
         status = k.process_status.get(self.main_pid)
         if status is None:
             raise EmulationFailure(f"the main process {self.main_pid} never reported a status")

@@ -151,3 +151,33 @@ def test_explored_runs_that_found_model_races_now_pass(variant, workload, nr_cpu
     make, _ = WORKLOADS[workload]
     m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed, strategy=strategy)
     assert m.run(make(nr_cpus)) == 0, fix
+
+
+def test_the_preempt_strategy_pauses_only_where_a_path_is_preemptible():
+    """No spinlock, interrupts and preemption on: a real path may be stopped
+    there for milliseconds; everywhere else the strategy goes on."""
+    from emulator.explore import PreemptStrategy
+    seen = []
+
+    class Watching(PreemptStrategy):
+        def pause_ns(self, kind, preemptible=False):
+            ns = super().pause_ns(kind, preemptible)
+            if ns is not None:
+                k = self.kernel
+                seen.append((bool(k.cur.held_locks), k.rqs[k.cpu].irqs_disabled))
+            return ns
+    s = Watching(p=0.5, max_ns=50_000)
+    m = Machine(nr_cpus=4, seed=3, strategy=s)
+    s.kernel = m.kernel
+    m.run(churn(4))
+    assert s.pauses > 0 and s.preemptible_points < s.points
+    assert set(seen) == {(False, 0)}        # no spinlock held, interrupts on
+
+
+def test_a_script_names_preemptible_points_with_q():
+    s = strategy_from_spec("script:q3=400000,p9=1")
+    assert (s.script, s.preempts) == ({9: 1}, {3: 400_000})
+    assert s.spec() == "script:p9=1,q3=400000"
+    m = Machine(nr_cpus=4, seed=3, strategy=s)
+    m.run(churn(4))
+    assert m.strategy.pauses == 2

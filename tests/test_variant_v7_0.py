@@ -477,3 +477,50 @@ def test_a_failed_execve_by_the_last_user_strands_cpu_cids_and_the_next_fork_spi
     with pytest.raises(HardLockup, match=r"spinning on cpu_relax\(\) loop[\s\S]*"
                                          r"mm_cid\(mode=cpu->task users=2 .*cidmask=\[0, 1\]"):
         Machine(nr_cpus=2, variants=["v7.0"], seed=1).run(main)
+
+
+def transition_workload():
+    """An mm in per-CPU mode on all 8 CPUs (8 workers, one per CPU 1-7 and
+    three threads on CPU 0) whose workers exit until three users are left,
+    all on CPU 0, switching among themselves."""
+    from emulator.workload import Program, repeat, run, setaffinity, sleep, thread, yield_
+    workers = [thread(Program(setaffinity([1 + i % 7]), sleep(300_000), run(500_000),
+                              sleep(100_000), run(1_000_000 + 50_000 * i), comm=f"w{i}"))
+               for i in range(8)]
+    stayer = Program(setaffinity([0]), run(200_000), repeat(20_000, yield_()), comm="stay")
+    return Program(*workers, thread(stayer), thread(stayer), setaffinity([0]), run(200_000),
+                   repeat(20_000, yield_()), sleep(20_000_000), comm="main")
+
+
+def walk_preempted(variant):
+    """*variant* whose fixup walk is preempted for 10 us before it starts (it
+    runs with interrupts and preemption on, holding only mm_cid.mutex)."""
+    class Preempted(variant):
+        name = f"{variant.name}-preempted-walk"
+
+        def mm_cid_fixup_cpus_to_tasks(self, mm):
+            self.k.pause_kernel_path(10_000)
+            super().mm_cid_fixup_cpus_to_tasks(mm)
+    return Preempted
+
+
+def test_the_transit_phase_survives_tasks_scheduling_in_before_the_fixup():
+    """seed 003: "a direct transfer of ownership would fail if two tasks are
+    scheduled in on the same CPU before the fixup freed per CPU CIDs".  With
+    TRANSIT the three users on CPU 0 switch freely while the walk waits."""
+    m = Machine(nr_cpus=8, variants=[walk_preempted(get_variant("v7.0"))], seed=1)
+    assert m.run(transition_workload()) == 0
+
+
+def test_a_direct_transfer_exhausts_the_cid_space_as_seed_003_says():
+    """The same schedule on fixtures/patches/direct_transfer.py: the first
+    user on CPU 0 takes the CPU's cid, the next two allocate, and with seven
+    CPUs still holding theirs the third spins in mm_get_cid() holding the rq
+    lock that the walk needs next: a hard lockup."""
+    from emulator.errors import HardLockup
+    from emulator.variants import load_variant
+    patch = load_variant("fixtures/patches/direct_transfer.py")
+    m = Machine(nr_cpus=8, variants=[walk_preempted(patch)], seed=1)
+    with pytest.raises(HardLockup, match=r"(?s)hard LOCKUP on CPU 0.*mode=task.*"
+                                         r"cidmask=\[0, 1, 2, 3, 4, 5, 6, 7\]"):
+        m.run(transition_workload())

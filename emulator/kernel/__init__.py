@@ -78,6 +78,8 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.live_mms = {}
         self.rseq_resuming = None
         self.paused_lock_holders = 0
+        # Causes of recorded findings seen in this run (emulator.generated.known_finding)
+        self.causes = set()
         self.suspended_holders = [0] * nr_possible
         self.held_off_irqs = []
         self.strategy = strategy
@@ -140,10 +142,17 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         return rq
 
     def local_irq_restore(self, flags):
-        """Interrupts back on: the interrupts that came meanwhile are taken now."""
+        """Interrupts back on: the interrupts that came meanwhile are taken now.
+
+        Turning interrupts back on is a scheduling point: a pending interrupt
+        is taken here and, on its return, a preemptible path may be preempted
+        for as long as the tasks that preempt it run."""
         flags.irqs_disabled -= 1
-        if not flags.irqs_disabled and flags.deferred_irqs:
-            self.replay_deferred_irqs(flags)
+        if not flags.irqs_disabled:
+            if flags.deferred_irqs:
+                self.replay_deferred_irqs(flags)
+            if self.sched_point_hook is not None and not self.in_irq:
+                self.sched_point_hook("irq_enable", flags)
 
     def irq_deferred(self, rq, fn, arg):
         """An interrupt for *rq*'s CPU while its interrupted path has interrupts

@@ -2,8 +2,8 @@
 
 The two frequent costs, system call entry and switching a user task in, are
 owed by the task and spent in its next stretch on the CPU (``kdebt``): folded
-into its next computation, or spent before it blocks or before its Python body
-continues.  The CPU is busy for the same time either way; it only takes one
+into its next computation, or spent before it blocks, yields its CPU or lets
+its Python body continue.  The CPU is busy for the same time either way; it only takes one
 event instead of two.  The other costs are spent where they are charged.
 
 Kernel code runs in zero virtual time except where it charges a cost, so

@@ -101,6 +101,18 @@ class pthread_t:
         return f"pthread_t(tid={self.task.pid if self.task else '?'})"
 
 
+def inherit_tls(user, t):
+    """The rseq TLS of a fork() or vfork() child (*user*, of task *t*): fork()
+    copies the memory and inherits the registration; vfork() borrows the
+    parent's memory, TLS included (rseq_fork() clears t->rseq)."""
+    ptls = user.parent.tls_rseq
+    if user.vfork:
+        user.tls_rseq = ptls
+    else:
+        user.tls_rseq = t.rseq if t.rseq is not None else ptls.copy(t.mm)
+    user.libc_rseq_registered = user.parent.libc_rseq_registered
+
+
 class HostUser:
     """The user side of a task whose body is Python on a host thread."""
 
@@ -135,14 +147,7 @@ class HostUser:
                 k.do_exit(127 << 8)
             return
         if self.parent is not None:
-            # fork(): the child's memory is a copy, its registration inherited;
-            # vfork(): the child borrows the parent's memory, TLS included.
-            ptls = self.parent.tls_rseq
-            if self.vfork:
-                self.tls_rseq = ptls
-            else:
-                self.tls_rseq = t.rseq if t.rseq is not None else ptls.copy(t.mm)
-            self.libc_rseq_registered = self.parent.libc_rseq_registered
+            inherit_tls(self, t)
             t.signal.user_nthreads = 1
             t.clear_child_tid = self.pthread        # glibc's set_tid_address()
             return

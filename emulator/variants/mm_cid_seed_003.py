@@ -452,6 +452,7 @@ class MmCidSeed003(MmCidV7_0):
 
     def sched_mm_cid_after_execve(self, t):
         """Reactivate MM CID after successful execve()"""
+        self.note_failed_execve(t)
         self.sched_mm_cid_fork(t)
 
     def mm_alloc_cid(self, mm, p):

@@ -73,6 +73,10 @@ MM_CID_UNSET = 1 << 31
 MM_CID_ONCPU = 1 << 30
 MM_CID_TRANSIT = 1 << 29
 
+# Causes of this era's recorded findings, noted in Kernel.causes when they happen.
+FAILED_EXECVE_PERCPU = "failed execve() in per-CPU mode"
+LAST_USER_FAILED_EXECVE_PERCPU = "failed execve() by the last user, in per-CPU mode"
+
 
 # -- include/linux/rseq_types.h ------------------------------------------------------------
 
@@ -245,6 +249,7 @@ class MmCidV7_0(SchedMmCid):
     def __init__(self, kernel):
         super().__init__(kernel)
         self.num_possible_cpus = kernel.nr_cpu_ids
+        self.execve_from = {}
 
     # The test for per CPU mode, as this era writes it in its WARN_ON_ONCE()s:
     # the ONCPU bit of mm::mm_cid::mode (V3 had a separate mm::mm_cid::percpu).
@@ -854,12 +859,26 @@ class MmCidV7_0(SchedMmCid):
 
     def sched_mm_cid_before_execve(self, t):
         """Deactivate MM CID allocation across execve()"""
+        mm = t.mm
+        if mm is not None and t.mm_cid.active:
+            self.execve_from[t] = (mm, self.mm_cid_percpu(mm.mm_cid), mm.mm_cid.users)
         self.sched_mm_cid_exit(t)
 
     def sched_mm_cid_after_execve(self, t):
         """Reactivate MM CID after execve()"""
+        self.note_failed_execve(t)
         if t.mm is not None:
             self.sched_mm_cid_fork(t)
+
+    def note_failed_execve(self, t):
+        """Not kernel code: records the cause of this era's recorded findings
+        (emulator.generated.KNOWN_FINDINGS) when it happens, a failed
+        execve() (the task keeps its mm) begun in per-CPU mode."""
+        mm, percpu, users = self.execve_from.pop(t, (None, False, 0))
+        if mm is t.mm and mm is not None and percpu:
+            self.k.causes.add(FAILED_EXECVE_PERCPU)
+            if users == 1:
+                self.k.causes.add(LAST_USER_FAILED_EXECVE_PERCPU)
 
     def mm_cid_work_fn(self, work):
         mm = work.mm                                      # container_of()

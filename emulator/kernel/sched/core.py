@@ -679,7 +679,12 @@ class SchedCore:
         t = self.cur
         if self.in_irq or t.stack is None or getcurrent() is not t.stack:
             return                      # interrupt context and the boot path run through
-        delay = self.strategy.pause_ns(kind)
+        # Preemptible: a real kernel may stop this path here for as long as
+        # interrupts and the tasks preempting it take (no spinlock, interrupts
+        # and preemption on), which is where delays of milliseconds happen.
+        preemptible = not t.held_locks and not t.preempt_count and \
+            not self.rqs[self.cpu].irqs_disabled
+        delay = self.strategy.pause_ns(kind, preemptible)
         if delay is not None:
             self.pause_kernel_path(delay)
 
@@ -702,7 +707,9 @@ class SchedCore:
         self.engine.loop.switch()
         if holds:
             self._lock_holder_back(cpu)
-        self.local_irq_restore(rq)
+        rq.irqs_disabled -= 1           # not local_irq_restore(): that is a point
+        if not rq.irqs_disabled and rq.deferred_irqs:
+            self.replay_deferred_irqs(rq)
 
     def _lock_holder_back(self, cpu):
         self.suspended_holders[cpu] -= 1
@@ -822,6 +829,11 @@ class SchedCore:
 
     def do_sched_yield(self):
         p = self.cur
+        if p.kdebt:
+            # The kernel time owed is spent before the task gives its CPU
+            # away, as before it blocks (_schedule()): a loop of yields takes
+            # time.
+            self.cpu_run(0, False)
         rq = self.rqs[p.cpu]
         raw_spin_lock(rq.lock)
         if p.sched_class is FairSchedClass:

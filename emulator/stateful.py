@@ -1,0 +1,419 @@
+"""A live machine driven rule by rule: Hypothesis stateful tests of a variant.
+
+``lifecycle_machine(variant)`` is a RuleBasedStateMachine (use its
+``TestCase``) over one Machine that runs step by step (``Machine.start`` and
+``advance``).  Its emulated threads are *puppets*: user tasks that block in a
+read() of their input until the test gives them something to do, then do it
+through the same system calls and return-to-user paths as any task.  The rules:
+
+    spawn(who, n)          who creates n threads (pthread_create)
+    fork(who) / vfork(who) who creates a process; a vfork parent waits for its
+                           child's exec or exit
+    exec(who, ok)          execve() of a new program, or of a missing file
+    exit_thread(who)       pthread_exit(); the last thread ends its process
+    exit_group(who)        exit(): the whole process ends
+    set_affinity(who, ..)  who widens or shrinks its own allowed CPUs
+    migrate(who, whom, ..) who moves another task with sched_setaffinity()
+    work(who, kind, ..)    who computes, sleeps or yields, some times over
+    async_io(who, ns)      who pins its mm for deferred work: mmgrab() now,
+                           mmdrop() from a kworker ns later (io_uring and AIO
+                           do this), so the last reference may go anywhere
+    wake(who, cpu)         input arrives for who from an interrupt on cpu
+    advance(ns)            virtual time passes: ticks, timers, delayed work,
+                           deferred mode changes
+    preempt(after, ns)     the after-th preemptible point from now (no spinlock,
+                           interrupts and preemption on) stops its kernel path
+                           for ns: where a real path can be preempted
+
+Input reaches a parked thread from an interrupt (a device interrupt waking a
+reader), on the CPU the rule draws.  P1-P3 and P5-P7 are checked while the
+machine runs, P4 at every step where the machine is quiet, and every rule's
+choices come from Hypothesis, so a failure shrinks to few steps and few pauses.
+Rules pick threads by an index into the live ones, so a shrunk example stays
+meaningful.
+
+Departures: a puppet's input is not a modelled file; the read() that parks it
+is a plain interruptible wait on a wait queue.  ``async_io`` stands for any
+subsystem that holds mm_count across deferred work; it does not model
+io_uring itself.
+"""
+
+from collections import deque
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from .checks.invariants import P4_no_orphan_cid_bits
+from .errors import Deadlock, EmulationFailure
+from .explore import ScriptStrategy
+from .generated import known_finding
+from .kernel.irq_work import irq_work
+from .kernel.task import TASK_INTERRUPTIBLE
+from .kernel.wait import wait_queue_head_t
+from .kernel.workqueue import delayed_work
+from .machine import Machine
+from .uapi.libc import inherit_tls
+
+__all__ = ["Puppet", "PuppetImage", "lifecycle_machine", "CPUS"]
+
+CPUS = (2, 3, 4, 8)
+MISSING_FILE = "/no/such/file"
+
+
+class PuppetImage:
+    """The program a puppet execs (and the first one of a run): it reads its
+    input and does what it says."""
+
+    is_user_image = True
+    comm = "puppet"
+
+    def __init__(self, name="P0"):
+        self.name = name
+
+    def main_user(self, machine):
+        return Puppet(machine, self.name, "main", image=self)
+
+
+class Puppet:
+    """The user side of a task whose every step the test decides."""
+
+    is_host = False
+
+    def __init__(self, machine, name, role, parent=None, vfork=False, image=None):
+        self.machine = machine
+        self.k = machine.kernel
+        self.name = name
+        self.role = role
+        self.parent = parent
+        self.vfork = vfork
+        self.image = image
+        self.commands = deque()
+        self.input = wait_queue_head_t(f"{name} input")
+        self.input_irq = irq_work(self._input_interrupt)
+        self.task = None
+        self.pthread = None
+        self.tls_rseq = None
+        self.libc_rseq_registered = False
+        self.children = []
+
+    def __repr__(self):
+        return self.name
+
+    # -- the kernel's side of a user context --------------------------------------------
+
+    def start(self, k, t):
+        if self.image is not None:
+            image, self.image = self.image, None
+            if k.do_execve(image, image.comm) < 0:
+                k.do_exit(127 << 8)
+            return
+        if self.parent is not None:
+            inherit_tls(self, t)
+            return
+        self.tls_rseq = k.rseq_alloc_area(t.mm)
+        k.glibc_thread_start(t)
+
+    def exit(self):
+        pass
+
+    @staticmethod
+    def can_exec(image):
+        return isinstance(image, PuppetImage)
+
+    def exec_start(self, image):
+        self.role, self.parent, self.vfork = "main", None, False
+        self.tls_rseq = self.k.rseq_alloc_area(self.task.mm)
+        self.k.glibc_thread_start(self.task)
+
+    def resume(self, reply):
+        """The next request: the oldest command, or a read() of the input."""
+        if self.commands:
+            return self.commands.popleft()
+        return ("call", self.read_input, ())
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def read_input(self):
+        """read() of the thread's input: sleep until there is some (or a fatal
+        signal comes)."""
+        k = self.k
+        t = k.cur
+        while True:
+            k.prepare_to_wait(self.input, TASK_INTERRUPTIBLE)
+            if self.commands or t.sigkill:
+                break
+            k.schedule()
+        k.finish_wait(self.input)
+        return 0
+
+    def _input_interrupt(self, work):
+        self.k.wake_up(self.input)
+
+    def give(self, request, from_cpu=None):
+        """Queue *request*; a parked thread is woken by an interrupt on
+        *from_cpu* (its own CPU by default)."""
+        self.commands.append(request)
+        self.wake(from_cpu)
+
+    def wake(self, from_cpu=None):
+        t = self.task
+        if t is not None and t in self.input.waiters:
+            cpu = t.cpu if from_cpu is None else from_cpu
+            self.k.irq_work_queue_on(self.input_irq, cpu)
+
+    @property
+    def alive(self):
+        t = self.task
+        return t is not None and not t.exit_state and not t.in_do_exit and not t.sigkill
+
+    @property
+    def parked(self):
+        t = self.task
+        return t is not None and t in self.input.waiters
+
+
+class _AsyncWork(delayed_work):
+    """Deferred work holding an mm_count reference (mmgrab() at submission)."""
+
+    def __init__(self, k, mm):
+        super().__init__(self._done, "async_mm_work")
+        self.k = k
+        self.mm = mm
+
+    def _done(self, work):
+        self.k.mmdrop(self.mm)
+
+
+def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
+    """A RuleBasedStateMachine class driving one machine with *variant*."""
+
+    class MmLifecycle(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.m = None
+            self.names = 1
+            self.failed = False
+            self.known = None
+
+        # -- set-up and tear-down ---------------------------------------------------------
+
+        @initialize(nr_cpus=st.sampled_from(cpus), seed=st.integers(0, 1 << 16))
+        def boot(self, nr_cpus, seed):
+            kwargs = {} if lockup_ns is None else {"lockup_ns": lockup_ns}
+            self.strategy = ScriptStrategy()
+            self.m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed,
+                             strategy=self.strategy, replay=_REPLAY, **kwargs)
+            self.nr_cpus = nr_cpus
+            first = PuppetImage("P0")
+            self.m.start(first)
+            self._step(100_000)
+
+        def teardown(self):
+            m = self.m
+            if m is None or m._driver is None or m._driver.dead:
+                return
+            try:
+                if not self.failed:
+                    self._end_run()
+            finally:
+                m.close()
+
+        def _end_run(self):
+            """Stop feeding input, end every process, run to the end (P4 is
+            checked there); a run that cannot end is a deadlock."""
+            for p in self._all_puppets():
+                p.commands.clear()
+            for _ in range(200):
+                told = False
+                for p in self._all_puppets():
+                    if p.alive and not p.commands:
+                        p.give(("call", self.m.kernel.sys_exit_group, (0,)))
+                        told = True
+                if not told and self.m.quiet():
+                    self.m._on_empty()
+                if not self._step(10_000_000):
+                    return
+            raise Deadlock("the run did not end within 2 s of virtual time after every "
+                           "process was told to exit")
+
+        # -- helpers ------------------------------------------------------------------------
+
+        def _step(self, ns):
+            """Run *ns*; a recorded finding of the variant ends the example
+            (the run is over, every rule after it does nothing)."""
+            try:
+                return self.m.advance(ns)
+            except EmulationFailure as exc:
+                self.failed = True
+                self.known = known_finding(variant, exc, self.m.kernel.causes)
+                if self.known is None:
+                    raise
+                return False
+
+        def _then(self, ns):
+            """What a rule gave takes *ns* to begin: the rule's own share of time."""
+            if ns and self.running():
+                self._step(ns)
+
+        def running(self):
+            return self.m is not None and not self.m._driver.dead
+
+        def _all_puppets(self):
+            seen = []
+            for t in self.m.kernel.tasks.values():
+                if isinstance(t.user, Puppet) and t.user not in seen:
+                    seen.append(t.user)
+            return seen
+
+        def live(self):
+            return [p for p in self._all_puppets() if p.alive]
+
+        def pick(self, who):
+            live = self.live()
+            return live[who % len(live)]
+
+        def has_live(self):
+            return self.running() and bool(self.live())
+
+        def has_others(self):
+            """Exits leave one thread alive: the run's end is the teardown's."""
+            return self.running() and len(self.live()) > 1
+
+        def new_puppet(self, role, parent=None, vfork=False):
+            name = f"P{self.names}"
+            self.names += 1
+            return Puppet(self.m, name, role, parent=parent, vfork=vfork)
+
+        # -- rules ---------------------------------------------------------------------------
+
+        @precondition(has_live)
+        @rule(who=st.integers(0, 63), n=st.integers(1, 12), then=_THEN)
+        def spawn(self, who, n, then):
+            p = self.pick(who)
+            k = self.m.kernel
+            for _ in range(n):
+                p.give(("call", k.sys_clone_thread, (self.new_puppet("thread"),)))
+            self._then(then)
+
+        @precondition(has_live)
+        @rule(who=st.integers(0, 63), vfork=st.booleans(), then=_THEN)
+        def fork(self, who, vfork, then):
+            p = self.pick(who)
+            k = self.m.kernel
+            child = self.new_puppet("main", parent=p, vfork=vfork)
+            p.give(("call", k.sys_vfork if vfork else k.sys_fork, (child,)))
+            self._then(then)
+
+        @precondition(has_live)
+        @rule(who=st.integers(0, 63), ok=st.booleans(), then=_THEN)
+        def exec(self, who, ok, then):
+            p = self.pick(who)
+            image = PuppetImage(p.name) if ok else MISSING_FILE
+            p.give(("call", self.m.kernel.sys_execve, (image, "puppet" if ok else MISSING_FILE)))
+            self._then(then)
+
+        @precondition(has_others)
+        @rule(who=st.integers(0, 63), then=_THEN)
+        def exit_thread(self, who, then):
+            self.pick(who).give(("call", self.m.kernel.sys_exit, (0,)))
+            self._then(then)
+
+        @precondition(has_others)
+        @rule(who=st.integers(0, 63), code=st.integers(0, 3), then=_THEN)
+        def exit_group(self, who, code, then):
+            self.pick(who).give(("call", self.m.kernel.sys_exit_group, (code,)))
+            self._then(then)
+
+        @precondition(has_live)
+        @rule(who=st.integers(0, 63), cpus=st.sets(st.integers(0, 7), min_size=1), then=_THEN)
+        def set_affinity(self, who, cpus, then):
+            mask = _mask(cpus, self.nr_cpus)
+            self.pick(who).give(("call", self.m.kernel.sys_sched_setaffinity, (0, mask)))
+            self._then(then)
+
+        @precondition(has_live)
+        @rule(who=st.integers(0, 63), whom=st.integers(0, 63), cpu=st.integers(0, 7),
+              back=st.booleans(), then=_THEN)
+        def migrate(self, who, whom, cpu, back, then):
+            """*who* moves *whom* to one CPU (and, with *back*, lets it go
+            anywhere again right after)."""
+            p, target = self.pick(who), self.pick(whom)
+            k = self.m.kernel
+            pid = target.task.pid
+            p.give(("call", k.sys_sched_setaffinity, (pid, 1 << (cpu % self.nr_cpus))))
+            if back:
+                p.give(("call", k.sys_sched_setaffinity, (pid, (1 << self.nr_cpus) - 1)))
+            self._then(then)
+
+        @precondition(has_live)
+        @rule(who=st.integers(0, 63), kind=st.sampled_from(["run", "sleep", "yield"]),
+              ns=st.one_of(st.integers(1, 300_000), st.sampled_from([20_000_000, 120_000_000])),
+              times=st.integers(1, 50), then=_THEN)
+        def work(self, who, kind, ns, times, then):
+            p = self.pick(who)
+            k = self.m.kernel
+            request = {"run": ("busy", ns), "sleep": ("call", k.sys_nanosleep, (ns,)),
+                       "yield": ("call", k.sys_sched_yield, ())}[kind]
+            p.commands.extend([request] * (times - 1))
+            p.give(request)
+            self._then(then)
+
+        @precondition(has_live)
+        @rule(who=st.integers(0, 63), ns=st.integers(1, 200_000_000), then=_THEN)
+        def async_io(self, who, ns, then):
+            p = self.pick(who)
+            p.give(("call", _submit_async, (self.m.kernel, ns)))
+            self._then(then)
+
+        @precondition(has_live)
+        @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), then=_THEN)
+        def wake(self, who, cpu, then):
+            """Input for *who* (nothing to do but look) from an interrupt on *cpu*."""
+            p = self.pick(who)
+            p.give(("call", self.m.kernel.sys_sched_yield, ()), cpu % self.nr_cpus)
+            self._then(then)
+
+        @rule(ns=st.one_of(st.integers(1, 3_000_000),
+                           st.sampled_from([20_000_000, 120_000_000])))
+        def advance(self, ns):
+            if self.running():
+                self._step(ns)
+
+        @precondition(lambda self: self.running())
+        @rule(after=st.integers(1, 64),
+              ns=st.one_of(st.integers(1, 30_000), st.integers(1, 3_000_000)))
+        def preempt(self, after, ns):
+            self.strategy.arm(after, ns)
+
+        # -- invariants between steps --------------------------------------------------------
+
+        @invariant()
+        def no_orphan_cid_bits_when_quiet(self):
+            if self.running() and self.m.quiet() and self.m.kernel.invariants is not None:
+                P4_no_orphan_cid_bits(self.m.kernel)
+
+    MmLifecycle.__name__ = MmLifecycle.__qualname__ = \
+        f"MmLifecycle_{getattr(variant, 'name', variant)}".replace("-", "_").replace(".", "_")
+    return MmLifecycle
+
+
+# Each rule lets the machine run a little after it (Hypothesis shrinks this to 0).
+_THEN = st.one_of(st.just(0), st.integers(1, 2_000_000))
+
+_REPLAY = "the falsifying steps Hypothesis printed above, on the same variant"
+
+
+def _mask(cpus, nr_cpus):
+    mask = 0
+    for cpu in cpus:
+        mask |= 1 << (cpu % nr_cpus)
+    return mask
+
+
+def _submit_async(k, ns):
+    """A system call that hands work to a kworker, pinning the caller's mm
+    (mmgrab()) until the work drops it (mmdrop()) ns later."""
+    mm = k.cur.mm
+    k.mmgrab(mm)
+    k.queue_delayed_work(k.system_wq, _AsyncWork(k, mm), max(1, ns // k.tick_nsec))
+    return 0

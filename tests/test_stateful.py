@@ -1,0 +1,112 @@
+"""The mm lifecycle driven rule by rule over every variant (emulator.stateful).
+
+Hypothesis creates threads and processes, vforks, execs (succeeding and
+failing), exits, widens and shrinks affinities, migrates, sleeps and wakes,
+pins mms for deferred work, lets time pass and preempts kernel paths at
+preemptible points; the invariants judge every step.  A variant's recorded
+findings end an example as known (when their cause happened in the run);
+anything else fails, shrunk to the fewest steps.  Examples are derandomized:
+a run of the suite is the same search every time; ``STATEFUL_EXAMPLES``
+widens it.
+"""
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from emulator import Machine
+from emulator.errors import EmulationFailure, UsageError
+from emulator.stateful import Puppet, PuppetImage, lifecycle_machine
+
+EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "60"))
+
+
+def test_rule_by_rule_the_variant_keeps_the_invariants(emu_variant):
+    machine = lifecycle_machine(emu_variant)
+    machine.TestCase.settings = settings(
+        max_examples=EXAMPLES, stateful_step_count=40, deadline=None, derandomize=True,
+        database=None, report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
+    machine.TestCase().runTest()
+
+
+@pytest.fixture
+def puppet_run():
+    """``puppet_run(nr_cpus, variant)``: a started run whose first thread has
+    parked; every run is closed when the test ends, whatever happened."""
+    machines = []
+
+    def start(nr_cpus=4, variant="v6.4"):
+        m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=1)
+        machines.append(m)
+        m.start(PuppetImage())
+        m.advance(1_000_000)
+        return m, m.kernel.tasks[m.main_pid].user
+    yield start
+    for m in machines:
+        m.close()
+
+
+def test_a_run_advances_step_by_step_and_a_parked_thread_wakes_on_input(puppet_run):
+    """Between two steps nothing moves; input from an interrupt wakes the
+    parked thread, which does what it is given and parks again."""
+    m, p0 = puppet_run()
+    assert p0.parked and m.quiet()
+    before = m.now
+    k = m.kernel
+    p0.give(("call", k.sys_nanosleep, (1_000_000,)), from_cpu=3)
+    assert m.now == before and not m.quiet()          # nothing ran yet
+    m.advance(500_000)
+    assert not p0.parked                              # asleep in nanosleep
+    m.advance(1_000_000)
+    assert p0.parked and m.now == before + 1_500_000
+    p0.give(("call", k.sys_exit_group, (3,)))
+    assert m.finish() == 3
+    assert not m.live_host_threads()
+
+
+def test_threads_forks_and_a_vfork_child_that_execs(puppet_run):
+    """A vfork parent waits until its child execs; the child then runs on
+    in its own mm."""
+    m, p0 = puppet_run()
+    k = m.kernel
+    child = Puppet(m, "P1", "main", parent=p0, vfork=True)
+    p0.give(("call", k.sys_vfork, (child,)))
+    m.advance(200_000)
+    assert child.parked and p0.task.state != 0 and not p0.parked   # waits in vfork
+    assert child.task.mm is p0.task.mm
+    child.give(("call", k.sys_execve, (PuppetImage("P1"), "puppet")))
+    m.advance(500_000)
+    assert p0.parked and child.parked and child.task.mm is not p0.task.mm
+    child.give(("call", k.sys_exit_group, (0,)))
+    p0.give(("call", k.sys_exit_group, (0,)))
+    assert m.finish() == 0
+
+
+def test_closing_a_run_leaves_nothing_behind(puppet_run):
+    m, p0 = puppet_run()
+    p0.give(("busy", 10_000_000))
+    m.advance(1_000)
+    m.close()
+    assert not m.advance(1_000) and not m.live_host_threads()
+
+
+def test_advance_needs_a_started_run():
+    with pytest.raises(UsageError, match="start"):
+        Machine(nr_cpus=2).advance(10)
+
+
+def test_a_failure_in_a_step_raises_from_advance(puppet_run):
+    """A kernel bug in the middle of a step ends the run there, reported as
+    from run()."""
+    from emulator.variants import get_variant
+
+    class Broken(get_variant("v6.4")):
+        name = "broken-fork"
+
+        def sched_mm_cid_fork(self, t):
+            raise RuntimeError("boom")
+    m, p0 = puppet_run(variant=Broken)
+    p0.give(("call", m.kernel.sys_clone_thread, (Puppet(m, "P1", "thread"),)))
+    with pytest.raises(EmulationFailure, match="boom"):
+        m.advance(1_000_000)
