@@ -263,7 +263,7 @@ class Machine:
         the run goes on.  A failure raises as from run()."""
         if self._driver is None:
             raise UsageError("advance() needs a run begun by start()")
-        if self._driver.dead:
+        if not self.running:
             return False
         entry = self.engine.at(self.engine.now + max(0, ns), self._back_to_caller)
         self.engine.outside = False
@@ -272,7 +272,12 @@ class Machine:
         finally:
             self.engine.outside = True
             entry[3] = None
-        return not self._driver.dead
+        return self.running
+
+    @property
+    def running(self):
+        """A run begun by start() that has not ended."""
+        return self._driver is not None and not self._driver.dead
 
     def _back_to_caller(self, _arg):
         self._caller.switch()
@@ -291,7 +296,7 @@ class Machine:
     def close(self):
         """Abandon a run begun by start(): nothing more runs and no host
         thread is left.  The quiet-state checks are skipped."""
-        if self._driver is not None and not self._driver.dead:
+        if self.running:
             self.engine.stopped = True
             self._abandoned = True
             self.engine.outside = False

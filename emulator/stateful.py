@@ -47,6 +47,7 @@ from .checks.invariants import P4_no_orphan_cid_bits
 from .errors import Deadlock, EmulationFailure
 from .explore import ScriptStrategy
 from .generated import known_finding
+from .kernel.cpumask import mask_of
 from .kernel.irq_work import irq_work
 from .kernel.task import TASK_INTERRUPTIBLE
 from .kernel.wait import wait_queue_head_t
@@ -94,7 +95,6 @@ class Puppet:
         self.pthread = None
         self.tls_rseq = None
         self.libc_rseq_registered = False
-        self.children = []
 
     def __repr__(self):
         return self.name
@@ -192,8 +192,6 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
             super().__init__()
             self.m = None
             self.names = 1
-            self.failed = False
-            self.known = None
 
         # -- set-up and tear-down ---------------------------------------------------------
 
@@ -209,14 +207,12 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
             self._step(100_000)
 
         def teardown(self):
-            m = self.m
-            if m is None or m._driver is None or m._driver.dead:
-                return
-            try:
-                if not self.failed:
+            # A failed run is over already (its driver is dead).
+            if self.running():
+                try:
                     self._end_run()
-            finally:
-                m.close()
+                finally:
+                    self.m.close()
 
         def _end_run(self):
             """Stop feeding input, end every process, run to the end (P4 is
@@ -244,9 +240,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
             try:
                 return self.m.advance(ns)
             except EmulationFailure as exc:
-                self.failed = True
-                self.known = known_finding(variant, exc, self.m.kernel.causes)
-                if self.known is None:
+                if known_finding(variant, exc, self.m.kernel.causes) is None:
                     raise
                 return False
 
@@ -256,14 +250,11 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
                 self._step(ns)
 
         def running(self):
-            return self.m is not None and not self.m._driver.dead
+            return self.m is not None and self.m.running
 
         def _all_puppets(self):
-            seen = []
-            for t in self.m.kernel.tasks.values():
-                if isinstance(t.user, Puppet) and t.user not in seen:
-                    seen.append(t.user)
-            return seen
+            # One Puppet per task: an exec keeps the task's, a new task gets its own.
+            return [t.user for t in self.m.kernel.tasks.values() if isinstance(t.user, Puppet)]
 
         def live(self):
             return [p for p in self._all_puppets() if p.alive]
@@ -327,7 +318,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
         @precondition(has_live)
         @rule(who=st.integers(0, 63), cpus=st.sets(st.integers(0, 7), min_size=1), then=_THEN)
         def set_affinity(self, who, cpus, then):
-            mask = _mask(cpus, self.nr_cpus)
+            mask = mask_of(cpu % self.nr_cpus for cpu in cpus)
             self.pick(who).give(("call", self.m.kernel.sys_sched_setaffinity, (0, mask)))
             self._then(then)
 
@@ -401,13 +392,6 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
 _THEN = st.one_of(st.just(0), st.integers(1, 2_000_000))
 
 _REPLAY = "the falsifying steps Hypothesis printed above, on the same variant"
-
-
-def _mask(cpus, nr_cpus):
-    mask = 0
-    for cpu in cpus:
-        mask |= 1 << (cpu % nr_cpus)
-    return mask
 
 
 def _submit_async(k, ns):

@@ -16,6 +16,7 @@ Python body, so the same hooks, tracepoints and checks see it.
 """
 
 from .errors import UsageError
+from .kernel.cpumask import mask_of
 from .kernel.task import SCHED_FIFO, SCHED_NORMAL, SCHED_RR
 
 
@@ -182,10 +183,7 @@ class ProgramUser:
             elif kind == "exit":
                 op = ("call", k.sys_exit_group, (phase[1],))
             elif kind == "setaffinity":
-                mask = 0
-                for cpu in phase[1]:
-                    mask |= 1 << cpu
-                op = ("call", k.sys_sched_setaffinity, (0, mask))
+                op = ("call", k.sys_sched_setaffinity, (0, mask_of(phase[1])))
             elif kind == "repeat":
                 if phase[1] <= 0:
                     continue
