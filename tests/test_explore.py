@@ -181,3 +181,16 @@ def test_a_script_names_preemptible_points_with_q():
     m = Machine(nr_cpus=4, seed=3, strategy=s)
     m.run(churn(4))
     assert m.strategy.pauses == 2
+
+
+def test_turning_interrupts_back_on_is_a_preemptible_point():
+    """rq_unlock_irqrestore() and its kind end in local_irq_restore(), where
+    a pending interrupt is taken: a strategy is asked there."""
+    kinds = []
+
+    class Listening(ScriptStrategy):
+        def pause_ns(self, kind, preemptible=False):
+            kinds.append((kind, preemptible))
+            return super().pause_ns(kind, preemptible)
+    Machine(nr_cpus=4, seed=3, strategy=Listening()).run(churn(4))
+    assert ("irq_enable", True) in kinds

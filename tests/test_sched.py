@@ -465,3 +465,16 @@ def test_lazy_mm_references_balance_at_every_switch():
             assert mm.mm_users.counter == 0
             assert mm.mm_count.counter == len(borrowers(k, mm)) >= 1
     assert k.mms_freed == 2                     # the children's; main's is still borrowed
+
+
+def test_a_loop_of_yields_takes_time():
+    """Two threads yielding to each other on one CPU pay each system call and
+    each switch as they go: a thousand yields do not happen at one instant."""
+    from emulator.kernel.costs import DEFAULT
+    from emulator.workload import Program, repeat, sleep, thread, yield_
+    m = Machine(nr_cpus=1, seed=1, trace=True)
+    m.run(Program(thread(Program(repeat(500, yield_()))), repeat(500, yield_()), sleep(1)))
+    times = [float(line.split()[2][:-1]) * 1e9 for line in m.trace_text().splitlines()
+             if "sched_switch" in line and "prev_state=R+" in line]
+    assert len(times) >= 900
+    assert times[-1] - times[0] >= 900 * DEFAULT["syscall_ns"]
