@@ -1,9 +1,14 @@
 """``python -m emulator``: run a selftest mirror, list variants.
 
     python -m emulator run SELFTEST --variant V --cpus N --seed S [--trace FILE] [--stats]
+    python -m emulator explore --variant V [--strategy S] [--workload W] [--cpus N]...
+                               [--time 60s | --runs N] [--seed S] [-v]
+    python -m emulator replay KEY [--trace FILE]
     python -m emulator variants
 
-Exit status of ``run``: 0 pass, 1 fail, 4 skip (kselftest's KSFT_SKIP), 2 bad usage.
+Exit status of ``run`` and ``replay``: 0 pass, 1 fail, 4 skip (kselftest's
+KSFT_SKIP), 2 bad usage; of ``explore``: 0 when no run failed (recorded
+findings of the variant do not count), 1 when some did.
 """
 
 import argparse
@@ -33,53 +38,126 @@ def _parser():
                           "or name:key=value,... (see emulator/explore.py)")
     run.add_argument("--trace", metavar="FILE", help="write an ftrace-like trace to FILE")
     run.add_argument("--stats", action="store_true", help="print counters of the run")
+    exp = sub.add_parser("explore", help="explore a variant for a time or a number of runs")
+    exp.add_argument("--variant", required=True, metavar="NAME|PATH",
+                     help="variant (registered name or patch file)")
+    exp.add_argument("--strategy", default="hypothesis", metavar="S",
+                     help="hypothesis (default: Hypothesis draws runs and schedules and "
+                          "shrinks failures), or random, pct, preempt[:key=value,...]")
+    exp.add_argument("--workload", metavar="W",
+                     help="hypothesis: stateful (default) or generated; otherwise a "
+                          "selftest mirror (default mm_cid_compaction)")
+    exp.add_argument("--cpus", action="append", type=int, default=[], metavar="N",
+                     help="CPU count; repeatable (default 2, 3, 4, 8; 8 for a mirror)")
+    budget = exp.add_mutually_exclusive_group()
+    budget.add_argument("--time", metavar="T", help="how long: 60s (default), 5m, 1h")
+    budget.add_argument("--runs", type=int, metavar="N", help="how many runs")
+    exp.add_argument("--seed", type=int, default=0, metavar="S", help="campaign seed")
+    exp.add_argument("-v", "--verbose", action="store_true",
+                     help="print each kind of failure's first report in full")
+    rep = sub.add_parser("replay", help="replay the run a replay key names")
+    rep.add_argument("key", help="the key a failure printed (emu1-...)")
+    rep.add_argument("--trace", metavar="FILE", help="write an ftrace-like trace to FILE")
     sub.add_parser("variants", help="list the registered variants")
     return p
 
 
+def _open_trace(path):
+    if not path:
+        return None
+    try:
+        return open(path, "w")
+    except OSError as exc:
+        raise UsageError(f"cannot write trace file {path!r}: {exc.strerror}") from None
+
+
 def cmd_run(args):
-    from .machine import Machine
     from .selftest import find_selftest
-    module = find_selftest(args.selftest)
+    from .machine import DEFAULT_MM_CID
+    from .variants import load_variant
+    find_selftest(args.selftest)
     if not 1 <= args.cpus <= 1024:
         raise UsageError(f"--cpus {args.cpus}: must be in 1..1024")
-    trace_file = None
-    if args.trace:
-        try:
-            trace_file = open(args.trace, "w")
-        except OSError as exc:
-            raise UsageError(f"cannot write trace file {args.trace!r}: {exc.strerror}") from None
-    variants = args.variant or []
-    strategy = [f"--strategy {args.strategy}"] if args.strategy else []
-    replay = " ".join(["python -m emulator run", args.selftest] +
-                      [f"--variant {v}" for v in variants] +
-                      [f"--cpus {args.cpus}", f"--seed {args.seed}"] + strategy)
-    machine = Machine(nr_cpus=args.cpus, variants=variants, seed=args.seed,
-                      trace=bool(trace_file), replay=replay, strategy=args.strategy)
-    name = f"{args.selftest} variant={machine.mm_cid_class.name} cpus={args.cpus} seed={args.seed}"
+    if len(args.variant) > 1:
+        raise UsageError("one --variant per run (every variant is an mm_cid variant)")
+    variant = load_variant(args.variant[0] if args.variant else DEFAULT_MM_CID)
+    if args.strategy:
+        from .explore import strategy_from_spec
+        strategy_from_spec(args.strategy)
+    trace_file = _open_trace(args.trace)
+    try:
+        return run_selftest(args.selftest, variant, args.cpus, args.seed, args.strategy,
+                            trace_file, stats=args.stats)
+    finally:
+        if trace_file:
+            trace_file.close()
+
+
+def run_selftest(selftest, variant, cpus, seed, strategy=None, trace_file=None, replay=None,
+                 stats=False, out=print):
+    """Run a selftest mirror once and print its TAP line; the exit status."""
+    from .machine import Machine
+    from .replay import make_key, replay_command
+    from .selftest import find_selftest
+    module = find_selftest(selftest)
+    if replay is None:
+        key = make_key("run", variant, selftest=selftest, cpus=cpus, seed=seed,
+                       strategy=strategy)
+        spec = variant.source or variant.name
+        replay = replay_command(key) or " ".join(
+            ["python -m emulator run", selftest, f"--variant {spec}", f"--cpus {cpus}",
+             f"--seed {seed}"] + ([f"--strategy {strategy}"] if strategy else []))
+    machine = Machine(nr_cpus=cpus, variants=[variant], seed=seed, trace=bool(trace_file),
+                      replay=replay, strategy=strategy)
+    name = f"{selftest} variant={variant.name} cpus={cpus} seed={seed}"
     try:
         result = module.run(machine)
     except EmulationFailure as exc:
-        print(f"not ok 1 {name}")
-        print(f"# {exc.kind}: {exc}")
+        out(f"not ok 1 {name}")
+        out(f"# {exc.kind}: {exc}")
         return 1
     finally:
         if trace_file:
             trace_file.write(machine.trace_text() + "\n")
-            trace_file.close()
     if result.outcome == "pass":
-        print(f"ok 1 {name} # {result.detail}")
+        out(f"ok 1 {name} # {result.detail}")
     elif result.outcome == "skip":
-        print(f"ok 1 {name} # SKIP {result.detail}")
+        out(f"ok 1 {name} # SKIP {result.detail}")
     else:
-        print(f"not ok 1 {name}")
+        out(f"not ok 1 {name}")
         for line in (result.detail or "").splitlines():
-            print(f"# {line}")
-        print(f"# replay: {replay}")
-    if args.stats:
+            out(f"# {line}")
+        out(f"# replay: {replay}")
+    if stats:
         for key, value in machine.stats().items():
-            print(f"# {key}: {value:.3f}" if isinstance(value, float) else f"# {key}: {value}")
+            out(f"# {key}: {value:.3f}" if isinstance(value, float) else f"# {key}: {value}")
     return result.exit_code
+
+
+def cmd_explore(args):
+    from .campaign import Campaign, parse_duration
+    seconds = parse_duration(args.time) if args.time else None
+    if args.runs is not None and args.runs < 1:
+        raise UsageError(f"--runs {args.runs}: at least 1")
+    if seconds is None and args.runs is None:
+        seconds = 60.0
+    campaign = Campaign(args.variant, args.strategy, args.workload, args.cpus, args.seed)
+    campaign.run(seconds=seconds, runs=args.runs)
+    if args.verbose and campaign.failures:
+        print(campaign.reports())
+        print()
+    print(campaign.summary())
+    return 1 if campaign.failures else 0
+
+
+def cmd_replay(args):
+    from .replay import replay
+    trace_file = _open_trace(args.trace)
+    try:
+        return replay(args.key, trace_file)
+    finally:
+        if trace_file:
+            trace_file.close()
 
 
 def cmd_variants(args):
@@ -94,9 +172,13 @@ def main(argv=None):
         args = _parser().parse_args(argv)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "explore":
+            return cmd_explore(args)
+        if args.command == "replay":
+            return cmd_replay(args)
         if args.command == "variants":
             return cmd_variants(args)
-        raise UsageError("a command is needed: run or variants (see --help)")
+        raise UsageError("a command is needed: run, explore, replay or variants (see --help)")
     except UsageError as exc:
         print(f"emulator: error: {exc}", file=sys.stderr)
         return 2

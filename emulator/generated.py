@@ -25,8 +25,9 @@ from .checks.invariants import InvariantViolation
 from .errors import EmulationFailure, HardLockup, KernelBug
 from .explore import ScriptStrategy
 from .machine import Machine
+from .replay import make_key, replay_command
 from .variants.mm_cid_v7_0 import FAILED_EXECVE_PERCPU, LAST_USER_FAILED_EXECVE_PERCPU
-from .workload import Program, exec_, exit_, fork, repeat, run, setaffinity, sleep, thread, yield_
+from .workload import Program, program_to_data, exec_, exit_, fork, repeat, run, setaffinity, sleep, thread, yield_
 
 __all__ = ["Case", "KNOWN_FINDINGS", "known_finding", "run_case", "workload_cases"]
 
@@ -88,6 +89,13 @@ class Case:
         self.program = program
         self.pauses = dict(pauses or {})
 
+    def key(self, variant):
+        """The replay key of this case on *variant* (None for a variant a key
+        cannot name)."""
+        return make_key("generated", variant, cpus=self.nr_cpus, seed=self.seed,
+                        program=program_to_data(self.program),
+                        pauses={str(p): ns for p, ns in self.pauses.items()})
+
     def __repr__(self):
         return (f"Case(nr_cpus={self.nr_cpus}, seed={self.seed}, "
                 f"schedule={ScriptStrategy(self.pauses).spec()!r},\n     program={self.program!r})")
@@ -144,14 +152,17 @@ def workload_cases(draw, cpus=(2, 3, 4, 8), max_points=20_000, max_pauses=6):
     return Case(nr_cpus, seed, program, pauses)
 
 
-def run_case(variant, case, **machine_kwargs):
+def run_case(variant, case, on_machine=None, **machine_kwargs):
     """Run *case* on *variant*: returns None, or the reason of the known finding
-    the run ended in; any other failure propagates with its report."""
-    source = getattr(variant, "source", None) or getattr(variant, "name", variant)
-    machine_kwargs.setdefault(
-        "replay", f"emulator.generated.run_case({source!r}, <the falsifying Case below>)")
+    the run ended in; any other failure propagates with its report, which ends
+    with the replay key of the case."""
+    if "replay" not in machine_kwargs:
+        machine_kwargs["replay"] = replay_command(case.key(variant)) or \
+            "emulator.generated.run_case(<the variant>, <the falsifying Case below>)"
     m = Machine(nr_cpus=case.nr_cpus, variants=[variant], seed=case.seed,
                 strategy=ScriptStrategy(case.pauses), **machine_kwargs)
+    if on_machine is not None:
+        on_machine(m)
     try:
         m.run(case.program)
     except EmulationFailure as exc:

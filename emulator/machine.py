@@ -327,7 +327,10 @@ class Machine:
 
     def replay_command(self):
         """The command that replays this run: the front end that built the
-        machine says it (``replay=``); otherwise the constructor call."""
+        machine says it (``replay=``, a string or a function giving one when a
+        failure is reported); otherwise the constructor call."""
+        if callable(self.replay):
+            return self.replay()
         if self.replay:
             return self.replay
         variant = self.mm_cid_class.source or self.mm_cid_class.name

@@ -8,6 +8,7 @@ pytest.  After every test the plugin checks, with psutil, that no host thread
 the test started is still alive.
 """
 
+import os
 import shlex
 import threading
 import time
@@ -31,6 +32,13 @@ def pytest_addoption(parser):
                     help="CPU count for the selftest mirrors; repeatable (default 2, 8, 128)")
     group.addoption("--emu-seed", type=int, default=1, metavar="S",
                     help="seed of the emulated runs (default 1)")
+    group.addoption("--emu-replay", default=None, metavar="KEY",
+                    help="run only the failing run a replay key names (emu1-...)")
+    group.addoption("--emu-explore", default=None, metavar="TIME",
+                    help="run only an exploration campaign of TIME (60s, 5m, 1h) per selected "
+                         "variant, spread over the xdist workers (see python -m emulator explore)")
+    group.addoption("--emu-workload", default=None, metavar="W",
+                    help="the campaign's workload (stateful, generated, or a selftest mirror)")
     group.addoption("--emu-strategy", default=None, metavar="S",
                     help="exploration strategy for the selftest mirrors and machine_factory "
                          "machines (random, pct, name:key=value,...)")
@@ -57,10 +65,101 @@ def pytest_configure(config):
     if spec:
         from .explore import strategy_from_spec
         try:
-            strategy_from_spec(spec)
+            if spec != "hypothesis" or config.getoption("emu_explore") is None:
+                strategy_from_spec(spec)
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", "emu_cpus(*counts): CPU counts for this selftest")
+    key = config.getoption("emu_replay")
+    budget = config.getoption("emu_explore")
+    try:
+        if key is not None:
+            from .replay import parse_key
+            parse_key(key)
+        if budget is not None:
+            from .campaign import parse_duration
+            config._emu_explore = parse_duration(budget)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With ``--emu-replay`` or ``--emu-explore`` nothing is collected but the
+    replay or the campaign."""
+    if config.getoption("emu_replay") is not None or config.getoption("emu_explore") is not None:
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(session, config, items):
+    key = config.getoption("emu_replay")
+    if key is not None:
+        items[:] = [ReplayItem.from_parent(session, name="emu_replay", key=key)]
+    elif config.getoption("emu_explore") is not None:
+        # One campaign per variant and worker, each with its own seed: -n auto
+        # spreads them, and xdist's remote hosts add workers.
+        shards = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        items[:] = [CampaignItem.from_parent(session, name=f"explore[{v.name}-{shard}]",
+                                             variant=v, shard=shard)
+                    for v in config._emu_variants for shard in range(shards)]
+
+
+class CampaignItem(pytest.Item):
+    """One shard of an exploration campaign (``--emu-explore``)."""
+
+    def __init__(self, *, variant, shard, **kwargs):
+        super().__init__(**kwargs)
+        self.variant = variant
+        self.shard = shard
+
+    def runtest(self):
+        from .campaign import Campaign
+        config = self.config
+        strategy = config.getoption("emu_strategy") or "hypothesis"
+        campaign = Campaign(self.variant, strategy, config.getoption("emu_workload"),
+                            config.getoption("cpus") or None, seed=self.shard)
+        campaign.run(seconds=config._emu_explore, progress=False)
+        self.user_properties.append(("summary", campaign.summary()))
+        if campaign.failures:
+            raise ReplayFailed(campaign.reports() + "\n\n" + campaign.summary())
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, (ReplayFailed, UsageError)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return "emulator explore", None, self.name
+
+
+class ReplayFailed(Exception):
+    pass
+
+
+class ReplayItem(pytest.Item):
+    """The run a ``--emu-replay`` key names, as one test."""
+
+    def __init__(self, *, key, **kwargs):
+        super().__init__(**kwargs)
+        self.key = key
+
+    def runtest(self):
+        from .replay import replay
+        lines = []
+        status = replay(self.key, out=lines.append)
+        text = "\n".join(lines)
+        if status == 4:
+            pytest.skip(text)
+        if status != 0:
+            raise ReplayFailed(text)
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, ReplayFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return "emulator replay", None, self.name
 
 
 def pytest_generate_tests(metafunc):

@@ -38,13 +38,14 @@ subsystem that holds mm_count across deferred work; it does not model
 io_uring itself.
 """
 
+import functools
 from collections import deque
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from .checks.invariants import P4_no_orphan_cid_bits
-from .errors import Deadlock, EmulationFailure
+from .errors import Deadlock, EmulationFailure, UsageError
 from .explore import ScriptStrategy
 from .generated import known_finding
 from .kernel.cpumask import mask_of
@@ -53,9 +54,10 @@ from .kernel.task import TASK_INTERRUPTIBLE
 from .kernel.wait import wait_queue_head_t
 from .kernel.workqueue import delayed_work
 from .machine import Machine
+from .replay import make_key, replay_command
 from .uapi.libc import inherit_tls
 
-__all__ = ["Puppet", "PuppetImage", "lifecycle_machine", "CPUS"]
+__all__ = ["Puppet", "PuppetImage", "lifecycle_machine", "replay_steps", "CPUS"]
 
 CPUS = (2, 3, 4, 8)
 MISSING_FILE = "/no/such/file"
@@ -188,19 +190,32 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
     """A RuleBasedStateMachine class driving one machine with *variant*."""
 
     class MmLifecycle(RuleBasedStateMachine):
+        # replay_steps() sets these for a replayed example.
+        machine_kwargs = {}
+        on_machine = None
+
         def __init__(self):
             super().__init__()
             self.m = None
             self.names = 1
+            self.boot_args = None
+            self.steps = []             # [rule name, kwargs] as run: the replay key's
+            self.known = None           # the recorded finding the example ended in
 
         # -- set-up and tear-down ---------------------------------------------------------
 
         @initialize(nr_cpus=st.sampled_from(cpus), seed=st.integers(0, 1 << 16))
         def boot(self, nr_cpus, seed):
-            kwargs = {} if lockup_ns is None else {"lockup_ns": lockup_ns}
+            kwargs = dict(self.machine_kwargs)
+            if lockup_ns is not None:
+                kwargs["lockup_ns"] = lockup_ns
+            kwargs.setdefault("replay", self.replay_text)
+            self.boot_args = {"nr_cpus": nr_cpus, "seed": seed}
             self.strategy = ScriptStrategy()
             self.m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed,
-                             strategy=self.strategy, replay=_REPLAY, **kwargs)
+                             strategy=self.strategy, **kwargs)
+            if self.on_machine is not None:
+                self.on_machine(self.m)
             self.nr_cpus = nr_cpus
             first = PuppetImage("P0")
             self.m.start(first)
@@ -211,8 +226,23 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
             if self.running():
                 try:
                     self._end_run()
+                except EmulationFailure as exc:
+                    raise self._reported(exc)
                 finally:
                     self.m.close()
+
+        def replay_key(self):
+            return make_key("stateful", variant, boot=self.boot_args, steps=self.steps,
+                            lockup_ns=lockup_ns)
+
+        def replay_text(self):
+            return replay_command(self.replay_key()) or _REPLAY
+
+        def _reported(self, exc):
+            """*exc*, raised outside the machine's run, with the run's report."""
+            if not exc.report:
+                exc.report = self.m.failure_report()
+            return exc
 
         def _end_run(self):
             """Stop feeding input, end every process, run to the end (P4 is
@@ -240,7 +270,8 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
             try:
                 return self.m.advance(ns)
             except EmulationFailure as exc:
-                if known_finding(variant, exc, self.m.kernel.causes) is None:
+                self.known = known_finding(variant, exc, self.m.kernel.causes)
+                if self.known is None:
                     raise
                 return False
 
@@ -279,6 +310,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
 
         @precondition(has_live)
         @rule(who=st.integers(0, 63), n=st.integers(1, 12), then=_THEN)
+        @_recorded
         def spawn(self, who, n, then):
             p = self.pick(who)
             k = self.m.kernel
@@ -288,6 +320,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
 
         @precondition(has_live)
         @rule(who=st.integers(0, 63), vfork=st.booleans(), then=_THEN)
+        @_recorded
         def fork(self, who, vfork, then):
             p = self.pick(who)
             k = self.m.kernel
@@ -297,6 +330,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
 
         @precondition(has_live)
         @rule(who=st.integers(0, 63), ok=st.booleans(), then=_THEN)
+        @_recorded
         def exec(self, who, ok, then):
             p = self.pick(who)
             image = PuppetImage(p.name) if ok else MISSING_FILE
@@ -305,18 +339,21 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
 
         @precondition(has_others)
         @rule(who=st.integers(0, 63), then=_THEN)
+        @_recorded
         def exit_thread(self, who, then):
             self.pick(who).give(("call", self.m.kernel.sys_exit, (0,)))
             self._then(then)
 
         @precondition(has_others)
         @rule(who=st.integers(0, 63), code=st.integers(0, 3), then=_THEN)
+        @_recorded
         def exit_group(self, who, code, then):
             self.pick(who).give(("call", self.m.kernel.sys_exit_group, (code,)))
             self._then(then)
 
         @precondition(has_live)
         @rule(who=st.integers(0, 63), cpus=st.sets(st.integers(0, 7), min_size=1), then=_THEN)
+        @_recorded
         def set_affinity(self, who, cpus, then):
             mask = mask_of(cpu % self.nr_cpus for cpu in cpus)
             self.pick(who).give(("call", self.m.kernel.sys_sched_setaffinity, (0, mask)))
@@ -325,6 +362,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
         @precondition(has_live)
         @rule(who=st.integers(0, 63), whom=st.integers(0, 63), cpu=st.integers(0, 7),
               back=st.booleans(), then=_THEN)
+        @_recorded
         def migrate(self, who, whom, cpu, back, then):
             """*who* moves *whom* to one CPU (and, with *back*, lets it go
             anywhere again right after)."""
@@ -340,6 +378,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
         @rule(who=st.integers(0, 63), kind=st.sampled_from(["run", "sleep", "yield"]),
               ns=st.one_of(st.integers(1, 300_000), st.sampled_from([20_000_000, 120_000_000])),
               times=st.integers(1, 50), then=_THEN)
+        @_recorded
         def work(self, who, kind, ns, times, then):
             p = self.pick(who)
             k = self.m.kernel
@@ -351,6 +390,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
 
         @precondition(has_live)
         @rule(who=st.integers(0, 63), ns=st.integers(1, 200_000_000), then=_THEN)
+        @_recorded
         def async_io(self, who, ns, then):
             p = self.pick(who)
             p.give(("call", _submit_async, (self.m.kernel, ns)))
@@ -358,6 +398,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
 
         @precondition(has_live)
         @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), then=_THEN)
+        @_recorded
         def wake(self, who, cpu, then):
             """Input for *who* (nothing to do but look) from an interrupt on *cpu*."""
             p = self.pick(who)
@@ -366,6 +407,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
 
         @rule(ns=st.one_of(st.integers(1, 3_000_000),
                            st.sampled_from([20_000_000, 120_000_000])))
+        @_recorded
         def advance(self, ns):
             if self.running():
                 self._step(ns)
@@ -373,6 +415,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
         @precondition(lambda self: self.running())
         @rule(after=st.integers(1, 64),
               ns=st.one_of(st.integers(1, 30_000), st.integers(1, 3_000_000)))
+        @_recorded
         def preempt(self, after, ns):
             self.strategy.arm(after, ns)
 
@@ -381,11 +424,48 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
         @invariant()
         def no_orphan_cid_bits_when_quiet(self):
             if self.running() and self.m.quiet() and self.m.kernel.invariants is not None:
-                P4_no_orphan_cid_bits(self.m.kernel)
+                try:
+                    P4_no_orphan_cid_bits(self.m.kernel)
+                except EmulationFailure as exc:
+                    raise self._reported(exc)
 
     MmLifecycle.__name__ = MmLifecycle.__qualname__ = \
         f"MmLifecycle_{getattr(variant, 'name', variant)}".replace("-", "_").replace(".", "_")
     return MmLifecycle
+
+
+def _recorded(rule):
+    """A rule that notes its call (name, arguments) in the example's steps,
+    which are what a replay key carries."""
+    @functools.wraps(rule)
+    def step(self, **kwargs):
+        self.steps.append([rule.__name__, {key: sorted(value) if isinstance(value, (set, frozenset))
+                                           else value for key, value in kwargs.items()}])
+        return rule(self, **kwargs)
+    return step
+
+
+def replay_steps(variant, boot, steps, lockup_ns=None, on_machine=None, **machine_kwargs):
+    """Run a stateful example again from its replay key's parts, without
+    Hypothesis: boot, each step with the invariants after it, the teardown.
+    Returns None, or the reason of the recorded finding the example ended in;
+    a failure raises with its report."""
+    cls = lifecycle_machine(variant, lockup_ns=lockup_ns)
+    rules = {name for name, value in vars(cls).items() if hasattr(value, "__wrapped__")}
+    sm = cls()
+    sm.machine_kwargs = machine_kwargs
+    sm.on_machine = on_machine
+    try:
+        sm.boot(**boot)
+        for name, kwargs in steps:
+            if name not in rules:
+                raise UsageError(f"replay key names no rule {name!r}")
+            getattr(sm, name)(**kwargs)
+            sm.no_orphan_cid_bits_when_quiet()
+    finally:
+        if sm.m is not None:
+            sm.teardown()
+    return sm.known
 
 
 # Each rule lets the machine run a little after it (Hypothesis shrinks this to 0).

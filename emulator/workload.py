@@ -57,6 +57,42 @@ def describe(program, indent=0):
     return f"Program({pad}" + ("," + pad).join(phases) + ")"
 
 
+def program_to_data(program):
+    """*program* as plain data (lists, numbers, strings) for a replay key."""
+    def phase(p):
+        kind = p[0]
+        if kind in ("fork", "thread") or (kind == "exec" and not isinstance(p[1], str)):
+            return [kind, program_to_data(p[1])]
+        if kind == "setaffinity":
+            return [kind, sorted(p[1])]
+        if kind == "repeat":
+            return [kind, p[1], [phase(q) for q in p[2]]]
+        return list(p)
+    return {"comm": program.comm, "policy": program.policy, "priority": program.priority,
+            "phases": [phase(p) for p in program.phases]}
+
+
+def program_from_data(data):
+    """The Program that :func:`program_to_data` gave *data* for; anything else
+    is a UsageError."""
+    builders = {"run": run, "sleep": sleep, "yield": yield_, "exit": exit_,
+                "setaffinity": setaffinity}
+
+    def phase(p):
+        kind, args = p[0], p[1:]
+        if kind in ("fork", "thread", "exec") and args and isinstance(args[0], dict):
+            return {"fork": fork, "thread": thread, "exec": exec_}[kind](program_from_data(args[0]))
+        if kind == "exec":
+            return exec_(*args)
+        if kind == "repeat":
+            return repeat(args[0], *[phase(q) for q in args[1]])
+        return builders[kind](*args)
+    try:
+        return Program(*[phase(p) for p in data["phases"]], comm=data["comm"],
+                       policy=data["policy"], priority=data["priority"])
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise UsageError(f"not a workload program: {type(exc).__name__}: {exc}") from None
+
 def _check_phase(phase):
     if not (isinstance(phase, tuple) and phase and phase[0] in _KINDS):
         raise UsageError(f"not a workload phase: {phase!r}")
@@ -234,5 +270,5 @@ class ProgramUser:
         return ("call", k.sys_exit_group, (0,))
 
 
-__all__ = ["Program", "run", "sleep", "yield_", "fork", "thread", "exec_", "exit_", "repeat",
+__all__ = ["Program", "program_from_data", "program_to_data", "run", "sleep", "yield_", "fork", "thread", "exec_", "exit_", "repeat",
            "setaffinity", "SCHED_FIFO", "SCHED_RR", "SCHED_NORMAL"]

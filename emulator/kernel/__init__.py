@@ -72,6 +72,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.nr_threads = 0
         self.nr_user_tasks = 0
         self.nr_switches = 0
+        self.schedule_digest = 0
         self.switch_mm_cid_locks = 0
         self.switch_mm_cid_atomics = 0
         self.scan_stats = {}

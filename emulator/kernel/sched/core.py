@@ -457,6 +457,10 @@ class SchedCore:
             return
         rq.nr_switches += 1
         self.nr_switches += 1
+        # The run's schedule so far, as a number: which task each CPU switched to, in order
+        # (exploration counts distinct schedules by it).
+        self.schedule_digest = (self.schedule_digest * 1_000_003 + (rq.cpu << 24 | next.pid)) \
+            & 0xFFFF_FFFF_FFFF_FFFF
         rq.curr = next
         if next.sched_class is RtSchedClass:
             self.rt_curr_mask |= 1 << rq.cpu

@@ -1,0 +1,208 @@
+"""Replay keys and campaigns: a failure names the run that replays it, a key
+from other code is refused, and a campaign reports what it found."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from emulator import replay as replay_mod
+from emulator.campaign import Campaign, failure_category, parse_duration
+from emulator.errors import EmulationFailure, KernelBug, UsageError
+from emulator.generated import Case, run_case
+from emulator.replay import make_key, parse_key, replay
+from emulator.stateful import replay_steps
+from emulator.variants import load_variant
+from emulator.workload import Program, program_from_data, program_to_data, repeat, run, \
+    setaffinity, sleep, thread, exec_, yield_
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+NO_THREADS = '''\
+from emulator.errors import KernelBug
+from emulator.variants import get_variant
+
+
+class NoThreads(get_variant("v6.4")):
+    """A patch that cannot give a second thread of a process a cid."""
+
+    name = "no-threads"
+
+    def sched_mm_cid_fork(self, t):
+        if t.mm is self.k.cur.mm:           # CLONE_VM: a thread
+            raise KernelBug(f"BUG: no threads in this patch ({self.k.cur!r})")
+        super().sched_mm_cid_fork(t)
+'''
+
+
+@pytest.fixture
+def no_threads(tmp_path, monkeypatch):
+    """A patch file that fails whenever a process creates a thread; the test
+    runs in its directory, as a developer with their patch would."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "no_threads.py").write_text(NO_THREADS)
+    return "no_threads.py"
+
+
+def key_in(text):
+    for word in text.split():
+        if word.startswith("emu1-"):
+            return word
+    raise AssertionError(f"no replay key in:\n{text}")
+
+
+def emulator(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "emulator", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+
+
+TWO_THREADS = Case(2, 7, Program(thread(Program(run(10_000))), run(50_000)))
+
+
+def test_a_failing_generated_case_prints_the_key_that_replays_it(no_threads, tmp_path):
+    with pytest.raises(KernelBug) as failed:
+        run_case(load_variant(no_threads), TWO_THREADS)
+    key = key_in(str(failed.value))
+    out = emulator("replay", key, cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.startswith("not ok 1 generated case on no-threads")
+    assert "BUG: no threads in this patch (synthetic[2])" in out.stdout
+    assert key_in(out.stdout) == key                     # the replay names itself
+
+
+def test_a_stateful_example_replays_from_its_steps_without_hypothesis(no_threads):
+    """The key of a stateful example carries its boot and steps as they ran."""
+    steps = [["work", {"who": 0, "kind": "run", "ns": 1000, "times": 2, "then": 0}],
+             ["spawn", {"who": 0, "n": 2, "then": 500_000}]]
+    with pytest.raises(KernelBug) as failed:
+        replay_steps(load_variant(no_threads), {"nr_cpus": 2, "seed": 3}, steps)
+    key = key_in(str(failed.value))
+    data = parse_key(key)
+    assert (data["kind"], data["boot"], data["steps"]) == \
+        ("stateful", {"nr_cpus": 2, "seed": 3}, steps)
+    lines = []
+    assert replay(key, out=lines.append) == 1
+    assert "BUG: no threads in this patch" in lines[1]
+
+
+def test_a_passing_run_replays_as_passing():
+    key = make_key("run", "v6.3", selftest="basic", cpus=4, seed=2, strategy="random:p=0.05")
+    lines = []
+    assert replay(key, out=lines.append) == 0
+    assert lines[0].startswith("ok 1 basic variant=v6.3 cpus=4 seed=2")
+
+
+def test_a_key_from_other_code_is_refused(monkeypatch):
+    monkeypatch.setattr(replay_mod, "_version", "0.1.0+0123456789ab")
+    key = make_key("run", "v6.3", selftest="basic", cpus=4, seed=2, strategy=None)
+    monkeypatch.undo()
+    with pytest.raises(UsageError, match=r"made by emulator 0\.1\.0\+0123456789ab, this is "):
+        parse_key(key)
+
+
+def test_a_key_for_a_patch_that_changed_since_is_refused(no_threads, tmp_path):
+    key = make_key("generated", no_threads, cpus=2, seed=1, program=program_to_data(Program()),
+                   pauses={})
+    with open(no_threads, "a") as f:
+        f.write("# edited\n")
+    with pytest.raises(UsageError, match="has changed since the key was made"):
+        replay(key)
+    os.remove(no_threads)
+    with pytest.raises(UsageError, match="is not here"):
+        replay(key)
+
+
+@pytest.mark.parametrize("key, message", [
+    ("nonsense", "not a replay key"),
+    ("emu1-AAAA", "damaged"),
+    ("emu1-" + "x" * 30, "damaged"),
+])
+def test_a_bad_key_gets_one_line_and_exit_2(key, message, tmp_path):
+    out = emulator("replay", key, cwd=tmp_path)
+    assert out.returncode == 2 and message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_variant_defined_in_a_test_has_no_key():
+    """Only registered variants and patch files can be named by a key; a
+    class defined in code falls back to the replay line it had."""
+    class Local(load_variant("v6.4")):
+        name = "local-only"
+    assert make_key("run", Local, selftest="basic", cpus=2, seed=1, strategy=None) is None
+
+
+def test_a_program_goes_through_a_key_unchanged():
+    program = Program(setaffinity([0, 2]), repeat(3, run(10), yield_()),
+                      thread(Program(sleep(5), exec_("/no/such/file"), comm="t")),
+                      exec_(Program(run(1), comm="img")), comm="p")
+    assert repr(program_from_data(program_to_data(program))) == repr(program)
+    with pytest.raises(UsageError, match="not a workload program"):
+        program_from_data({"phases": [["run"]], "comm": "x", "policy": 0, "priority": 0})
+
+
+def test_pytest_replays_a_key(no_threads, tmp_path):
+    with pytest.raises(KernelBug) as failed:
+        run_case(load_variant(no_threads), TWO_THREADS)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--emu-replay={key_in(str(failed.value))}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "BUG: no threads in this patch" in out.stdout and "1 failed" in out.stdout
+
+
+# -- campaigns -------------------------------------------------------------------------------------
+
+def test_a_campaign_finds_the_patch_failing_and_gives_the_key(no_threads):
+    campaign = Campaign(no_threads, workload="generated", cpus=(2,), seed=1)
+    campaign.run(runs=30, progress=False)
+    assert list(campaign.failures) == ["kernel bug"]
+    failure = campaign.failures["kernel bug"]
+    assert "BUG: no threads in this patch" in failure.first_line
+    lines = []
+    assert replay(failure.key, out=lines.append) == 1      # shrunk, and it replays
+    summary = campaign.summary()
+    assert f"failures, kernel bug: {failure.count}" in summary and failure.key in summary
+
+
+def test_a_campaign_over_a_sound_variant_counts_runs_and_schedules():
+    campaign = Campaign("v6.4", cpus=(4,), seed=2).run(runs=25, progress=False)
+    assert not campaign.failures
+    assert campaign.runs >= 25 and 1 < len(campaign.schedules) <= campaign.runs
+    assert "failures: none" in campaign.summary()
+
+
+def test_a_strategy_campaign_runs_a_mirror_once_per_seed():
+    campaign = Campaign("v7.0", strategy="preempt:p=0.05", seed=0).run(runs=5, progress=False)
+    assert campaign.runs == 5 and len(campaign.schedules) == 5 and not campaign.failures
+
+
+def test_failures_are_grouped_by_invariant_or_detector():
+    assert failure_category(EmulationFailure("P2 bound: ...")) == "P2"
+    assert failure_category(KernelBug("WARNING: ...")) == "kernel bug"
+    assert failure_category(ValueError("x")) == "python error: ValueError"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("explore", "--variant", "v6.4", "--time", "soon"), "a duration such as 60s"),
+    (("explore", "--variant", "v6.4", "--runs", "0"), "at least 1"),
+    (("explore", "--variant", "v6.4", "--workload", "nosuch"), "stateful, generated"),
+    (("explore", "--variant", "v6.4", "--strategy", "pct", "--workload", "nosuch"),
+     "unknown selftest"),
+    (("explore",), "--variant"),
+])
+def test_bad_campaign_arguments_get_one_line(args, message, tmp_path):
+    out = emulator(*args, cwd=tmp_path)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_explore_prints_a_summary_and_exits_0_when_nothing_failed(tmp_path):
+    out = emulator("explore", "--variant", "v6.4", "--runs", "20", "--cpus", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("explore v6.4: strategy hypothesis, stateful workload, CPUs 2")
+    assert "failures: none" in out.stdout
+
+
+def test_durations():
+    assert [parse_duration(t) for t in ("90", "90s", "1.5m", "1h")] == [90, 90, 90, 3600]
