@@ -94,7 +94,7 @@ def cmd_run(args):
 
 
 def run_selftest(selftest, variant, cpus, seed, strategy=None, trace_file=None, replay=None,
-                 stats=False, out=print):
+                 stats=False, out=print, trace_functions=False):
     """Run a selftest mirror once and print its TAP line; the exit status."""
     from .machine import Machine
     from .replay import make_key, replay_command
@@ -108,7 +108,7 @@ def run_selftest(selftest, variant, cpus, seed, strategy=None, trace_file=None, 
             ["python -m emulator run", selftest, f"--variant {spec}", f"--cpus {cpus}",
              f"--seed {seed}"] + ([f"--strategy {strategy}"] if strategy else []))
     machine = Machine(nr_cpus=cpus, variants=[variant], seed=seed, trace=bool(trace_file),
-                      replay=replay, strategy=strategy)
+                      replay=replay, strategy=strategy, trace_functions=trace_functions)
     name = f"{selftest} variant={variant.name} cpus={cpus} seed={seed}"
     try:
         result = module.run(machine)

@@ -29,7 +29,8 @@ from .replay import make_key, replay_command
 from .variants.mm_cid_v7_0 import FAILED_EXECVE_PERCPU, LAST_USER_FAILED_EXECVE_PERCPU
 from .workload import Program, program_to_data, exec_, exit_, fork, repeat, run, setaffinity, sleep, thread, yield_
 
-__all__ = ["Case", "KNOWN_FINDINGS", "known_finding", "run_case", "workload_cases"]
+__all__ = ["Case", "KNOWN_FINDINGS", "known_finding", "reporting_example", "run_case",
+           "workload_cases"]
 
 MISSING_FILE = "/no/such/file"
 
@@ -152,10 +153,22 @@ def workload_cases(draw, cpus=(2, 3, 4, 8), max_points=20_000, max_pauses=6):
     return Case(nr_cpus, seed, program, pauses)
 
 
+def reporting_example():
+    """True in the run of the shrunk example Hypothesis reports: that run
+    traces the variant's functions for the failure report."""
+    from hypothesis.control import current_build_context
+    from hypothesis.errors import InvalidArgument
+    try:
+        return current_build_context().is_final
+    except InvalidArgument:             # not inside a Hypothesis test
+        return False
+
+
 def run_case(variant, case, on_machine=None, **machine_kwargs):
     """Run *case* on *variant*: returns None, or the reason of the known finding
     the run ended in; any other failure propagates with its report, which ends
     with the replay key of the case."""
+    machine_kwargs.setdefault("trace_functions", reporting_example())
     if "replay" not in machine_kwargs:
         machine_kwargs["replay"] = replay_command(case.key(variant)) or \
             "emulator.generated.run_case(<the variant>, <the falsifying Case below>)"

@@ -101,8 +101,8 @@ class _Watchdog:
 class Machine:
     def __init__(self, nr_cpus=8, variants=(), seed=0, *, nr_possible=None, nr_nodes=1,
                  hz=1000, glibc_rseq=True, lockup_ns=1_000_000_000, baton_timeout=10.0,
-                 trace_tail=64, trace=False, max_threads=1 << 16, costs=None, replay=None,
-                 stall_timeout=30.0, invariants=True, strategy=None):
+                 trace_tail=512, trace=False, max_threads=1 << 16, costs=None, replay=None,
+                 stall_timeout=30.0, invariants=True, strategy=None, trace_functions=False):
         if isinstance(nr_cpus, bool) or not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= 1024:
             raise UsageError(f"nr_cpus must be an int in 1..1024, not {nr_cpus!r}")
         nr_possible = nr_cpus if nr_possible is None else nr_possible
@@ -133,6 +133,8 @@ class Machine:
                              glibc_rseq=glibc_rseq, lockup_ns=lockup_ns,
                              trace_tail=trace_tail, max_threads=max_threads, costs=costs,
                              invariants=invariants, strategy=self.strategy)
+        if trace_functions:
+            self.kernel.tp.trace_functions(self.kernel.mm_cid)
         if trace:
             self.kernel.tp.record_all()
         self._ran = False
@@ -205,7 +207,7 @@ class Machine:
             _set_running_kernel(previous)
             _unpin(pinned)
         if failure is not None:
-            failure.report = self.failure_report()
+            failure.report = self.failure_report(failure)
             raise failure
         if stuck:
             raise EmulationFailure(f"host threads would not end: {[c.name for c in stuck]}")
@@ -337,12 +339,17 @@ class Machine:
         strategy = f", strategy={self.strategy.spec()!r}" if self.strategy else ""
         return f"Machine(nr_cpus={self.nr_cpus}, variants=[{variant!r}], seed={self.seed}{strategy})"
 
-    def failure_report(self):
+    def failure_report(self, failure=None):
+        """Where the run was, the minimal trace of *failure* (the events of
+        the CPUs and tasks it names, repeats folded) and the replay command."""
         k = self.kernel
         strategy = f" strategy={self.strategy.spec()}" if self.strategy else ""
+        about = "" if failure is None else f"{failure.message}\n{failure.detail}"
+        functions = "" if k.tp.function else \
+            " (the replay adds the variant's function calls)"
         return (f"seed={self.seed} variant={self.mm_cid_class.name} cpus={self.nr_cpus}{strategy} "
                 f"virtual time={self.engine.now} ns\n"
-                f"last trace events:\n{k.tp.tail_text()}\n"
+                f"minimal trace{functions}:\n{k.tp.minimal_trace(about)}\n"
                 f"replay: {self.replay_command()}")
 
     def trace_text(self):

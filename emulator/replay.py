@@ -119,8 +119,8 @@ def replay_command(key):
 
 
 def replay(key, trace_file=None, out=print):
-    """Run what *key* names, printing its outcome as ``python -m emulator
-    run`` does; returns the exit status (0 the run passed or ended in a
+    """Run what *key* names, with the variant's functions traced, printing
+    its outcome as ``python -m emulator run`` does; returns the exit status (0 the run passed or ended in a
     recorded finding, 1 it failed, 4 a selftest skipped)."""
     data = parse_key(key)
     variant = load_variant_ref(data["variant"])
@@ -130,7 +130,8 @@ def replay(key, trace_file=None, out=print):
         if kind == "run":
             from .cli import run_selftest
             return run_selftest(data["selftest"], variant, data["cpus"], data["seed"],
-                                data.get("strategy"), trace_file, replay=command, out=out)
+                                data.get("strategy"), trace_file, replay=command, out=out,
+                                trace_functions=True)
         if kind == "generated":
             from .generated import Case, run_case
             from .workload import program_from_data
@@ -155,7 +156,7 @@ def _report(out, name, trace_file, run):
     from .errors import EmulationFailure
     machines = []
     try:
-        reason = run(trace=bool(trace_file), on_machine=machines.append)
+        reason = run(trace=bool(trace_file), on_machine=machines.append, trace_functions=True)
     except EmulationFailure as exc:
         out(f"not ok 1 {name}")
         out(f"# {exc.kind}: {exc}")

@@ -47,7 +47,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from .checks.invariants import P4_no_orphan_cid_bits
 from .errors import Deadlock, EmulationFailure, UsageError
 from .explore import ScriptStrategy
-from .generated import known_finding
+from .generated import known_finding, reporting_example
 from .kernel.cpumask import mask_of
 from .kernel.irq_work import irq_work
 from .kernel.task import TASK_INTERRUPTIBLE
@@ -210,6 +210,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
             if lockup_ns is not None:
                 kwargs["lockup_ns"] = lockup_ns
             kwargs.setdefault("replay", self.replay_text)
+            kwargs.setdefault("trace_functions", reporting_example())
             self.boot_args = {"nr_cpus": nr_cpus, "seed": seed}
             self.strategy = ScriptStrategy()
             self.m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed,
@@ -241,7 +242,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
         def _reported(self, exc):
             """*exc*, raised outside the machine's run, with the run's report."""
             if not exc.report:
-                exc.report = self.m.failure_report()
+                exc.report = self.m.failure_report(exc)
             return exc
 
         def _end_run(self):

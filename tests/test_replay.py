@@ -9,6 +9,7 @@ import pytest
 
 from emulator import replay as replay_mod
 from emulator.campaign import Campaign, failure_category, parse_duration
+from emulator import Machine
 from emulator.errors import EmulationFailure, KernelBug, UsageError
 from emulator.generated import Case, run_case
 from emulator.replay import make_key, parse_key, replay
@@ -68,6 +69,9 @@ def test_a_failing_generated_case_prints_the_key_that_replays_it(no_threads, tmp
     assert out.returncode == 1, out.stdout + out.stderr
     assert out.stdout.startswith("not ok 1 generated case on no-threads")
     assert "BUG: no threads in this patch (synthetic[2])" in out.stdout
+    assert "function: sched_mm_cid_fork(" not in str(failed.value)   # not traced in a search
+    assert "[001]" in out.stdout or "[000]" in out.stdout
+    assert ": function: init_sched_mm_cid(synthetic[3])" in out.stdout   # a replay traces them
     assert key_in(out.stdout) == key                     # the replay names itself
 
 
@@ -202,6 +206,24 @@ def test_explore_prints_a_summary_and_exits_0_when_nothing_failed(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("explore v6.4: strategy hypothesis, stateful workload, CPUs 2")
     assert "failures: none" in out.stdout
+
+
+def test_a_spin_is_one_line_and_a_repeating_cycle_is_folded():
+    """A CPU looping on the same event keeps one record with a count; a
+    cycle of events repeating is printed once, then how often it repeated."""
+    from emulator.observe.trace import fold_repeats
+    from emulator.workload import Program
+    m = Machine(nr_cpus=2, seed=1)
+    m.run(Program(run(1000)))
+    tp = m.kernel.tp
+    for _ in range(5):
+        tp.emit("function", "spin()")
+    assert tp.tail[-1][6] == 4 and tp.tail[-2][5] != "spin()"
+    assert tp.format(tp.tail[-1]).endswith(f"spin()   (and 4 more times until {m.now / 1e9:.9f})")
+    cycle = [(t, 0, "a", 1, "e", "xyz"[t % 3]) for t in range(12)]
+    folded = fold_repeats(cycle)
+    assert folded[:3] == cycle[:3] and "the 3 events above repeat 3 more times" in folded[3]
+    assert len(folded) == 4
 
 
 def test_durations():

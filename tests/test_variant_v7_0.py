@@ -520,7 +520,14 @@ def test_a_direct_transfer_exhausts_the_cid_space_as_seed_003_says():
     from emulator.errors import HardLockup
     from emulator.variants import load_variant
     patch = load_variant("fixtures/patches/direct_transfer.py")
-    m = Machine(nr_cpus=8, variants=[walk_preempted(patch)], seed=1)
+    m = Machine(nr_cpus=8, variants=[walk_preempted(patch)], seed=1, trace_functions=True)
     with pytest.raises(HardLockup, match=r"(?s)hard LOCKUP on CPU 0.*mode=task.*"
-                                         r"cidmask=\[0, 1, 2, 3, 4, 5, 6, 7\]"):
+                                         r"cidmask=\[0, 1, 2, 3, 4, 5, 6, 7\]") as failed:
         m.run(transition_workload())
+    # The report's minimal trace tells it: the exit on CPU 1 starts the walk,
+    # CPU 0's third user spins in one folded line.
+    report = failed.value.report
+    walk = report.index("function: mm_cid_fixup_cpus_to_tasks(mm#1)")
+    spin = report.index("function: _mm_get_cid(mm#1, 8)   (and ")
+    assert report.index("function: mm_update_max_cids(mm#1)") < walk < spin
+    assert report.count("_mm_get_cid(mm#1, 8)") == 1

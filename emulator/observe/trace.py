@@ -9,15 +9,26 @@ and any callable a test subscribes.
 The text format follows ftrace's::
 
     <comm>-<pid>   [cpu] <seconds>.<ns>: <event>: <fields>
+
+``function`` is ftrace's function tracer over the mm_cid variant: with
+``trace_functions()`` every method of the variant (the kernel functions it
+models, by their kernel names, a patch's overrides included) emits one event
+when called.  It costs a wrapper per call, so it is on only where a failure
+is being reported: the final run of a shrunk Hypothesis example and a replay.
+
+``minimal_trace()`` is what a failure report prints: the events of the CPUs
+and tasks the failure names, with a repeating cycle of events folded into one
+occurrence and a count.
 """
 
+import re
 from collections import deque
 
 EVENTS = (
     "sched_switch", "sched_wakeup", "sched_wakeup_new", "sched_migrate_task",
     "sched_process_fork", "sched_process_exec", "sched_process_exit",
     "workqueue_queue_work", "workqueue_execute_start", "workqueue_execute_end",
-    "rseq_update", "mm_alloc", "mm_free",
+    "rseq_update", "mm_alloc", "mm_free", "function",
 )
 
 
@@ -31,7 +42,7 @@ class Tracepoints:
             setattr(self, name, False)
         if tail:
             for name in EVENTS:
-                setattr(self, name, True)
+                setattr(self, name, name != "function")
 
     def subscribe(self, event, fn):
         """Call ``fn(record)`` for every *event* (a name from EVENTS, or "*")."""
@@ -46,14 +57,22 @@ class Tracepoints:
         """Keep every event (for --trace FILE and determinism checks)."""
         self.full = []
         for name in EVENTS:
-            setattr(self, name, True)
+            setattr(self, name, name != "function" or self.function)
 
     def emit(self, event, text):
         k = self._k
         cur = k.cur
         record = (k.engine.now, k.cpu, cur.comm, cur.pid, event, text)
-        if self.tail is not None:
-            self.tail.append(record)
+        tail = self.tail
+        if tail is not None:
+            # A loop emitting the same event on the same CPU and task is kept as one
+            # record and a count (a spinning CPU must not push the story out of the tail).
+            last = tail[-1] if tail else None
+            if last is not None and last[5] == text and last[3] == cur.pid and \
+                    last[1] == k.cpu and last[4] == event:
+                tail[-1] = last[:6] + (last[6] + 1, record[0])
+            else:
+                tail.append(record + (0, 0))
         if self.full is not None:
             self.full.append(record)
         for fn in self._listeners[event]:
@@ -61,9 +80,12 @@ class Tracepoints:
 
     @staticmethod
     def format(record):
-        now, cpu, comm, pid, event, text = record
+        now, cpu, comm, pid, event, text = record[:6]
         sec, ns = divmod(now, 1_000_000_000)
-        return f"{comm + '-' + str(pid):>20} [{cpu:03d}] {sec:5d}.{ns:09d}: {event}: {text}"
+        line = f"{comm + '-' + str(pid):>20} [{cpu:03d}] {sec:5d}.{ns:09d}: {event}: {text}"
+        if len(record) > 6 and record[6]:
+            line += f"   (and {record[6]} more times until {record[7] / 1e9:.9f})"
+        return line
 
     def tail_text(self, n=40):
         if not self.tail:
@@ -72,3 +94,68 @@ class Tracepoints:
 
     def text(self):
         return "\n".join(self.format(r) for r in self.full or ())
+
+    def trace_functions(self, obj):
+        """ftrace's function tracer over *obj* (the mm_cid variant): each of
+        its methods emits a ``function`` event with its arguments when called."""
+        self.function = True
+        names = {name for cls in type(obj).__mro__ if cls is not object
+                 for name, value in vars(cls).items()
+                 if callable(value) and not isinstance(value, (staticmethod, classmethod, type))
+                 and not name.startswith("__")}
+        names -= set(getattr(obj, "NOT_KERNEL_FUNCTIONS", ()))
+        for name in sorted(names):
+            setattr(obj, name, self._traced(name, getattr(obj, name)))
+
+    def _traced(self, name, fn):
+        def traced(*args, **kwargs):
+            if self.function:
+                self.emit("function", f"{name}({', '.join(_short(a) for a in args)})")
+            return fn(*args, **kwargs)
+        return traced
+
+    def minimal_trace(self, about, lines=60):
+        """The tail's events of the CPUs and tasks that *about* (a failure's
+        text) names as ``CPU n`` and ``comm[pid]``, repeats folded; the last
+        *lines* lines of it."""
+        records = list(self.tail or ())
+        cpus = {int(n) for n in re.findall(r"\bCPU\s+(\d+)", about)}
+        pids = {int(n) for n in re.findall(r"[\w/.:-]\[(\d+)\]", about)}
+        if cpus or pids:
+            records = [r for r in records if r[1] in cpus or r[3] in pids]
+        out = [self.format(r) if isinstance(r, tuple) else r for r in fold_repeats(records)]
+        head = [f"  (events of CPUs {sorted(cpus) or '-'} and tasks {sorted(pids) or '-'}; "
+                f"{len(out) - lines} earlier lines not shown)"] if len(out) > lines else []
+        return "\n".join(head + out[-lines:])
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def fold_repeats(records, longest=8, least=3):
+    """*records* with every cycle of up to *longest* events (the same CPU,
+    task, event and text, whatever the time) repeating at least *least* times
+    in a row kept once, followed by a line saying how often it repeated."""
+    keys = [r[1:6] for r in records]
+    out = []
+    i = 0
+    while i < len(records):
+        for size in range(1, min(longest, (len(records) - i) // least) + 1):
+            block = keys[i:i + size]
+            n = 1
+            while keys[i + n * size:i + (n + 1) * size] == block:
+                n += 1
+            if n >= least:
+                out.extend(records[i:i + size])
+                first, last = records[i + size][0], records[i + n * size - 1][0]
+                out.append(f"{'':>20}   ...   the {size} event{'s' * (size > 1)} above "
+                           f"repeat {n - 1} more times, from {first / 1e9:.9f} "
+                           f"to {last / 1e9:.9f}")
+                i += n * size
+                break
+        else:
+            out.append(records[i])
+            i += 1
+    return out

@@ -110,6 +110,11 @@ class SchedMmCid(Variant):
         return t.cpu
 
     # -- what the invariant checks ask of a variant ----------------------------------
+    # (not kernel functions: the function tracer leaves them out, and
+    # task_mm_cid(), whose result the rseq_update event prints)
+
+    NOT_KERNEL_FUNCTIONS = ("task_mm_cid", "cid_active", "cid_bound", "cid_owners", "cidmask_bits",
+                            "cpu_state", "describe", "init_task_fields")
 
     def cid_active(self, t):
         """Whether *t* holds a concurrency id the invariants must check."""

@@ -241,6 +241,8 @@ def WARN_ON_ONCE(condition, what):
 @register
 class MmCidV7_0(SchedMmCid):
     name = "v7.0"
+    # Lock helpers, not functions of their own in the kernel (guards there).
+    NOT_KERNEL_FUNCTIONS = SchedMmCid.NOT_KERNEL_FUNCTIONS + ("_lock_irq", "_unlock_irq")
     copies = "653fda7ae73d sched/mmcid: Switch over to the new mechanism (v6.19) + v7.0 fixes"
     # sched_mm_cid_fork() is called from sched_post_fork(), after the new
     # task is visible in the thread and task lists (b2e48c429ec5).
