@@ -6,7 +6,7 @@
 ``run`` returns the process's exit status once every user task has ended:
 ``exit(n)`` gives ``n & 0xff``, a fatal signal gives ``128 + signo`` as a shell
 reports it.  A run that goes wrong raises an `EmulationFailure` carrying the
-trace tail and the command that replays it; no host thread outlives the run.
+minimal trace and the command that replays it; no host thread outlives the run.
 """
 
 import os

@@ -1,10 +1,13 @@
-"""pytest plugin: ``--variant``, ``--cpus``, ``--emu-seed`` and the fixtures.
+"""pytest plugin: ``--variant``, ``--cpus``, ``--emu-seed``, ``--emu-replay``,
+``--emu-explore`` and the fixtures.
 
 Selftest mirrors ask for ``selftest_machine``; the plugin runs them once per
 selected variant and CPU count (every registered mm_cid variant and 2, 8 and
-128 CPUs unless the options say otherwise).  A failure shows the trace tail
-and the command that replays it, both as ``python -m emulator run`` and as
-pytest.  After every test the plugin checks, with psutil, that no host thread
+128 CPUs unless the options say otherwise).  A failure shows the minimal
+trace and the command that replays it, both as ``python -m emulator replay``
+and as pytest.  ``--emu-replay=KEY`` runs only the run a replay key names;
+``--emu-explore=TIME`` runs only exploration campaigns, one per variant and
+xdist worker.  After every test the plugin checks, with psutil, that no host thread
 the test started is still alive.
 """
 
@@ -191,14 +194,18 @@ class SelftestRun:
         self.machine = None
 
     def replay_commands(self):
+        from .replay import make_key, replay_command
         module = self.request.module.__name__.rsplit(".", 1)[-1]
         name = module[:-len("_test")] if module.endswith("_test") else module
-        spec = shlex.quote(self.variant.source or self.variant.name)
         strategy = self.request.config.getoption("emu_strategy")
-        cli = f" --strategy {strategy}" if strategy else ""
+        key = make_key("run", self.variant, selftest=name, cpus=self.nr_cpus, seed=self.seed,
+                       strategy=strategy)
+        spec = shlex.quote(self.variant.source or self.variant.name)
+        cli = replay_command(key) or (
+            f"python -m emulator run {name} --variant {spec} --cpus {self.nr_cpus} "
+            f"--seed {self.seed}" + (f" --strategy {strategy}" if strategy else ""))
         opt = f" --emu-strategy={strategy}" if strategy else ""
-        return (f"python -m emulator run {name} --variant {spec} --cpus {self.nr_cpus} "
-                f"--seed {self.seed}{cli}\n"
+        return (f"{cli}\n"
                 f"        pytest {shlex.quote(self.request.node.nodeid)} --emu-seed={self.seed}{opt}")
 
     def check(self, run, **machine_kwargs):

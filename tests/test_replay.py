@@ -228,3 +228,12 @@ def test_a_spin_is_one_line_and_a_repeating_cycle_is_folded():
 
 def test_durations():
     assert [parse_duration(t) for t in ("90", "90s", "1.5m", "1h")] == [90, 90, 90, 3600]
+
+
+def test_a_failing_mirror_run_prints_the_key_that_replays_it(no_threads, tmp_path):
+    out = emulator("run", "mm_cid_compaction", "--variant", no_threads, "--cpus", "4",
+                   cwd=tmp_path)
+    assert out.returncode == 1 and "BUG: no threads in this patch" in out.stdout
+    again = emulator("replay", key_in(out.stdout), cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stdout.splitlines()[:2] == out.stdout.splitlines()[:2]
