@@ -222,6 +222,7 @@ def raw_spin_lock(lock):
             held = held + k.cur.held_mutexes
         if held:
             k.lockdep.acquire(held, lock)
+        k.lockdep.mark_usage(lock, k.in_irq, not k.irqs_disabled())
     if lock.owner is not None:
         k.spin_on_lock(lock)
     lock.cpu = k.cpu

@@ -379,9 +379,11 @@ class SchedCore:
 
     def wake_up_new_task(self, p):
         """Place and enqueue a new task (sched_fork() already gave it its class)."""
+        flags = self.local_irq_save()
         raw_spin_lock(p.pi_lock)
         self._wake_up_new_task(p)
         raw_spin_unlock(p.pi_lock)
+        self.local_irq_restore(flags)
 
     def _wake_up_new_task(self, p):
         p.state = TASK_RUNNING
@@ -864,50 +866,55 @@ class SchedCore:
         valid = new_mask & self.active_mask
         if not valid:
             return -22  # EINVAL
-        rq = self.task_rq_lock(p)
+        rq, flags = self.task_rq_lock(p)
         self.do_set_cpus_allowed(p, new_mask)
         if (valid >> p.cpu) & 1 or p.state == TASK_NEW:
-            self.task_rq_unlock(rq, p)
+            self.task_rq_unlock(rq, p, flags)
             return 0
         dest_cpu = self.chooser.pick_bit(valid, self.nr_cpu_ids)
         if rq.curr is p or p.on_cpu:
             # Running: the stopper must push it off its CPU; wait for it.
-            self.task_rq_unlock(rq, p)
+            self.task_rq_unlock(rq, p, flags)
             self.stop_one_cpu(p.cpu, self.migration_cpu_stop, (p, dest_cpu))
             return 0
         if p.on_rq:
             rq = self.move_queued_task(rq, p, dest_cpu)
-            self.task_rq_unlock(rq, p)
+            self.task_rq_unlock(rq, p, flags)
             return 0
         # Sleeping: it will be placed on an allowed CPU when it wakes.
         p.wake_cpu = dest_cpu
-        self.task_rq_unlock(rq, p)
+        self.task_rq_unlock(rq, p, flags)
         return 0
 
     def task_rq_lock(self, p):
-        """Lock p->pi_lock, then the rq p is on (looking again if it moved)."""
+        """Lock p->pi_lock (irqsave), then the rq p is on (looking again if
+        it moved); returns the rq and the flags to restore."""
+        flags = self.local_irq_save()
         raw_spin_lock(p.pi_lock)
         while True:
             rq = self.rqs[p.cpu]
             raw_spin_lock(rq.lock)
             if rq is self.rqs[p.cpu]:
-                return rq
+                return rq, flags
             raw_spin_unlock(rq.lock)
 
-    def task_rq_unlock(self, rq, p):
+    def task_rq_unlock(self, rq, p, flags):
         raw_spin_unlock(rq.lock)
         raw_spin_unlock(p.pi_lock)
+        self.local_irq_restore(flags)
 
     def migration_cpu_stop(self, arg):
         """Runs on the stopper of the task's old CPU."""
         p, dest_cpu = arg
         rq = self.rqs[self.cpu]
+        flags = self.local_irq_save()
         raw_spin_lock(rq.lock)
         if p.cpu == rq.cpu and p.on_rq == TASK_ON_RQ_QUEUED and not (p.cpus_mask >> rq.cpu) & 1:
             rq = self.move_queued_task(rq, p, dest_cpu)
         elif not p.on_rq:
             p.wake_cpu = dest_cpu
         raw_spin_unlock(rq.lock)
+        self.local_irq_restore(flags)
 
     def sched_setscheduler(self, p, policy, priority=0):
         """Set *p*'s policy: SCHED_OTHER, or SCHED_FIFO/SCHED_RR with 1..99."""
@@ -922,7 +929,7 @@ class SchedCore:
         else:
             return -22
         if p.on_rq and p.sched_class is not StopSchedClass:
-            rq = self.task_rq_lock(p)
+            rq, flags = self.task_rq_lock(p)
             running = rq.curr is p
             if not running:
                 self.dequeue_task(rq, p, 0)
@@ -932,7 +939,7 @@ class SchedCore:
                 self.wakeup_preempt(rq, p)
             else:
                 self.resched_curr(rq)
-            self.task_rq_unlock(rq, p)
+            self.task_rq_unlock(rq, p, flags)
         else:
             p.policy, p.rt_priority, p.prio, p.sched_class = policy, priority, prio, cls
         return 0
