@@ -158,16 +158,16 @@ class Campaign:
             self._failed(exc, "\n".join(map(str, steps)))
 
     def _seeded_run(self, run_seed):
+        from .cli import selftest_replay
         from .generated import known_finding
         from .machine import Machine
-        from .replay import make_key, replay_command
         from .selftest import find_selftest
         module = find_selftest(self.workload)
         nr_cpus = self.cpus[run_seed % len(self.cpus)]
-        key = make_key("run", self.variant, selftest=self.workload, cpus=nr_cpus, seed=run_seed,
-                       strategy=self.strategy)
         m = Machine(nr_cpus=nr_cpus, variants=[self.variant], seed=run_seed,
-                    strategy=self.strategy, replay=replay_command(key))
+                    strategy=self.strategy,
+                    replay=selftest_replay(self.workload, self.variant, nr_cpus, run_seed,
+                                           self.strategy))
         try:
             result = module.run(m)
         except EmulationFailure as exc:

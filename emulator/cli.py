@@ -12,6 +12,7 @@ findings of the variant do not count), 1 when some did.
 """
 
 import argparse
+import shlex
 import sys
 
 from . import __version__
@@ -93,20 +94,25 @@ def cmd_run(args):
             trace_file.close()
 
 
+def selftest_replay(selftest, variant, cpus, seed, strategy=None):
+    """The command that replays a mirror's run: its replay key, or (for a
+    variant a key cannot name) the ``run`` command line."""
+    from .replay import make_key, replay_command
+    key = make_key("run", variant, selftest=selftest, cpus=cpus, seed=seed, strategy=strategy)
+    spec = shlex.quote(variant.source or variant.name)
+    return replay_command(key) or " ".join(
+        ["python -m emulator run", selftest, f"--variant {spec}", f"--cpus {cpus}",
+         f"--seed {seed}"] + ([f"--strategy {strategy}"] if strategy else []))
+
+
 def run_selftest(selftest, variant, cpus, seed, strategy=None, trace_file=None, replay=None,
                  stats=False, out=print, trace_functions=False):
     """Run a selftest mirror once and print its TAP line; the exit status."""
     from .machine import Machine
-    from .replay import make_key, replay_command
     from .selftest import find_selftest
     module = find_selftest(selftest)
     if replay is None:
-        key = make_key("run", variant, selftest=selftest, cpus=cpus, seed=seed,
-                       strategy=strategy)
-        spec = variant.source or variant.name
-        replay = replay_command(key) or " ".join(
-            ["python -m emulator run", selftest, f"--variant {spec}", f"--cpus {cpus}",
-             f"--seed {seed}"] + ([f"--strategy {strategy}"] if strategy else []))
+        replay = selftest_replay(selftest, variant, cpus, seed, strategy)
     machine = Machine(nr_cpus=cpus, variants=[variant], seed=seed, trace=bool(trace_file),
                       replay=replay, strategy=strategy, trace_functions=trace_functions)
     name = f"{selftest} variant={variant.name} cpus={cpus} seed={seed}"

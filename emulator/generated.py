@@ -27,7 +27,8 @@ from .explore import ScriptStrategy
 from .machine import Machine
 from .replay import make_key, replay_command
 from .variants.mm_cid_v7_0 import FAILED_EXECVE_PERCPU, LAST_USER_FAILED_EXECVE_PERCPU
-from .workload import Program, program_to_data, exec_, exit_, fork, repeat, run, setaffinity, sleep, thread, yield_
+from .workload import Program, exec_, exit_, fork, program_to_data, repeat, run, setaffinity, \
+    sleep, thread, yield_
 
 __all__ = ["Case", "KNOWN_FINDINGS", "known_finding", "reporting_example", "run_case",
            "workload_cases"]

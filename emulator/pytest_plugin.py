@@ -194,18 +194,12 @@ class SelftestRun:
         self.machine = None
 
     def replay_commands(self):
-        from .replay import make_key, replay_command
+        from .cli import selftest_replay
         module = self.request.module.__name__.rsplit(".", 1)[-1]
         name = module[:-len("_test")] if module.endswith("_test") else module
         strategy = self.request.config.getoption("emu_strategy")
-        key = make_key("run", self.variant, selftest=name, cpus=self.nr_cpus, seed=self.seed,
-                       strategy=strategy)
-        spec = shlex.quote(self.variant.source or self.variant.name)
-        cli = replay_command(key) or (
-            f"python -m emulator run {name} --variant {spec} --cpus {self.nr_cpus} "
-            f"--seed {self.seed}" + (f" --strategy {strategy}" if strategy else ""))
         opt = f" --emu-strategy={strategy}" if strategy else ""
-        return (f"{cli}\n"
+        return (f"{selftest_replay(name, self.variant, self.nr_cpus, self.seed, strategy)}\n"
                 f"        pytest {shlex.quote(self.request.node.nodeid)} --emu-seed={self.seed}{opt}")
 
     def check(self, run, **machine_kwargs):

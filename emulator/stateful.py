@@ -55,7 +55,7 @@ from .kernel.wait import wait_queue_head_t
 from .kernel.workqueue import delayed_work
 from .machine import Machine
 from .replay import make_key, replay_command
-from .uapi.libc import inherit_tls
+from .uapi.libc import exec_main_image, inherit_tls
 
 __all__ = ["Puppet", "PuppetImage", "lifecycle_machine", "replay_steps", "CPUS"]
 
@@ -105,9 +105,7 @@ class Puppet:
 
     def start(self, k, t):
         if self.image is not None:
-            image, self.image = self.image, None
-            if k.do_execve(image, image.comm) < 0:
-                k.do_exit(127 << 8)
+            exec_main_image(self, k)
             return
         if self.parent is not None:
             inherit_tls(self, t)

@@ -18,6 +18,7 @@ Python body, so the same hooks, tracepoints and checks see it.
 from .errors import UsageError
 from .kernel.cpumask import mask_of
 from .kernel.task import SCHED_FIFO, SCHED_NORMAL, SCHED_RR
+from .uapi.libc import exec_main_image
 
 
 class Program:
@@ -170,9 +171,7 @@ class ProgramUser:
 
     def start(self, k, t):
         if self.image is not None:
-            image, self.image = self.image, None
-            if k.do_execve(image, image.comm) < 0:
-                k.do_exit(127 << 8)
+            exec_main_image(self, k)
             return
         self._begin(t)
 

@@ -87,11 +87,6 @@ class Tracepoints:
             line += f"   (and {record[6]} more times until {record[7] / 1e9:.9f})"
         return line
 
-    def tail_text(self, n=40):
-        if not self.tail:
-            return "  (no trace recorded)"
-        return "\n".join(self.format(r) for r in list(self.tail)[-n:])
-
     def text(self):
         return "\n".join(self.format(r) for r in self.full or ())
 
@@ -118,7 +113,9 @@ class Tracepoints:
         """The tail's events of the CPUs and tasks that *about* (a failure's
         text) names as ``CPU n`` and ``comm[pid]``, repeats folded; the last
         *lines* lines of it."""
-        records = list(self.tail or ())
+        if not self.tail:
+            return "  (no trace recorded)"
+        records = list(self.tail)
         cpus = {int(n) for n in re.findall(r"\bCPU\s+(\d+)", about)}
         pids = {int(n) for n in re.findall(r"[\w/.:-]\[(\d+)\]", about)}
         if cpus or pids:

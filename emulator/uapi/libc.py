@@ -113,6 +113,14 @@ def inherit_tls(user, t):
     user.libc_rseq_registered = user.parent.libc_rseq_registered
 
 
+def exec_main_image(user, k):
+    """The first exec of a run's main image (*user*.image), as a shell's
+    execve() of the program: a failure ends the task with status 127."""
+    image, user.image = user.image, None
+    if k.do_execve(image, getattr(image, "comm", None) or _comm(image)) < 0:
+        k.do_exit(127 << 8)
+
+
 class HostUser:
     """The user side of a task whose body is Python on a host thread."""
 
@@ -141,10 +149,7 @@ class HostUser:
         self.pthread.task = t
         self.pthread.tid_word = t.pid
         if self.image is not None:
-            image, self.image = self.image, None
-            ret = k.do_execve(image, _comm(image))
-            if ret < 0:
-                k.do_exit(127 << 8)
+            exec_main_image(self, k)
             return
         if self.parent is not None:
             inherit_tls(self, t)
