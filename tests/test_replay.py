@@ -237,3 +237,37 @@ def test_a_failing_mirror_run_prints_the_key_that_replays_it(no_threads, tmp_pat
     again = emulator("replay", key_in(out.stdout), cwd=tmp_path)
     assert again.returncode == 1
     assert again.stdout.splitlines()[:2] == out.stdout.splitlines()[:2]
+
+
+def test_the_reported_run_of_a_shrunk_example_traces_the_variant(no_threads):
+    """Searching runs no function tracer; the run Hypothesis reports does."""
+    from hypothesis import HealthCheck, given, settings
+    from emulator.generated import workload_cases
+    reports = []
+
+    @settings(max_examples=50, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(case=workload_cases(cpus=(2,)))
+    def search(case):
+        try:
+            run_case(load_variant(no_threads), case)
+        except KernelBug as exc:
+            reports.append(exc.report)
+            raise
+    with pytest.raises(KernelBug):
+        search()
+    assert ": function: sched_mm_cid_fork(" in reports[-1]
+    assert not any(": function: " in report for report in reports[:-1])
+
+
+def test_pytest_runs_a_campaign_per_variant_and_worker(no_threads, tmp_path):
+    """Without xdist, one worker: one campaign per variant."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                          "--emu-explore=1s", f"--variant={no_threads}", "--variant=v6.4",
+                          "--emu-workload=generated", "--cpus=2"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**{k: v for k, v in os.environ.items()
+                                 if not k.startswith("PYTEST_XDIST")}, "PYTHONPATH": ROOT})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "1 failed, 1 passed" in out.stdout
+    assert "explore[no-threads-0]" in out.stdout and "failures, kernel bug:" in out.stdout
