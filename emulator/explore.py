@@ -36,6 +36,9 @@ class Strategy:
     returns a pause in virtual ns, or None to go on."""
 
     name = "default"
+    resched = False             # the pause just returned preempts by the CPU's own tasks
+    resched_p = 0               # elsewhere, a preemptible point where other tasks wait
+                                # for the CPU is preempted with this probability
 
     def __init__(self):
         self.chooser = None
@@ -146,42 +149,64 @@ class ScriptStrategy(Strategy):
     what a Hypothesis test draws (emulator.generated, emulator.stateful), so
     that Hypothesis shrinks the schedule along with the workload: fewer
     pauses, earlier points, shorter pauses.  Its spec is
-    ``script:p120=3000,q7=400000``."""
+    ``script:p120=3000,q7=400000``; ``r7=400000`` preempts the path at the
+    7th preemptible point by the tasks queued on its CPU, as a PREEMPT
+    kernel does when its slice ends (Kernel.preempt_kernel_path), or pauses
+    it for 0.4 ms when none are.  ``preempt_p=0.25`` makes every other
+    preemptible point where tasks wait for the CPU such a preemption with
+    that probability (a PREEMPT kernel; the stateful tests draw it)."""
 
     name = "script"
 
-    def __init__(self, pauses=None, preempts=None, **points):
+    def __init__(self, pauses=None, preempts=None, preempt_p=0, **points):
         super().__init__()
-        script = {"p": dict(pauses or {}), "q": dict(preempts or {})}
+        if not 0 <= preempt_p <= 1:
+            raise UsageError("script strategy: 0 <= preempt_p <= 1")
+        self.resched_p = preempt_p
+        script = {"p": dict(pauses or {}), "q": dict(preempts or {}), "r": {}}
         for key, ns in points.items():
             if not (key[:1] in script and key[1:].isdigit()):
-                raise UsageError(f"script strategy: points are pN=ns or qN=ns, not {key!r}")
+                raise UsageError(f"script strategy: points are pN=ns, qN=ns or rN=ns, not {key!r}")
             script[key[:1]][int(key[1:])] = ns
         for table in script.values():
             if any(not isinstance(ns, int) or point < 1 or ns < 1 for point, ns in table.items()):
                 raise UsageError("script strategy: points and pauses are integers >= 1")
         self.script = dict(sorted(script["p"].items()))
-        self.preempts = dict(sorted(script["q"].items()))
+        self.preempts = dict(sorted({**script["q"], **script["r"]}.items()))
+        self.rescheds = set(script["r"])  # preemptible points where the CPU's tasks preempt
 
     def pause_ns(self, kind, preemptible=False):
         self.points += 1
+        self.resched = False
         ns = self.script.get(self.points)
         if preemptible:
             self.preemptible_points += 1
             if ns is None:
                 ns = self.preempts.get(self.preemptible_points)
+                if ns is not None:
+                    self.resched = self.preemptible_points in self.rescheds
         if ns is not None:
             self.pauses += 1
         return ns
 
-    def arm(self, preempt_after, ns):
+    def arm(self, preempt_after, ns, resched=False):
         """Pause at the *preempt_after*-th preemptible point from now
-        (a stateful test arms its pauses as it goes)."""
-        self.preempts[self.preemptible_points + preempt_after] = ns
+        (a stateful test arms its pauses as it goes); with *resched*, the
+        path is preempted by the tasks queued on its CPU instead, if any
+        (see Kernel.preempt_kernel_path)."""
+        point = self.preemptible_points + preempt_after
+        self.preempts[point] = ns
+        if resched:
+            self.rescheds.add(point)
+        else:
+            self.rescheds.discard(point)
 
     def spec(self):
         items = [f"p{point}={ns}" for point, ns in self.script.items()] + \
-                [f"q{point}={ns}" for point, ns in self.preempts.items()]
+                [f"{'r' if point in self.rescheds else 'q'}{point}={ns}"
+                 for point, ns in self.preempts.items()]
+        if self.resched_p:
+            items.append(f"preempt_p={self.resched_p}")
         return "script:" + ",".join(items) if items else "default"
 
 

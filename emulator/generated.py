@@ -45,7 +45,8 @@ V6_19_FAILED_EXEC = (
     "in per-CPU mode runs sched_mm_cid_before_execve() (exit) and sched_mm_cid_after_execve() "
     "(fork, which in per-CPU mode gives the task no cid: it borrows one at its next "
     "schedule-in), so the running task returns to user space with MM_CID_UNSET and rseq "
-    "shows 0x80000000 (P2).  Only runs that reach per-CPU mode before the failing exec hit it.")
+    "shows 0x80000000 (P2).  Only runs in per-CPU mode when the failing exec ends hit it "
+    "(reached before it began, or by another thread's fork meanwhile).")
 
 V6_19_LAST_USER_EXEC = (
     "a finding to report (v6.19+ as reconstructed): when the last user of an mm in per-CPU "

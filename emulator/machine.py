@@ -98,6 +98,20 @@ class _Watchdog:
                 return
 
 
+
+def first_failure(exc):
+    """The failure that started the unwinding *exc* ends: the model's kernel
+    code runs its try/finally blocks (its guard()s and scoped_guard()s) while
+    a failure propagates, which the kernel never does, and the cleanup may fail
+    in turn (a lockdep report from the mutex_unlock() of a path that hit a
+    lockup).  The first failure is the finding; None if there is none."""
+    first = None
+    while exc is not None:
+        if isinstance(exc, EmulationFailure):
+            first = exc
+        exc = exc.__context__
+    return first
+
 class Machine:
     def __init__(self, nr_cpus=8, variants=(), seed=0, *, nr_possible=None, nr_nodes=1,
                  hz=1000, glibc_rseq=True, lockup_ns=1_000_000_000, baton_timeout=10.0,
@@ -194,10 +208,10 @@ class Machine:
                 f"{self.stall_timeout:g} s of real time without reaching a scheduling point "
                 f"(virtual time {self.engine.now} ns)", "CPU states:\n" + k.cpu_states())
         except EmulationFailure as exc:
-            failure = exc
+            failure = first_failure(exc)
         except Exception as exc:       # a bug in the kernel model or in a variant
             import traceback
-            failure = KernelBug(
+            failure = first_failure(exc) or KernelBug(
                 f"Python exception in kernel code at virtual time {self.engine.now} ns on CPU "
                 f"{k.cpu} ({k.cur!r}): {type(exc).__name__}: {exc}",
                 "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())

@@ -26,6 +26,11 @@ from .variants.base import SchedMmCid
 
 DEFAULT_CPUS = (2, 8, 128)
 
+# A patch file given with --variant is what the run is about: the stateful
+# search over it is spread over this many test items (which xdist spreads over
+# its workers), each a search of its own seed.  A registered variant gets one.
+PATCH_SEARCH_SHARDS = 8
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("emulator")
@@ -169,6 +174,13 @@ def pytest_generate_tests(metafunc):
     if "emu_variant" in metafunc.fixturenames:
         variants = metafunc.config._emu_variants
         metafunc.parametrize("emu_variant", variants, ids=[v.name for v in variants])
+    if "emu_search" in metafunc.fixturenames:
+        variants = metafunc.config._emu_variants
+        params = [(v, shard) for v in variants
+                  for shard in range(PATCH_SEARCH_SHARDS if getattr(v, "source", None) else 1)]
+        metafunc.parametrize("emu_search", params,
+                             ids=[f"{v.name}-{shard}" if getattr(v, "source", None) else v.name
+                                  for v, shard in params])
     if "selftest_machine" in metafunc.fixturenames:
         config = metafunc.config
         marker = metafunc.definition.get_closest_marker("emu_cpus")

@@ -21,9 +21,15 @@ through the same system calls and return-to-user paths as any task.  The rules:
     wake(who, cpu)         input arrives for who from an interrupt on cpu
     advance(ns)            virtual time passes: ticks, timers, delayed work,
                            deferred mode changes
-    preempt(after, ns)     the after-th preemptible point from now (no spinlock,
+    preempt(after, ns, resched)
+                           the after-th preemptible point from now (no spinlock,
                            interrupts and preemption on) stops its kernel path
-                           for ns: where a real path can be preempted
+                           for ns: where a real path can be preempted; with
+                           resched the tasks queued on its CPU run first instead
+
+Each example also draws (boot) preempt_p: as in a PREEMPT kernel, a kernel path
+at a preemptible point while other tasks wait for its CPU is preempted (they
+run first) with that probability.  Over half the examples boot the largest machine.
 
 Input reaches a parked thread from an interrupt (a device interrupt waking a
 reader), on the CPU the rule draws.  P1-P3 and P5-P7 are checked while the
@@ -202,15 +208,23 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
 
         # -- set-up and tear-down ---------------------------------------------------------
 
-        @initialize(nr_cpus=st.sampled_from(cpus), seed=st.integers(0, 1 << 16))
-        def boot(self, nr_cpus, seed):
+        # Over half the examples on the largest machine: the most CPUs to hold
+        # cids, the most parallelism.
+        @initialize(nr_cpus=st.one_of(st.just(max(cpus)), st.sampled_from(cpus)),
+                    seed=st.integers(0, 1 << 16),
+                    preempt_p=st.sampled_from([0, 0.05, 0.25, 1]))
+        def boot(self, nr_cpus, seed, preempt_p=0):
             kwargs = dict(self.machine_kwargs)
             if lockup_ns is not None:
                 kwargs["lockup_ns"] = lockup_ns
             kwargs.setdefault("replay", self.replay_text)
             kwargs.setdefault("trace_functions", reporting_example())
             self.boot_args = {"nr_cpus": nr_cpus, "seed": seed}
-            self.strategy = ScriptStrategy()
+            if preempt_p:
+                self.boot_args["preempt_p"] = preempt_p
+            # A PREEMPT kernel: where other tasks wait for its CPU, a kernel
+            # path is preempted at a preemptible point with this probability.
+            self.strategy = ScriptStrategy(preempt_p=preempt_p)
             self.m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed,
                              strategy=self.strategy, **kwargs)
             if self.on_machine is not None:
@@ -413,10 +427,11 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
 
         @precondition(lambda self: self.running())
         @rule(after=st.integers(1, 64),
-              ns=st.one_of(st.integers(1, 30_000), st.integers(1, 3_000_000)))
+              ns=st.one_of(st.integers(1, 30_000), st.integers(1, 3_000_000)),
+              resched=st.booleans())
         @_recorded
-        def preempt(self, after, ns):
-            self.strategy.arm(after, ns)
+        def preempt(self, after, ns, resched=False):
+            self.strategy.arm(after, ns, resched)
 
         # -- invariants between steps --------------------------------------------------------
 

@@ -194,3 +194,54 @@ def test_turning_interrupts_back_on_is_a_preemptible_point():
             return super().pause_ns(kind, preemptible)
     Machine(nr_cpus=4, seed=3, strategy=Listening()).run(churn(4))
     assert ("irq_enable", True) in kinds
+
+
+def test_on_a_preempt_kernel_the_queued_tasks_run_first_at_a_preemptible_point():
+    """rN: at the N-th preemptible point the path goes behind the tasks queued
+    on its CPU: the next switch on that CPU is its own, preempted (R+)."""
+    events = []
+
+    class Marking(ScriptStrategy):
+        def pause_ns(self, kind, preemptible=False):
+            ns = super().pause_ns(kind, preemptible)
+            if ns is not None:
+                events.append(("point", self.kernel.cur.pid, self.resched))
+            return ns
+    s = Marking(r5=400_000)
+    assert s.spec() == "script:r5=400000"
+    m = Machine(nr_cpus=1, seed=3, strategy=s)
+    s.kernel = m.kernel
+    m.kernel.tp.subscribe("sched_switch", lambda r: events.append(("switch", str(r))))
+    m.run(churn(1))
+    at = events.index(next(e for e in events if e[0] == "point"))
+    _, pid, resched = events[at]
+    assert resched and s.pauses == 1
+    assert f"prev_pid={pid} " in events[at + 1][1] and "prev_state=R+" in events[at + 1][1]
+
+
+def test_the_scheduler_and_preempt_disable_sections_are_not_preemptible():
+    """preempt_count is held by preempt_disable() and from __schedule() to the
+    end of the switch (the points of finish_task_switch() included): no point
+    there is offered as preemptible, so a PREEMPT kernel never preempts there."""
+    from emulator.kernel.locking import preempt_disable, preempt_enable
+    offered = []
+
+    class Listening(ScriptStrategy):
+        def pause_ns(self, kind, preemptible=False):
+            k = self.kernel
+            offered.append((kind, preemptible, k.cur.preempt_count))
+            return super().pause_ns(kind, preemptible)
+
+    def body(k):
+        preempt_disable()
+        READ_ONCE(k, "cpu")
+        preempt_enable()
+        READ_ONCE(k, "cpu")
+    s = Listening()
+    m = Machine(nr_cpus=2, seed=3, strategy=s)
+    s.kernel = m.kernel
+    m.run_kernel(body)
+    reads = [(preemptible, count) for kind, preemptible, count in offered if kind == "READ_ONCE"]
+    assert reads == [(False, 1), (True, 0)]
+    assert not any(preemptible for kind, preemptible, count in offered if count)
+    assert all(rq.idle.preempt_count == 0 for rq in m.kernel.rqs)

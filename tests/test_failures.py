@@ -6,7 +6,7 @@ from emulator import Machine
 from emulator.errors import (
     BatonTimeout, Deadlock, HardLockup, KernelBug, TaskCrashed, UseAfterFree,
 )
-from emulator.kernel.locking import cpu_relax, raw_spin_lock, raw_spinlock_t
+from emulator.kernel.locking import cpu_relax, raw_spin_lock, raw_spin_unlock, raw_spinlock_t
 from emulator.uapi.libc import pthread_create, pthread_join, pthread_mutex_t, usleep
 from emulator.variants import get_variant
 
@@ -85,6 +85,23 @@ def test_cpu_relax_loop_past_the_threshold_is_a_hard_lockup():
     with pytest.raises(HardLockup, match="cpu_relax"):
         m.run_kernel(spin)
     assert m.now >= 5_000_000
+
+
+def test_a_failure_in_the_cleanup_of_a_failing_path_reports_the_first():
+    """The model's kernel code runs its try/finally (its guard()s) while a
+    failure unwinds, which the kernel never does: a cleanup that fails in turn
+    does not hide the lockup that started it."""
+    lock = raw_spinlock_t("lock")
+
+    def spin(k):
+        try:
+            while True:
+                cpu_relax()
+        finally:
+            raw_spin_unlock(lock)          # not locked: a BUG of its own
+    m = Machine(nr_cpus=2, lockup_ns=5_000_000)
+    with pytest.raises(HardLockup, match="cpu_relax"):
+        m.run_kernel(spin)
 
 
 def test_spinning_in_interrupt_context_is_an_immediate_lockup():

@@ -5,29 +5,68 @@ failing), exits, widens and shrinks affinities, migrates, sleeps and wakes,
 pins mms for deferred work, lets time pass and preempts kernel paths at
 preemptible points; the invariants judge every step.  A variant's recorded
 findings end an example as known (when their cause happened in the run);
-anything else fails, shrunk to the fewest steps.  Examples are derandomized:
-a run of the suite is the same search every time; ``STATEFUL_EXAMPLES``
-widens it.
+anything else fails, shrunk to the fewest steps.  Each search has a fixed
+seed, so a run of the suite is the same search every time.  A registered
+variant gets one search of ``STATEFUL_EXAMPLES`` examples; a patch file given
+with ``--variant`` is what the run is about and gets PATCH_SEARCH_SHARDS
+searches of ``STATEFUL_PATCH_EXAMPLES`` each, spread over the xdist workers.
 """
 
 import os
+import tempfile
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
+from hypothesis.stateful import get_state_machine_test
 
 from emulator import Machine
 from emulator.errors import EmulationFailure, UsageError
 from emulator.stateful import Puppet, PuppetImage, lifecycle_machine
 
 EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "60"))
+PATCH_EXAMPLES = int(os.environ.get("STATEFUL_PATCH_EXAMPLES", "500"))
 
 
-def test_rule_by_rule_the_variant_keeps_the_invariants(emu_variant):
-    machine = lifecycle_machine(emu_variant)
-    machine.TestCase.settings = settings(
-        max_examples=EXAMPLES, stateful_step_count=40, deadline=None, derandomize=True,
-        database=None, report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
-    machine.TestCase().runTest()
+def test_rule_by_rule_the_variant_keeps_the_invariants(emu_search):
+    variant, shard = emu_search
+    patch = getattr(variant, "source", None)
+    if patch and _failed_already(variant):
+        pytest.skip(f"another search of {variant.name} failed: see its report")
+    search = get_state_machine_test(lifecycle_machine(variant), settings=settings(
+        max_examples=PATCH_EXAMPLES if patch else EXAMPLES, stateful_step_count=40,
+        deadline=None, database=None, report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck)))
+    try:
+        seed(shard)(search)()
+    except BaseException:
+        if patch:
+            _mark_failed(variant)
+        raise
+
+
+# A patch's searches stop once one of them failed: each further failure would
+# cost minutes of shrinking to report the same bug.  Across xdist workers the
+# mark is a file of this test run.
+_FAILED = set()
+
+
+def _failed_marker(variant):
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        return None
+    return os.path.join(tempfile.gettempdir(), f"emu-stateful-{run}-{variant.name}")
+
+
+def _failed_already(variant):
+    marker = _failed_marker(variant)
+    return variant.name in _FAILED or (marker is not None and os.path.exists(marker))
+
+
+def _mark_failed(variant):
+    _FAILED.add(variant.name)
+    marker = _failed_marker(variant)
+    if marker is not None:
+        open(marker, "w").close()
 
 
 @pytest.fixture

@@ -59,6 +59,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.ipi_latency_ns = c["ipi_latency_ns"]
         self.timer_slack_ns = c["timer_slack_ns"]
         self.sched_point_hook = None
+        self.preempted_paths = set()    # tasks inside preempt_kernel_path()
         self.stop_condition = lambda: False
         self.tp = Tracepoints(self, trace_tail)
         self.futexes = {}

@@ -48,6 +48,8 @@ class Exit:
 
     def do_task_dead(self):
         t = self.cur
+        # Causes final put_task_struct in finish_task_switch():
+        t.preempt_count += 1                    # preempt_disable()
         t.state = TASK_DEAD
         self._schedule(False)
         raise KernelBug(f"BUG: {t!r} ran again after do_task_dead()")

@@ -229,12 +229,16 @@ class Fork:
         p = self.copy_process(clone_flags, comm, user)
         if p is None:
             return -EAGAIN
+        vfork = None
         if clone_flags & CLONE_VFORK:
-            p.vfork_done = self.init_completion("vfork_done")
+            # The parent waits on its own completion (struct completion vfork
+            # on its stack): the child may exec or exit, and clear
+            # p.vfork_done, before the parent gets to wait.
+            vfork = p.vfork_done = self.init_completion("vfork_done")
         self.sched_post_fork(p)
         self.wake_up_new_task(p)
-        if clone_flags & CLONE_VFORK:
-            self.wait_for_completion_killable(p.vfork_done)
+        if vfork is not None:
+            self.wait_for_completion_killable(vfork)
         return p.pid
 
     def sched_post_fork(self, p):

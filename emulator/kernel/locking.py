@@ -192,6 +192,29 @@ _cpumask_set_cpu = __cpumask_set_cpu
 _cpumask_clear_cpu = __cpumask_clear_cpu
 
 
+# -- preemption (include/linux/preempt.h) --------------------------------------------
+
+def preempt_disable():
+    """No preemption of this path until preempt_enable(): it stays on its CPU
+    and no other task runs there.  Not a scheduling point of its own."""
+    _machine.cur.preempt_count += 1
+
+
+def preempt_enable_no_resched():
+    _machine.cur.preempt_count -= 1
+
+
+def preempt_enable():
+    """As preempt_enable_no_resched(), then, on a PREEMPT kernel, the
+    preemption that was held off (need_resched) happens here."""
+    k = _machine
+    t = k.cur
+    t.preempt_count -= 1
+    if not t.preempt_count and t.need_resched and not t.held_locks and not k.in_irq \
+            and not k.irqs_disabled():
+        k.preempt_schedule()
+
+
 # -- spinlocks ---------------------------------------------------------------------
 
 class raw_spinlock_t:

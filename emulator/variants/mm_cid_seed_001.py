@@ -43,8 +43,6 @@ Departures:
   READ_ONCE so that exploration can interleave there;
 - barriers are counted scheduling points: the model is sequentially
   consistent, so a missing barrier cannot show here (see below);
-- preempt_disable()/preempt_enable_no_resched() around this_rq() are
-  comments: a kernel path of the model leaves its CPU only through schedule();
 - the per-CPU ints hold C ``int`` values: MM_CID_UNSET is -1 and a lazy-put
   cid is negative (``mm_cid_set_lazy_put()`` converts back to int as C does);
 - the error paths of mm_init() (fail_cid, -ENOMEM) are not modelled: allocation
@@ -78,8 +76,8 @@ compaction mirror's leader keeps its CPU's high cid (mm_cid.md 1.5).
 from ..errors import KernelBug
 from ..kernel.cpumask import Cpumask, cpumask_first_zero
 from ..kernel.locking import (
-    READ_ONCE, WRITE_ONCE, cmpxchg, cpumask_clear_cpu, cpumask_set_cpu, raw_spin_lock,
-    raw_spin_unlock, raw_spinlock_t, smp_mb,
+    READ_ONCE, WRITE_ONCE, cmpxchg, cpumask_clear_cpu, cpumask_set_cpu, preempt_disable,
+    preempt_enable_no_resched, raw_spin_lock, raw_spin_unlock, raw_spinlock_t, smp_mb,
 )
 from . import register
 from .mm_cid_v6_3 import MmCidV6_3
@@ -373,10 +371,10 @@ class MmCidSeed001(MmCidV6_3):
         mm = t.mm
         if mm is None:
             return
-        # preempt_disable();
+        preempt_disable()
         rq = k.this_rq()
         flags = k.rq_lock_irqsave(rq)
-        # preempt_enable_no_resched(); /* holding spinlock */
+        preempt_enable_no_resched()     # holding spinlock
         WRITE_ONCE(t, "mm_cid_active", 0)
         # Store t->mm_cid_active before loading per-mm/cpu cid.
         # Matches barrier in sched_mm_cid_migrate_from().
@@ -393,10 +391,10 @@ class MmCidSeed001(MmCidV6_3):
         mm = t.mm
         if mm is None:
             return
-        # preempt_disable();
+        preempt_disable()
         rq = k.this_rq()
         flags = k.rq_lock_irqsave(rq)
-        # preempt_enable_no_resched(); /* holding spinlock */
+        preempt_enable_no_resched()     # holding spinlock
         WRITE_ONCE(t, "mm_cid_active", 1)
         # Store t->mm_cid_active before loading per-mm/cpu cid.
         # Matches barrier in sched_mm_cid_migrate_from().

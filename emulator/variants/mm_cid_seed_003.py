@@ -49,7 +49,10 @@ call of sched_mm_cid_exit() is not modelled (the model's fork cannot fail
 after copy_mm()).
 """
 
-from ..kernel.locking import READ_ONCE, WRITE_ONCE, lockdep_assert_held, mutex_lock, mutex_unlock
+from ..kernel.locking import (
+    READ_ONCE, WRITE_ONCE, lockdep_assert_held, mutex_lock, mutex_unlock, preempt_disable,
+    preempt_enable,
+)
 from . import register
 from .mm_cid_v7_0 import (
     MM_CID_TRANSIT, MM_CID_UNSET, MmCidV7_0, WARN_ON_ONCE, cid_from_transit_cid,
@@ -399,10 +402,11 @@ class MmCidSeed003(MmCidV7_0):
 
     def sched_mm_cid_remove_user(self, t):
         t.mm_cid.active = 0
-        # scoped_guard(preempt): the model does not preempt kernel code here
+        preempt_disable()                   # scoped_guard(preempt) {
         # Clear the transition bit
         t.mm_cid.cid = cid_from_transit_cid(t.mm_cid.cid)
         self.mm_unset_cid_on_task(t)
+        preempt_enable()                    # }
         t.mm.mm_cid.users -= 1
         return self.mm_update_max_cids(t.mm)
 

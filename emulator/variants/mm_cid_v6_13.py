@@ -52,7 +52,8 @@ touched this code was checked only against mm_cid.md 3.4.
 from ..kernel.cpumask import Cpumask, cpumask_first_zero, cpumask_weight
 from ..kernel.locking import (
     READ_ONCE, WRITE_ONCE, atomic_read, atomic_set, atomic_t, cpu_relax,
-    cpumask_test_and_set_cpu, raw_spin_lock, raw_spin_unlock, raw_spinlock_t, smp_mb,
+    cpumask_test_and_set_cpu, preempt_disable, preempt_enable_no_resched, raw_spin_lock, raw_spin_unlock,
+    raw_spinlock_t, smp_mb,
     try_cmpxchg,
 )
 from . import register
@@ -357,8 +358,10 @@ class MmCidV6_13(MmCidV6_4):
         mm = t.mm
         if mm is None:
             return
+        preempt_disable()
         rq = self.k.this_rq()
         flags = self.k.rq_lock_irqsave(rq)
+        preempt_enable_no_resched()     # holding spinlock
         WRITE_ONCE(t, "mm_cid_active", 1)
         # Store t->mm_cid_active before loading per-mm/cpu cid.
         # Matches barrier in sched_mm_cid_remote_clear_old().

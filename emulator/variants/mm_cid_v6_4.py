@@ -25,7 +25,8 @@ from ..errors import KernelBug
 from ..kernel.cpumask import Cpumask, cpumask_first_zero, cpumask_weight
 from ..kernel.locking import (
     READ_ONCE, WRITE_ONCE, cmpxchg, cpu_relax, cpumask_clear_cpu, cpumask_test_and_set_cpu,
-    raw_spin_lock, raw_spin_unlock, raw_spinlock_t, smp_mb, try_cmpxchg,
+    preempt_disable, preempt_enable_no_resched, raw_spin_lock, raw_spin_unlock,
+    raw_spinlock_t, smp_mb, try_cmpxchg,
 )
 from ..kernel.task import PF_EXITING, PF_KTHREAD
 from ..kernel.task_work import TWA_RESUME, callback_head
@@ -493,8 +494,10 @@ class MmCidV6_4(SchedMmCid):
         mm = t.mm
         if mm is None:
             return
+        preempt_disable()
         rq = self.k.this_rq()
         flags = self.k.rq_lock_irqsave(rq)
+        preempt_enable_no_resched()     # holding spinlock
         WRITE_ONCE(t, "mm_cid_active", 0)
         # Store t->mm_cid_active before loading per-mm/cpu cid.
         # Matches barrier in sched_mm_cid_remote_clear_old().
@@ -509,8 +512,10 @@ class MmCidV6_4(SchedMmCid):
         mm = t.mm
         if mm is None:
             return
+        preempt_disable()
         rq = self.k.this_rq()
         flags = self.k.rq_lock_irqsave(rq)
+        preempt_enable_no_resched()     # holding spinlock
         WRITE_ONCE(t, "mm_cid_active", 1)
         # Store t->mm_cid_active before loading per-mm/cpu cid.
         # Matches barrier in sched_mm_cid_remote_clear_old().

@@ -875,9 +875,11 @@ class MmCidV7_0(SchedMmCid):
     def note_failed_execve(self, t):
         """Not kernel code: records the cause of this era's recorded findings
         (emulator.generated.KNOWN_FINDINGS) when it happens, a failed
-        execve() (the task keeps its mm) begun in per-CPU mode."""
+        execve() (the task keeps its mm) begun in per-CPU mode or ending in
+        it (another thread's fork flipped the mode meanwhile): the fork of
+        sched_mm_cid_after_execve() runs in per-CPU mode."""
         mm, percpu, users = self.execve_from.pop(t, (None, False, 0))
-        if mm is t.mm and mm is not None and percpu:
+        if mm is t.mm and mm is not None and (percpu or self.mm_cid_percpu(mm.mm_cid)):
             self.k.causes.add(FAILED_EXECVE_PERCPU)
             if users == 1:
                 self.k.causes.add(LAST_USER_FAILED_EXECVE_PERCPU)

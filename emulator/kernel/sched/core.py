@@ -424,12 +424,16 @@ class SchedCore:
                 f"  call chain: {call_site(2, depth=10)}")
 
     def _schedule(self, preempt):
+        """__schedule(), with preemption disabled around it as schedule() and
+        preempt_schedule() do: from here until the task runs again (the tail
+        of the context switch included) nothing preempts it."""
         prev = self.cur
         prev.relax_since = None
         if prev.kdebt and not preempt and prev.state != TASK_RUNNING:
             # Kernel time still owed (system call entry, switch-in) is spent
             # before the task leaves its CPU.  A wake-up may come meanwhile.
             self.cpu_run(0, False)
+        prev.preempt_count += 1                 # preempt_disable()
         rq = self.rqs[prev.cpu]
         rq.irqs_disabled += 1                   # local_irq_disable()
         raw_spin_lock(rq.lock)
@@ -456,6 +460,7 @@ class SchedCore:
         if next is prev:
             raw_spin_unlock(rq.lock)
             self.local_irq_restore(rq)          # raw_spin_rq_unlock_irq()
+            prev.preempt_count -= 1             # sched_preempt_enable_no_resched()
             return
         rq.nr_switches += 1
         self.nr_switches += 1
@@ -474,6 +479,7 @@ class SchedCore:
                     f"prev_state={state_char(prev_state) if not preempt else 'R+'} ==> "
                     f"next_comm={next.comm} next_pid={next.pid} next_prio={next.prio}")
         self.context_switch(rq, prev, next)
+        self.cur.preempt_count -= 1             # sched_preempt_enable_no_resched()
 
     def pick_next_task(self, rq, prev, now):
         idle = rq.idle
@@ -550,9 +556,8 @@ class SchedCore:
             cur.kdebt += self.context_switch_ns
 
     def finish_task_switch(self, prev):
-        """Runs with preemption disabled: schedule() disables it before
-        __schedule() and enables it after this returns, so nothing here (the
-        lazy mm's __mmdrop() included) may sleep."""
+        """Runs with preemption disabled (see _schedule() and ret_from_fork()),
+        so nothing here (the lazy mm's __mmdrop() included) may sleep."""
         rq = self.rqs[self.cpu]
         mm = rq.prev_mm
         rq.prev_mm = None
@@ -567,7 +572,6 @@ class SchedCore:
         raw_spin_unlock(rq.lock)
         self.local_irq_restore(rq)
         curr = rq.curr
-        curr.preempt_count += 1
         if curr is rq.idle:
             # tick_nohz_idle_enter(): no tick on an idle CPU.
             if rq.tick_entry is not None:
@@ -581,12 +585,15 @@ class SchedCore:
             # Task is done with its stack: put_task_stack(), put_task_struct_rcu_user().
             prev.stack = None
             self.release_task_struct(prev)
-        curr.preempt_count -= 1
 
     def ret_from_fork(self, prev):
-        """First code on a new task's stack: finish the switch, then run it."""
-        self.finish_task_switch(prev)
+        """First code on a new task's stack: finish the switch, then run it.
+        schedule_tail(): a new task starts with preemption disabled
+        (FORK_PREEMPT_COUNT) and enables it after finish_task_switch()."""
         t = self.cur
+        t.preempt_count += 1
+        self.finish_task_switch(prev)
+        t.preempt_count -= 1
         if t.user is not None:
             t.kdebt += self.context_switch_ns
         if t.flags & PF_KTHREAD:
@@ -690,9 +697,40 @@ class SchedCore:
         # and preemption on), which is where delays of milliseconds happen.
         preemptible = not t.held_locks and not t.preempt_count and \
             not self.rqs[self.cpu].irqs_disabled
-        delay = self.strategy.pause_ns(kind, preemptible)
+        strategy = self.strategy
+        delay = strategy.pause_ns(kind, preemptible)
         if delay is not None:
+            if preemptible and strategy.resched and self.preempt_kernel_path():
+                return
             self.pause_kernel_path(delay)
+        elif preemptible and strategy.resched_p and self.rqs[self.cpu].nr_running > 1 and \
+                self.chooser.getrandbits(16) < strategy.resched_p * 65536:
+            # A PREEMPT kernel: other tasks wait for this CPU, the path may be
+            # preempted wherever it is preemptible.
+            self.preempt_kernel_path()
+
+    def preempt_kernel_path(self):
+        """The current kernel path is preempted here, as on a PREEMPT kernel
+        when its slice ends: it goes behind the tasks of its class queued on
+        its CPU, which run first.  Returns False (nothing done) when there are
+        none.
+
+        Departure: the preempted path comes back on the CPU it left (no idle
+        CPU pulls it meanwhile), as if it ran under migrate_disable(); kernel
+        paths of the model may keep a CPU's rq across a preemptible point."""
+        t = self.cur
+        rq = self.rqs[self.cpu]
+        queued = getattr(t.sched_class, "queued_tasks", None)
+        if queued is None or not queued(rq):
+            return False
+        t.sched_class.yield_task(rq, t)
+        t.rt_yield = t.sched_class is RtSchedClass
+        self.preempted_paths.add(t)
+        try:
+            self.preempt_schedule()
+        finally:
+            self.preempted_paths.discard(t)
+        return True
 
     def pause_kernel_path(self, delay):
         """Let *delay* ns pass with the current kernel path stopped where it is.
@@ -768,8 +806,10 @@ class SchedCore:
                 for p in self.queued_tasks(src):
                     # can_migrate_task(): allowed here, and not still on its CPU
                     # (a task switching out is queued before it is off the CPU).
+                    # A kernel path preempted by preempt_kernel_path() stays on
+                    # its CPU, as under migrate_disable() (see there).
                     if (p.cpus_mask >> this_cpu) & 1 and p.sched_class is not StopSchedClass \
-                            and not p.on_cpu:
+                            and not p.on_cpu and p not in self.preempted_paths:
                         return self.detach_attach(src, this_rq, p)
         return None
 
