@@ -80,25 +80,23 @@ def bench_generated(variant, n, cpus):
 
 def bench_stateful(variant, n, cpus):
     """Stateful examples (emulator.stateful) per second and their steps."""
-    import unittest
-    from hypothesis import HealthCheck, settings
-    from emulator.stateful import lifecycle_machine
+    from emulator.stateful import lifecycle_machine, stateful_search
     from emulator.variants import get_variant
     machine = lifecycle_machine(get_variant(variant), cpus=cpus)
-    seen = {"examples": 0, "steps": 0}
+    seen = {"examples": 0}
     teardown = machine.teardown
 
     def counted(self):
         seen["examples"] += 1
         teardown(self)
     machine.teardown = counted
-    machine.TestCase.settings = settings(
-        max_examples=n, stateful_step_count=40, deadline=None, derandomize=True, database=None,
-        report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
     t0 = time.perf_counter()
-    result = unittest.TestResult()
-    machine.TestCase("runTest").run(result)
-    return time.perf_counter() - t0, seen["examples"], len(result.errors) + len(result.failures)
+    try:
+        stateful_search(machine, n, 0)()
+        failed = False
+    except Exception:
+        failed = True
+    return time.perf_counter() - t0, seen["examples"], failed
 
 
 def bench_schedules(variant, n, nr_cpus):

@@ -118,12 +118,8 @@ class Campaign:
 
     def _hypothesis_batch(self, batch_seed, examples):
         campaign = self
-        s = settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                     report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
-                     stateful_step_count=40, print_blob=False)
         if self.workload == "stateful":
-            from hypothesis.stateful import get_state_machine_test
-            from .stateful import lifecycle_machine
+            from .stateful import lifecycle_machine, stateful_search
             base = lifecycle_machine(self.variant, cpus=self.cpus)
 
             class Counted(base):
@@ -133,11 +129,14 @@ class Campaign:
                     finally:
                         if self.m is not None:
                             campaign._ran(self.m, self.known)
-            test = get_state_machine_test(Counted, settings=s)
+            test = stateful_search(Counted, examples, batch_seed, print_blob=False)
         else:
             from .generated import run_case, workload_cases
 
-            @s
+            @hypothesis_seed(batch_seed)
+            @settings(max_examples=examples, deadline=None, database=None,
+                      report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
+                      print_blob=False)
             @given(case=workload_cases(cpus=self.cpus))
             def test(case):
                 machines = []
@@ -147,7 +146,6 @@ class Campaign:
                     campaign._ran(machines[-1])
                     raise
                 campaign._ran(machines[-1], known)
-        test = hypothesis_seed(batch_seed)(test)
         steps = []                  # Hypothesis's report of the shrunk example
         try:
             with with_reporter(steps.append):

@@ -98,7 +98,6 @@ class _Watchdog:
                 return
 
 
-
 def first_failure(exc):
     """The failure that started the unwinding *exc* ends: the model's kernel
     code runs its try/finally blocks (its guard()s and scoped_guard()s) while
@@ -111,6 +110,7 @@ def first_failure(exc):
             first = exc
         exc = exc.__context__
     return first
+
 
 class Machine:
     def __init__(self, nr_cpus=8, variants=(), seed=0, *, nr_possible=None, nr_nodes=1,

@@ -47,8 +47,10 @@ io_uring itself.
 import functools
 from collections import deque
 
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis import HealthCheck, seed as hypothesis_seed, settings, strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine, get_state_machine_test, initialize, invariant, precondition, rule,
+)
 
 from .checks.invariants import P4_no_orphan_cid_bits
 from .errors import Deadlock, EmulationFailure, UsageError
@@ -457,6 +459,17 @@ def _recorded(rule):
                                            else value for key, value in kwargs.items()}])
         return rule(self, **kwargs)
     return step
+
+
+def stateful_search(machine, examples, seed, **more_settings):
+    """The search over *machine* (a lifecycle_machine() class, or a class
+    deriving from one): *examples* examples of up to 40 steps drawn from
+    Hypothesis seed *seed*, as a callable that runs it and raises the shrunk
+    failure.  The test suite, campaigns and the benchmark all search this way."""
+    s = settings(max_examples=examples, stateful_step_count=40, deadline=None, database=None,
+                 report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
+                 **more_settings)
+    return hypothesis_seed(seed)(get_state_machine_test(machine, settings=s))
 
 
 def replay_steps(variant, boot, steps, lockup_ns=None, on_machine=None, **machine_kwargs):

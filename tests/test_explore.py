@@ -245,3 +245,22 @@ def test_the_scheduler_and_preempt_disable_sections_are_not_preemptible():
     assert reads == [(False, 1), (True, 0)]
     assert not any(preemptible for kind, preemptible, count in offered if count)
     assert all(rq.idle.preempt_count == 0 for rq in m.kernel.rqs)
+
+
+def test_preempt_enable_takes_the_preemption_it_held_off():
+    """A reschedule asked for inside preempt_disable() waits for
+    preempt_enable(), and happens there, before the path goes on."""
+    from emulator.kernel.locking import preempt_disable, preempt_enable
+    from emulator.kernel.workqueue import work_struct
+    seen = []
+
+    def body(k):
+        preempt_disable()
+        k.queue_work_on(0, k.system_wq, work_struct(lambda w: seen.append("work")))
+        k.cur.need_resched = True
+        READ_ONCE(k, "cpu")
+        seen.append("disabled")
+        preempt_enable()
+        seen.append("enabled")
+    Machine(nr_cpus=1, seed=1).run_kernel(body)
+    assert seen == ["disabled", "work", "enabled"]

@@ -16,12 +16,10 @@ import os
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck, seed, settings
-from hypothesis.stateful import get_state_machine_test
 
 from emulator import Machine
 from emulator.errors import EmulationFailure, UsageError
-from emulator.stateful import Puppet, PuppetImage, lifecycle_machine
+from emulator.stateful import Puppet, PuppetImage, lifecycle_machine, stateful_search
 
 EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "60"))
 PATCH_EXAMPLES = int(os.environ.get("STATEFUL_PATCH_EXAMPLES", "500"))
@@ -32,12 +30,10 @@ def test_rule_by_rule_the_variant_keeps_the_invariants(emu_search):
     patch = getattr(variant, "source", None)
     if patch and _failed_already(variant):
         pytest.skip(f"another search of {variant.name} failed: see its report")
-    search = get_state_machine_test(lifecycle_machine(variant), settings=settings(
-        max_examples=PATCH_EXAMPLES if patch else EXAMPLES, stateful_step_count=40,
-        deadline=None, database=None, report_multiple_bugs=False,
-        suppress_health_check=list(HealthCheck)))
+    search = stateful_search(lifecycle_machine(variant), PATCH_EXAMPLES if patch else EXAMPLES,
+                             shard)
     try:
-        seed(shard)(search)()
+        search()
     except BaseException:
         if patch:
             _mark_failed(variant)

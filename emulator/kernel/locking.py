@@ -210,8 +210,7 @@ def preempt_enable():
     k = _machine
     t = k.cur
     t.preempt_count -= 1
-    if not t.preempt_count and t.need_resched and not t.held_locks and not k.in_irq \
-            and not k.irqs_disabled():
+    if t.need_resched and not k.in_irq and k.preemptible(t):
         k.preempt_schedule()
 
 

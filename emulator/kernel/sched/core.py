@@ -410,6 +410,12 @@ class SchedCore:
     def preempt_schedule(self):
         self._schedule(True)
 
+    def preemptible(self, t):
+        """preemptible() for task *t* on its CPU: no spinlock held, preemption
+        on (``preempt_count``) and interrupts on.  Where a real kernel path may
+        be preempted, and stopped for as long as the tasks preempting it take."""
+        return not t.held_locks and not t.preempt_count and not self.rqs[t.cpu].irqs_disabled
+
     def might_sleep(self):
         """Sleeping is invalid in interrupt context, with a spinlock held or
         interrupts off, and with preemption disabled (``preempt_count``: the
@@ -658,8 +664,7 @@ class SchedCore:
                     # rseq before it computes on.
                     t.user_busy = ns
                     self.exit_to_user_mode(t)
-            elif t.need_resched and not t.held_locks and not t.preempt_count \
-                    and not self.rqs[t.cpu].irqs_disabled:
+            elif t.need_resched and self.preemptible(t):
                 # Kernel preemption: no spinlock, interrupts on, preemption on.
                 self.preempt_schedule()
         if user:
@@ -692,11 +697,9 @@ class SchedCore:
         t = self.cur
         if self.in_irq or t.stack is None or getcurrent() is not t.stack:
             return                      # interrupt context and the boot path run through
-        # Preemptible: a real kernel may stop this path here for as long as
-        # interrupts and the tasks preempting it take (no spinlock, interrupts
-        # and preemption on), which is where delays of milliseconds happen.
-        preemptible = not t.held_locks and not t.preempt_count and \
-            not self.rqs[self.cpu].irqs_disabled
+        # Where a real kernel may stop this path for as long as interrupts and
+        # the tasks preempting it take: where delays of milliseconds happen.
+        preemptible = self.preemptible(t)
         strategy = self.strategy
         delay = strategy.pause_ns(kind, preemptible)
         if delay is not None:
