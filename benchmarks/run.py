@@ -6,7 +6,8 @@ Prints the wall time of the mm_cid_compaction mirror at 8, 128 and 1024 CPUs,
 synthetic context switches and events per second at 8 and 128 CPUs (the cost
 of an event must not grow with the CPU count), and host baton hand-offs per
 second, Hypothesis-generated cases and stateful examples run per second at 8
-and 128 CPUs, and explored schedules per second.
+and 128 CPUs, explored schedules per second, and the wall time of a hard
+lockup's detection.
 Speeds are measured here, never asserted by a timed test.
 """
 
@@ -116,6 +117,25 @@ def bench_schedules(variant, n, nr_cpus):
     return time.perf_counter() - t0, n, len(seen)
 
 
+def bench_lockup():
+    """A hard lockup from start to report: seed 003 on one CPU (pcpu_thrs == 0),
+    where the second thread's fork spins in mm_get_cid() until the watchdog's
+    1 s of virtual time.  Returns the wall time."""
+    from emulator.errors import HardLockup
+    from emulator.uapi.libc import pthread_create, pthread_join
+
+    def main():
+        pthread_join(pthread_create(lambda _: None))
+        return 0
+    m = Machine(nr_cpus=1, variants=["seed-003"], seed=1)
+    t0 = time.perf_counter()
+    try:
+        m.run(main)
+    except HardLockup:
+        return time.perf_counter() - t0
+    raise RuntimeError("seed-003 on one CPU did not lock up")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller runs")
@@ -165,6 +185,10 @@ def main(argv=None):
         wall, runs, distinct = bench_schedules("v7.0", 10 if args.quick else 40, nr_cpus)
         print(f"  v7.0  at {nr_cpus:3d} CPUs: {runs / wall:7.1f} schedules/s "
               f"({distinct} distinct of {runs})")
+
+    wall = min(bench_lockup() for _ in range(3))
+    print(f"hard lockup detection (1 s of virtual spinning, seed-003 on one CPU): "
+          f"{wall * 1000:.1f} ms wall")
 
     wall, handoffs = min((bench_handoffs(1000 if args.quick else 4000) for _ in range(3)))
     print(f"host baton hand-offs: {handoffs / wall:,.0f}/s ({handoffs} in {wall:.2f} s)")

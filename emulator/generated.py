@@ -26,6 +26,7 @@ from .errors import EmulationFailure, HardLockup, KernelBug
 from .explore import ScriptStrategy
 from .machine import Machine
 from .replay import make_key, replay_command
+from .variants.mm_cid_seed_003 import WALK_MISSED_CLONE_VM_USER
 from .variants.mm_cid_v7_0 import FAILED_EXECVE_PERCPU, LAST_USER_FAILED_EXECVE_PERCPU
 from .workload import Program, exec_, exit_, fork, program_to_data, repeat, run, setaffinity, \
     sleep, thread, yield_
@@ -50,10 +51,23 @@ V6_19_FAILED_EXEC = (
 
 V6_19_LAST_USER_EXEC = (
     "a finding to report (v6.19+ as reconstructed): when the last user of an mm in per-CPU "
-    "mode fails execve(), sched_mm_cid_exit()'s \"Last user\" branch ignores the mode "
-    "change (\"nothing to do\": the mm was to go away), so the mode stays cpu->task with "
-    "other CPUs still owning their CIDs; once the mm has as many users as possible CPUs, "
-    "sched_mm_cid_fork() spins in mm_get_cid() with mm_cid.lock held: a hard lockup.")
+    "mode leaves it while one of its threads is in an execve() that then fails (the exec'ing "
+    "thread itself, or its siblings exiting meanwhile), sched_mm_cid_exit()'s \"Last user\" "
+    "branch ignores the mode change (\"nothing to do\": the mm was to go away), so the mode "
+    "stays cpu->task with other CPUs still owning their CIDs.  The failed exec's fork, the "
+    "mm's first user again, sets its CPU's slot to its new CID: a CID that CPU owned is "
+    "orphaned (P4); once the mm has as many users as possible CPUs, sched_mm_cid_fork() "
+    "spins in mm_get_cid() with mm_cid.lock held: a hard lockup.")
+
+SEED_003_COUNTING_WALK = (
+    "seed 003 (V3 as posted): mm_cid_fixup_tasks_to_cpus() "
+    "stops on a count of the users it fixed, but its second loop (for_each_process_thread(), "
+    "for CLONE_VM users such as a vfork()ed child) meets current's threads again and counts "
+    "them twice, so it can stop before the child, whose CID stays task-owned in per-CPU "
+    "mode.  With as many CIDs as possible CPUs one CPU then finds none for the task it "
+    "schedules in and spins in mm_get_cid() with its runqueue lock held: a hard lockup.  "
+    "192d852129b1 replaced \"the proven to be flaky counting logic\" by the per-mm "
+    "user_list walk.")
 
 # variant name -> [(error class, message pattern, cause, reason)]: a failure is
 # the recorded finding when it has the class and message *and* its cause
@@ -62,13 +76,17 @@ V6_19_LAST_USER_EXEC = (
 KNOWN_FINDINGS = {
     "seed-000": [(KernelBug, r"sleeping function called from invalid context", None,
                   SEED_000_SLEEPS)],
+    "seed-003": [(HardLockup, r"spinning on cpu_relax\(\)", WALK_MISSED_CLONE_VM_USER,
+                  SEED_003_COUNTING_WALK)],
     "v7.0": [(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", FAILED_EXECVE_PERCPU,
               V6_19_FAILED_EXEC),
              (KernelBug, r"clear_bit\(0x80000000\)", FAILED_EXECVE_PERCPU, V6_19_FAILED_EXEC),
              (HardLockup, r"spinning on cpu_relax\(\)", LAST_USER_FAILED_EXECVE_PERCPU,
+              V6_19_LAST_USER_EXEC),
+             (InvariantViolation, r"P4 no orphan: ", LAST_USER_FAILED_EXECVE_PERCPU,
               V6_19_LAST_USER_EXEC)],
 }
-# seed-003 derives from v7.0 and inherits its findings through known_finding().
+# seed-003 derives from v7.0 and inherits v7.0's findings through known_finding().
 
 
 def known_finding(variant, exc, causes=None):

@@ -911,6 +911,17 @@ def test_fork_rejects_a_non_callable(machine_factory):
     assert seen == {"fork": True, "vfork": True, "no_child": errno.ECHILD}
 
 
+def vfork_and_wait(child_main, log):
+    """A main that vfork()s *child_main*, then logs its resumption and the
+    child's exit status."""
+    def main():
+        pid = vfork(child_main)
+        log.append("parent resumes")
+        log.append(os.WEXITSTATUS(waitpid(pid)[1]))
+        return 0
+    return main
+
+
 def test_vfork_parent_waits_until_the_child_exits(machine_factory):
     """After vfork the parent does not run until the child has exited."""
     log = []
@@ -920,13 +931,7 @@ def test_vfork_parent_waits_until_the_child_exits(machine_factory):
         log.append("child exits")
         return 3
 
-    def main():
-        pid = vfork(child_main)
-        log.append("parent resumes")
-        log.append(os.WEXITSTATUS(waitpid(pid)[1]))
-        return 0
-
-    assert machine_factory(2).run(main) == 0
+    assert machine_factory(2).run(vfork_and_wait(child_main, log)) == 0
     assert log == ["child exits", "parent resumes", 3]
 
 
@@ -944,14 +949,41 @@ def test_vfork_parent_resumes_when_the_child_execs(machine_factory):
         log.append("child execs")
         execve(new_program)
 
-    def main():
-        pid = vfork(child_main)
-        log.append("parent resumes")
-        log.append(os.WEXITSTATUS(waitpid(pid)[1]))
-        return 0
-
-    assert machine_factory(2).run(main) == 0
+    assert machine_factory(2).run(vfork_and_wait(child_main, log)) == 0
     assert log == ["child execs", "parent resumes", "new program ends", 6]
+
+
+def test_vfork_child_may_be_gone_before_the_parent_waits():
+    """The parent is held 3 ms right after waking its vfork child; the child
+    exits on the other CPU meanwhile and clears its vfork_done.  The parent
+    then waits on its own completion (struct completion vfork, on its stack
+    in kernel_clone()), which the child has completed, and resumes."""
+    from emulator import Machine
+    from emulator.explore import Strategy
+
+    class HoldTheParent(Strategy):
+        """Pauses the task that woke a new task at its next preemptible point."""
+        name = "hold-the-parent"
+        waker = None
+
+        def pause_ns(self, kind, preemptible=False):
+            self.points += 1
+            if preemptible and self.waker is not None and m.kernel.cur.pid == self.waker:
+                self.waker = None
+                return 3_000_000
+            return None
+
+    log = []
+
+    def child_main():
+        log.append("child exits")
+        return 3
+
+    hold = HoldTheParent()
+    m = Machine(nr_cpus=2, seed=1, strategy=hold)
+    m.kernel.tp.subscribe("sched_wakeup_new", lambda record: setattr(hold, "waker", record[3]))
+    assert m.run(vfork_and_wait(child_main, log)) == 0
+    assert log == ["child exits", "parent resumes", 3]
 
 
 def test_waitpid_without_such_a_child_is_echild(machine_factory):

@@ -134,6 +134,26 @@ def test_tick_shares_one_cpu_between_two_cpu_bound_tasks():
     assert len(exits) == 2 and min(exits) > 55 * MS
 
 
+def test_a_dying_task_spends_its_owed_kernel_time_without_preemption():
+    """do_task_dead() disables preemption before its last schedule.  A thread
+    exits owing 5 ms of kernel time (a 5 ms system call entry), which it spends
+    in that schedule, past its 3 ms slice, with another thread queued: the tick
+    that finds the slice used up does not preempt it, and it switches out
+    dead, once."""
+    m = Machine(nr_cpus=1, seed=1, costs={"syscall_ns": 5 * MS, "exit_ns": 0})
+    ev = recorder(m, "sched_switch")
+
+    def main():
+        spinner = libc.pthread_create(lambda _: libc.busy_wait(20 * MS))
+        dying = libc.pthread_create(lambda _: None)
+        libc.pthread_join(spinner)
+        libc.pthread_join(dying)
+        return 0
+    assert m.run(main) == 0
+    dead = [fields(r)["prev_pid"] for r in ev if fields(r)["prev_state"] == "X"]
+    assert sorted(dead) == ["3", "4"]                      # each thread once
+
+
 def test_rt_task_preempts_a_fair_task_at_once():
     """A SCHED_FIFO task waking on a CPU busy with a fair task runs at its wake-up time."""
     m = Machine(nr_cpus=2, seed=1)

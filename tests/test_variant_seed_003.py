@@ -127,6 +127,26 @@ def test_schedout_after_the_switch_back(variant, kept):
         assert (after, bit) == ((cid, 1) if kept else (MM_CID_UNSET, 0))
 
 
+def vfork_while_a_thread_forks(vchild, threads, ns, forker_ns=0):
+    """A main that vfork()s *vchild* while its thread, once main is in
+    vfork(), creates *threads* threads computing *ns* each (and computes
+    *forker_ns* itself), crossing max_cids on 4 CPUs."""
+    def forker(_):
+        usleep(500)                      # main is in vfork() by now
+        started = [pthread_create(lambda _: busy_wait(ns)) for _ in range(threads)]
+        busy_wait(forker_ns)
+        for t in started:
+            pthread_join(t)
+
+    def main():
+        t = pthread_create(forker)
+        pid = vfork(vchild)
+        assert waitpid(pid) == (pid, 0)
+        pthread_join(t)
+        return 0
+    return main
+
+
 @pytest.mark.parametrize("variant", ["seed-003", "v7.0"])
 def test_the_walk_to_per_cpu_mode_and_a_vforked_user(variant):
     """A vfork()ed child computes on the parent's mm, outside its thread
@@ -152,23 +172,33 @@ def test_the_walk_to_per_cpu_mode_and_a_vforked_user(variant):
         busy_wait(3 * MS)
         return 0
 
-    def forker(_):
-        usleep(500)                      # main is in vfork() by now
-        threads = [pthread_create(lambda _: busy_wait(MS)) for _ in range(2)]
-        for t in threads:
-            pthread_join(t)
-
-    def main():
-        t = pthread_create(forker)
-        pid = vfork(vchild)
-        assert waitpid(pid) == (pid, 0)
-        pthread_join(t)
-        return 0
+    main = vfork_while_a_thread_forks(vchild, threads=2, ns=MS)
     assert Machine(nr_cpus=4, variants=[Recording], seed=1).run(main) == 0
     if variant == "seed-003":
         assert cid_on_task(seen["child"])
     else:
         assert seen["child"] & MM_CID_TRANSIT and not cid_on_task(seen["child"])
+
+
+def test_the_missed_vforked_user_keeps_its_cid_and_a_cpu_spins_for_one():
+    """The same walk with the child asleep through it: its task-owned CID is
+    never handed over, so the four CPUs have three CIDs between them.  Four
+    threads computing at once: the fourth CPU spins in mm_get_cid() with its
+    runqueue lock held.  Recorded as V3's finding, its cause noted when the
+    walk stops; v7.0 runs the same program to its end."""
+    from emulator.generated import SEED_003_COUNTING_WALK, known_finding
+
+    def vchild():
+        usleep(20_000)                   # asleep through the switch to per-CPU mode
+        return 0
+
+    main = vfork_while_a_thread_forks(vchild, threads=3, ns=5 * MS, forker_ns=5 * MS)
+    m = Machine(nr_cpus=4, variants=["seed-003"], seed=1)
+    with pytest.raises(HardLockup, match=r"spinning on cpu_relax\(\) loop[\s\S]*"
+                                         r"cidmask=\[0, 1, 2, 3\]") as info:
+        m.run(main)
+    assert known_finding(SEED003, info.value, m.kernel.causes) == SEED_003_COUNTING_WALK
+    assert Machine(nr_cpus=4, variants=["v7.0"], seed=1).run(main) == 0
 
 
 def test_two_threads_on_a_uniprocessor_lock_up_without_a_floor_under_pcpu_thrs():

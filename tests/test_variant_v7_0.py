@@ -479,6 +479,58 @@ def test_a_failed_execve_by_the_last_user_strands_cpu_cids_and_the_next_fork_spi
         Machine(nr_cpus=2, variants=["v7.0"], seed=1).run(main)
 
 
+def slow_failing_exec(variant):
+    """*variant* whose execve() by a thread of a live process spends 3 ms
+    between sched_mm_cid_before_execve() and its failure (as a binary handler
+    reading an interpreter from a slow disk would; the path is held, the
+    other CPUs run meanwhile)."""
+    class SlowExec(variant):
+        name = f"{variant.name}-slow-exec"
+
+        def sched_mm_cid_before_execve(self, t):
+            super().sched_mm_cid_before_execve(t)
+            if t.mm is not None and t.mm.mm_cid.users:
+                self.k.pause_kernel_path(3 * MS)
+    return SlowExec
+
+
+def test_siblings_exiting_during_a_failed_execve_orphan_the_exec_cpus_cid():
+    """The same "Last user" branch when the last user is not the exec'ing
+    thread: main (CPU 1) begins an execve() that will fail; meanwhile its two
+    threads (CPU 0) exit and the second is the last user, so the mode stays
+    cpu->task and CPU 1 keeps the CID it owns.  The failed exec's fork is the
+    mm's first user again: "Required for execve()" sets CPU 1's slot to the
+    new CID, and the CID CPU 1 owned has no owner left (P4).  Recorded as the
+    same finding, its cause noted when the fork finds the mm so."""
+    from emulator.generated import V6_19_LAST_USER_EXEC, known_finding
+    from emulator.variants.mm_cid_v7_0 import LAST_USER_FAILED_EXECVE_PERCPU
+
+    def worker(_):
+        pthread_setaffinity_np(pthread_self(), {0})
+        busy_wait(MS)
+
+    def main():
+        sched_setaffinity(0, {1})
+        threads = [pthread_create(worker) for _ in range(2)]       # 3 users > 2: per-CPU
+        usleep(100)
+        try:
+            execve(b"#!/no/such/interpreter")                        # ENOEXEC, 3 ms later
+        except OSError:
+            pass
+        for t in threads:
+            pthread_join(t)
+        return 0
+    variant = slow_failing_exec(V70)
+    m = Machine(nr_cpus=2, variants=[variant], seed=1)
+    with pytest.raises(InvariantViolation, match=r"P4 no orphan: mm#1 has cid bits \[0\] set "
+                                                 r"with no owner") as failed:
+        m.run(main)
+    assert LAST_USER_FAILED_EXECVE_PERCPU in m.kernel.causes
+    assert known_finding(variant, failed.value, m.kernel.causes) == V6_19_LAST_USER_EXEC
+    # The same run without the cause (a patch orphaning a CID another way) is not excused.
+    assert known_finding(variant, failed.value, set()) is None
+
+
 def transition_workload():
     """An mm in per-CPU mode on all 8 CPUs (8 workers, one per CPU 1-7 and
     three threads on CPU 0) whose workers exit until three users are left,

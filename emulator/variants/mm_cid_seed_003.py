@@ -61,6 +61,10 @@ from .mm_cid_v7_0 import (
 )
 
 
+# Cause of V3's recorded finding (emulator.generated.KNOWN_FINDINGS), noted when it happens.
+WALK_MISSED_CLONE_VM_USER = "V3's counting walk to per-CPU mode missed a vfork()ed user"
+
+
 class mm_mm_cid:
     """struct mm_mm_cid as V3 has it: @percpu "Set, when CIDs are in per CPU
     mode", @transit "Set to MM_CID_TRANSIT during a mode change transition
@@ -78,6 +82,7 @@ class mm_mm_cid:
 @register
 class MmCidSeed003(MmCidV7_0):
     name = "seed-003"
+    NOT_KERNEL_FUNCTIONS = MmCidV7_0.NOT_KERNEL_FUNCTIONS + ("note_walk_missed_users",)
     copies = "Thomas Gleixner, [patch V3 00/20] sched: Rewrite MM CID management (2025-10-29)"
     # sched_mm_cid_fork() is called from copy_mm(), before the task is
     # visible in the thread and task lists.
@@ -357,7 +362,18 @@ class MmCidSeed003(MmCidV7_0):
             if self.mm_cid_fixup_task_to_cpu(t, mm):
                 users -= 1
                 if users == 0:
+                    self.note_walk_missed_users(mm)
                     return
+
+    def note_walk_missed_users(self, mm):
+        """Not kernel code: records the cause of V3's walk finding when it
+        happens.  The walk stopped on its count while a user of @mm outside
+        the thread group (a vfork()ed child) still owns a task CID: the
+        second loop met current's threads again and counted them twice."""
+        current = self.k.cur
+        if any(t.mm is mm and t.tgid != current.tgid and t.mm_cid.active
+               and cid_on_task(t.mm_cid.cid) for t in self.k.tasks.values()):
+            self.k.causes.add(WALK_MISSED_CLONE_VM_USER)
 
     def sched_mm_cid_add_user(self, t, mm):
         t.mm_cid.active = 1
@@ -375,6 +391,7 @@ class MmCidSeed003(MmCidV7_0):
                 pcp = mm.mm_cid.pcpu[self.k.cpu]          # this_cpu_ptr()
                 # First user ?
                 if not mm.mm_cid.users:
+                    self.note_first_user(mm)
                     self.sched_mm_cid_add_user(t, mm)
                     t.mm_cid.cid = self.mm_get_cid(mm)
                     # Required for execve()
@@ -474,6 +491,10 @@ class MmCidSeed003(MmCidV7_0):
     def _mm_init_cid_mode(mc):
         mc.percpu = 0
         mc.transit = 0
+
+    @staticmethod
+    def mm_cid_mode_changed(mc):
+        return bool(mc.percpu or mc.transit)
 
     @staticmethod
     def _mm_init_cid_user_list(mc):

@@ -75,7 +75,7 @@ MM_CID_TRANSIT = 1 << 29
 
 # Causes of this era's recorded findings, noted in Kernel.causes when they happen.
 FAILED_EXECVE_PERCPU = "failed execve() in per-CPU mode"
-LAST_USER_FAILED_EXECVE_PERCPU = "failed execve() by the last user, in per-CPU mode"
+LAST_USER_FAILED_EXECVE_PERCPU = "failed execve() reviving an mm its last user left in per-CPU mode"
 
 
 # -- include/linux/rseq_types.h ------------------------------------------------------------
@@ -241,8 +241,9 @@ def WARN_ON_ONCE(condition, what):
 @register
 class MmCidV7_0(SchedMmCid):
     name = "v7.0"
-    # Lock helpers, not functions of their own in the kernel (guards there).
-    NOT_KERNEL_FUNCTIONS = SchedMmCid.NOT_KERNEL_FUNCTIONS + ("_lock_irq", "_unlock_irq")
+    # Lock helpers (guards in the kernel) and the model's notes of causes.
+    NOT_KERNEL_FUNCTIONS = SchedMmCid.NOT_KERNEL_FUNCTIONS + (
+        "_lock_irq", "_unlock_irq", "note_failed_execve", "note_first_user", "mm_cid_mode_changed")
     copies = "653fda7ae73d sched/mmcid: Switch over to the new mechanism (v6.19) + v7.0 fixes"
     # sched_mm_cid_fork() is called from sched_post_fork(), after the new
     # task is visible in the thread and task lists (b2e48c429ec5).
@@ -759,6 +760,7 @@ class MmCidV7_0(SchedMmCid):
                 pcp = mm.mm_cid.pcpu[self.k.cpu]          # this_cpu_ptr()
                 # First user ?
                 if not mm.mm_cid.users:
+                    self.note_first_user(mm)
                     self.sched_mm_cid_add_user(t, mm)
                     t.mm_cid.cid = self.mm_get_cid(mm)
                     # Required for execve()
@@ -863,7 +865,7 @@ class MmCidV7_0(SchedMmCid):
         """Deactivate MM CID allocation across execve()"""
         mm = t.mm
         if mm is not None and t.mm_cid.active:
-            self.execve_from[t] = (mm, self.mm_cid_percpu(mm.mm_cid), mm.mm_cid.users)
+            self.execve_from[t] = (mm, self.mm_cid_percpu(mm.mm_cid))
         self.sched_mm_cid_exit(t)
 
     def sched_mm_cid_after_execve(self, t):
@@ -878,11 +880,24 @@ class MmCidV7_0(SchedMmCid):
         execve() (the task keeps its mm) begun in per-CPU mode or ending in
         it (another thread's fork flipped the mode meanwhile): the fork of
         sched_mm_cid_after_execve() runs in per-CPU mode."""
-        mm, percpu, users = self.execve_from.pop(t, (None, False, 0))
+        mm, percpu = self.execve_from.pop(t, (None, False))
         if mm is t.mm and mm is not None and (percpu or self.mm_cid_percpu(mm.mm_cid)):
             self.k.causes.add(FAILED_EXECVE_PERCPU)
-            if users == 1:
-                self.k.causes.add(LAST_USER_FAILED_EXECVE_PERCPU)
+
+    def note_first_user(self, mm):
+        """Not kernel code: records the cause of the "last user" finding when
+        it happens.  The first user of an mm that has had users (only the
+        fork of a failed execve() gets here: a new mm is fresh) finds it as
+        the "Last user" branch of sched_mm_cid_exit() left it, "Ignore mode
+        change": CIDs still set in the bitmap (CPUs owning theirs) or the
+        mode not back to plain per-task."""
+        if mm.cidmask.bits or self.mm_cid_mode_changed(mm.mm_cid):
+            self.k.causes.add(LAST_USER_FAILED_EXECVE_PERCPU)
+
+    @staticmethod
+    def mm_cid_mode_changed(mc):
+        """Not kernel code: the mode is not what mm_init_cid() sets."""
+        return mc.mode != 0
 
     def mm_cid_work_fn(self, work):
         mm = work.mm                                      # container_of()

@@ -675,7 +675,11 @@ class SchedCore:
 
         Task context lets virtual time pass (growing waits); interrupt context
         cannot, so nothing could ever release what it spins on: a lockup."""
-        wait = min(max(RELAX_NS_MIN, spun), RELAX_NS_MAX)
+        # The CPU looks again after a wait that doubles up to RELAX_NS_MAX and,
+        # past 64 times that, grows with the time spun (1/64 of it): a release
+        # is seen within 10 us or 1.6 % of the spin, and a lockup takes a few
+        # hundred looks to reach the watchdog, not lockup_ns / RELAX_NS_MAX.
+        wait = max(min(max(RELAX_NS_MIN, spun), RELAX_NS_MAX), spun >> 6)
         if self.in_irq:
             raise self.hard_lockup(f"spinning on {what} in interrupt context, which nothing can release")
         if spun >= self.lockup_ns:
