@@ -10,9 +10,8 @@ once the machine is quiet), with no hard lockup (P5) and no use-after-free
 import pytest
 
 from emulator import Machine
-from emulator.checks.invariants import InvariantViolation
-from emulator.errors import KernelBug
-from emulator.generated import SEED_000_SLEEPS, V6_19_FAILED_EXEC
+from emulator.errors import EmulationFailure
+from emulator.generated import known_finding
 from emulator.uapi.libc import (
     busy_wait, execve, exit, fork, pthread_create, pthread_join, pthread_setaffinity_np,
     sched_getcpu, sched_setaffinity, sched_yield, usleep, vfork, waitpid,
@@ -156,24 +155,22 @@ CASES = [(name, n) for name, (_, sizes) in WORKLOADS.items() for n in sizes]
 # the test.  Not strict where whether the run reaches the bug depends on the seed
 # (where the last mm reference goes, whether per-CPU mode comes first).
 # The reasons are the variants' recorded findings (emulator.generated.KNOWN_FINDINGS).
-EXPECTED_FAILURES = {
-    ("seed-000", "processes_fork_exec_exit"): (KernelBug, SEED_000_SLEEPS, False),
-    ("seed-000", "synthetic_churn"): (KernelBug, SEED_000_SLEEPS, False),
-    ("v7.0", "processes_fork_exec_exit"): (InvariantViolation, V6_19_FAILED_EXEC, False),
-    ("seed-003", "processes_fork_exec_exit"): (InvariantViolation, V6_19_FAILED_EXEC, False),
-}
-
-
 @pytest.mark.parametrize("workload, nr_cpus", CASES, ids=[f"{w}-{n}cpu" for w, n in CASES])
 def test_workload_keeps_the_invariants(request, emu_variant, workload, nr_cpus, emu_seed):
-    """The workload ends with status 0 and P1-P6 held throughout."""
-    expected = EXPECTED_FAILURES.get((emu_variant.name, workload))
-    if expected is not None:
-        error, reason, strict = expected
-        request.node.add_marker(pytest.mark.xfail(reason=reason, raises=error, strict=strict))
+    """The workload ends with status 0 and P1-P6 held throughout.  A failure
+    that is a recorded finding of the variant or of the era it derives from
+    (emulator.generated.KNOWN_FINDINGS), its cause seen in this run, is an
+    xfail with the finding's reason."""
     make, _ = WORKLOADS[workload]
     machine = _machine(emu_variant, nr_cpus, emu_seed, request.config.getoption("emu_strategy"))
-    assert machine.run(make(nr_cpus)) == 0
+    try:
+        status = machine.run(make(nr_cpus))
+    except EmulationFailure as exc:
+        reason = known_finding(emu_variant, exc, machine.kernel.causes)
+        if reason is None:
+            raise
+        pytest.xfail(reason)
+    assert status == 0
 
 
 def test_threads_of_one_mm_see_distinct_cids_while_running_together(emu_variant, emu_seed):
