@@ -8,7 +8,7 @@ from emulator import Machine
 from emulator.checks.invariants import InvariantViolation
 from emulator.uapi.libc import (
     busy_wait, execve, pthread_create, pthread_exit, pthread_join, pthread_self,
-    pthread_setaffinity_np, sched_setaffinity, sched_yield, usleep, vfork, fork, waitpid,
+    pthread_setaffinity_np, sched_setaffinity, sched_yield, usleep, fork, waitpid,
 )
 from emulator.uapi.rseq import rseq_current_mm_cid
 from emulator.variants import get_variant
@@ -326,22 +326,13 @@ def test_user_list_walk_reaches_a_vforked_user_of_the_mm():
             seen["cids"] = {t.pid: t.mm_cid.cid for t in mm.mm_cid.user_list}
             seen["child"] = [t.pid for t in mm.mm_cid.user_list if t.tgid != self.k.cur.tgid]
 
+    from test_variant_seed_003 import vfork_while_a_thread_forks
+
     def vchild():
         busy_wait(3 * MS)
         return 0
 
-    def forker(_):
-        usleep(500)                      # main is in vfork() by now
-        threads = [pthread_create(lambda _: busy_wait(MS)) for _ in range(2)]
-        for t in threads:
-            pthread_join(t)
-
-    def main():
-        t = pthread_create(forker)
-        pid = vfork(vchild)
-        assert waitpid(pid) == (pid, 0)
-        pthread_join(t)
-        return 0
+    main = vfork_while_a_thread_forks(vchild, threads=2, ns=MS)
     assert Machine(nr_cpus=4, variants=[Recording], seed=1).run(main) == 0
     assert [other for other, _ in seen["users"]].count(True) == 1
     (child,) = seen["child"]

@@ -649,8 +649,7 @@ class SchedCore:
                 # interrupt handlers, which cannot wait for it, wait until it
                 # is back.  Its own CPU's still come (and self-deadlock on its
                 # lock, as in the kernel, unless it took the lock irqsave).
-                self.suspended_holders[t.cpu] += 1
-                self.paused_lock_holders += 1
+                self._lock_holder_away(t.cpu)
                 loop.switch()
                 self._lock_holder_back(t.cpu)
             else:
@@ -752,8 +751,7 @@ class SchedCore:
         holds = bool(t.held_locks)
         rq.irqs_disabled += 1
         if holds:
-            self.suspended_holders[cpu] += 1
-            self.paused_lock_holders += 1
+            self._lock_holder_away(cpu)
         self.engine.at(self.engine.now + delay, self._resume_paused, (t, cpu))
         self.engine.loop.switch()
         if holds:
@@ -761,6 +759,12 @@ class SchedCore:
         rq.irqs_disabled -= 1           # not local_irq_restore(): that is a point
         if not rq.irqs_disabled and rq.deferred_irqs:
             self.replay_deferred_irqs(rq)
+
+    def _lock_holder_away(self, cpu):
+        """A spinlock holder on *cpu* stops: interrupts for the other CPUs are
+        held off (irq_deferred()) until _lock_holder_back()."""
+        self.suspended_holders[cpu] += 1
+        self.paused_lock_holders += 1
 
     def _lock_holder_back(self, cpu):
         self.suspended_holders[cpu] -= 1
