@@ -62,20 +62,16 @@ def bench_handoffs(n=4000, seed=1):
 def bench_generated(variant, n, cpus):
     """Hypothesis-generated cases (emulator.generated) run per second, and the
     context switches they make; the search is the default one of the suite."""
-    from hypothesis import HealthCheck, given, settings
-    from emulator.generated import run_case, workload_cases
+    from emulator.generated import generated_search, run_case
     from emulator.variants import get_variant
     v = get_variant(variant)
     seen = {"cases": 0, "points": 0}
 
-    @settings(max_examples=n, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(workload_cases(cpus=cpus))
     def generated(case):
         run_case(v, case)
         seen["cases"] += 1
     t0 = time.perf_counter()
-    generated()
+    generated_search(generated, n, cpus=cpus)()
     return time.perf_counter() - t0, seen["cases"]
 
 

@@ -24,7 +24,6 @@ import re
 import sys
 import time
 
-from hypothesis import HealthCheck, given, seed as hypothesis_seed, settings
 from hypothesis.reporting import with_reporter
 
 from .errors import EmulationFailure, UsageError
@@ -131,14 +130,9 @@ class Campaign:
                             campaign._ran(self.m, self.known)
             test = stateful_search(Counted, examples, batch_seed, print_blob=False)
         else:
-            from .generated import run_case, workload_cases
+            from .generated import generated_search, run_case
 
-            @hypothesis_seed(batch_seed)
-            @settings(max_examples=examples, deadline=None, database=None,
-                      report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
-                      print_blob=False)
-            @given(case=workload_cases(cpus=self.cpus))
-            def test(case):
+            def case_run(case):
                 machines = []
                 try:
                     known = run_case(self.variant, case, on_machine=machines.append)
@@ -146,6 +140,8 @@ class Campaign:
                     campaign._ran(machines[-1])
                     raise
                 campaign._ran(machines[-1], known)
+            test = generated_search(case_run, examples, batch_seed, cpus=self.cpus,
+                                    print_blob=False)
         steps = []                  # Hypothesis's report of the shrunk example
         try:
             with with_reporter(steps.append):

@@ -17,9 +17,11 @@ patches deriving from it) end a generated run as "known" rather than failing
 the test, so that the search goes on for anything new.
 """
 
+import contextlib
 import re
 
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, seed as hypothesis_seed, settings, strategies as st
+from hypothesis.internal.conjecture import providers as _providers
 
 from .checks.invariants import InvariantViolation
 from .errors import EmulationFailure, HardLockup, KernelBug
@@ -32,7 +34,7 @@ from .workload import Program, exec_, exit_, fork, program_to_data, repeat, run,
     sleep, thread, yield_
 
 __all__ = ["Case", "KNOWN_FINDINGS", "known_finding", "reporting_example", "run_case",
-           "workload_cases"]
+           "generated_search", "without_local_constants", "workload_cases"]
 
 MISSING_FILE = "/no/such/file"
 
@@ -171,6 +173,44 @@ def workload_cases(draw, cpus=(2, 3, 4, 8), max_points=20_000, max_pauses=6):
                                   max_size=max_pauses))
     seed = draw(st.integers(0, 1 << 16))
     return Case(nr_cpus, seed, program, pauses)
+
+
+def generated_search(test, examples, seed=None, cpus=(2, 3, 4, 8), **more_settings):
+    """The search over generated cases: *test(case)* on *examples* cases drawn
+    by workload_cases(cpus) from Hypothesis seed *seed* (None: derandomized
+    from the test's source), as a callable that runs it and raises the shrunk
+    failure.  The test suite, campaigns and the benchmark all search this way."""
+    s = settings(max_examples=examples, deadline=None, database=None, derandomize=seed is None,
+                 report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
+                 **more_settings)
+    search = s(given(case=workload_cases(cpus=cpus))(test))
+    if seed is not None:
+        search = hypothesis_seed(seed)(search)
+    return without_local_constants()(search)
+
+
+@contextlib.contextmanager
+def without_local_constants():
+    """A seeded Hypothesis search that draws the same in any process: usable
+    as a context or a decorator around every search of this project.
+
+    Hypothesis draws about 5 % of its integers and strings from the constants
+    it finds in the source of each *local* module the process has loaded
+    (test files, conftest.py, patch files: anything outside site-packages),
+    so the same seeded search drew differently in the full suite, where every
+    test module is imported, than alone: a failure found in one did not
+    reproduce from the pytest command it printed.  Inside, that pool is empty
+    (Hypothesis's own constants stay).  This reaches into Hypothesis's
+    internals, which is why pyproject pins its version exactly."""
+    saved = _providers._get_local_constants
+    empty = _providers.Constants()
+    _providers._get_local_constants = lambda: empty
+    _providers.CONSTANTS_CACHE.cache.clear()
+    try:
+        yield
+    finally:
+        _providers._get_local_constants = saved
+        _providers.CONSTANTS_CACHE.cache.clear()
 
 
 def reporting_example():

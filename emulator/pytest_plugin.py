@@ -210,9 +210,8 @@ class SelftestRun:
         module = self.request.module.__name__.rsplit(".", 1)[-1]
         name = module[:-len("_test")] if module.endswith("_test") else module
         strategy = self.request.config.getoption("emu_strategy")
-        opt = f" --emu-strategy={strategy}" if strategy else ""
         return (f"{selftest_replay(name, self.variant, self.nr_cpus, self.seed, strategy)}\n"
-                f"        pytest {shlex.quote(self.request.node.nodeid)} --emu-seed={self.seed}{opt}")
+                f"        {rerun_command(self.request.node)}")
 
     def check(self, run, **machine_kwargs):
         strategy = self.request.config.getoption("emu_strategy")
@@ -239,8 +238,25 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.failed and call.excinfo is not None and \
             isinstance(call.excinfo.value, EmulationFailure):
-        seed = item.config.getoption("emu_seed")
-        report.sections.append(("emulator replay", f"pytest {shlex.quote(item.nodeid)} --emu-seed={seed}"))
+        report.sections.append(("emulator replay", rerun_command(item)))
+
+
+def rerun_command(item):
+    """The pytest command that runs test *item* again as this run did, from
+    the directory this run started in: the test id alone names neither a patch
+    file nor a CPU count."""
+    config = item.config
+    where = os.path.relpath(item.path, config.invocation_params.dir)
+    if where.startswith(os.pardir):
+        where = str(item.path)
+    test = where + item.nodeid[item.nodeid.index("::"):] if "::" in item.nodeid else where
+    args = ["pytest", test, f"--emu-seed={config.getoption('emu_seed')}"]
+    args += [f"--variant={spec}" for spec in config.getoption("variant")]
+    args += [f"--cpus={n}" for n in config.getoption("cpus")]
+    strategy = config.getoption("emu_strategy")
+    if strategy:
+        args.append(f"--emu-strategy={strategy}")
+    return shlex.join(args)
 
 
 @pytest.fixture

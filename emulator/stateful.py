@@ -55,7 +55,7 @@ from hypothesis.stateful import (
 from .checks.invariants import P4_no_orphan_cid_bits
 from .errors import Deadlock, EmulationFailure, UsageError
 from .explore import ScriptStrategy
-from .generated import known_finding, reporting_example
+from .generated import known_finding, reporting_example, without_local_constants
 from .kernel.cpumask import mask_of
 from .kernel.irq_work import irq_work
 from .kernel.task import TASK_INTERRUPTIBLE
@@ -469,7 +469,8 @@ def stateful_search(machine, examples, seed, **more_settings):
     s = settings(max_examples=examples, stateful_step_count=40, deadline=None, database=None,
                  report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
                  **more_settings)
-    return hypothesis_seed(seed)(get_state_machine_test(machine, settings=s))
+    search = hypothesis_seed(seed)(get_state_machine_test(machine, settings=s))
+    return without_local_constants()(search)
 
 
 def replay_steps(variant, boot, steps, lockup_ns=None, on_machine=None, **machine_kwargs):

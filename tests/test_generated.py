@@ -4,16 +4,15 @@ Hypothesis draws a program tree, a CPU count, a seed and the pauses at
 scheduling points; P1-P7, deadlock and use-after-free checks judge the run.  A
 variant's recorded findings (``KNOWN_FINDINGS``, inherited by patches deriving
 from it) end a run as known; anything else fails, shrunk to the fewest phases
-and pauses that still break the variant.  Examples are derandomized, so a run
-of the suite is the same search every time; ``--hypothesis-seed`` or more
+and pauses that still break the variant.  Examples are derandomized (and
+drawn without the constants of whatever modules the process loaded), so a run
+of the suite is the same search every time, alone or in the full suite; more
 examples (``HYPOTHESIS_EXAMPLES``) widen it.
 """
 
 import os
 
-from hypothesis import HealthCheck, given, settings
-
-from emulator.generated import known_finding, run_case, workload_cases
+from emulator.generated import generated_search, known_finding, run_case
 from emulator.variants.mm_cid_v7_0 import FAILED_EXECVE_PERCPU
 from emulator.variants import get_variant
 from emulator.workload import Program, exec_, sleep, thread
@@ -22,12 +21,9 @@ EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "150"))
 
 
 def test_generated_workloads_keep_the_invariants(emu_variant):
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
-    @given(case=workload_cases())
     def generated(case):
         run_case(emu_variant, case)
-    generated()
+    generated_search(generated, EXAMPLES)()
 
 
 def test_a_failing_exec_is_a_phase():
@@ -72,9 +68,6 @@ def test_the_search_catches_the_patch_seed_001_rejected():
     patch = load_variant("fixtures/patches/moves_cid.py")
     shrunk = []
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
-    @given(case=workload_cases())
     def generated(case):
         try:
             run_case(patch, case)
@@ -82,7 +75,7 @@ def test_the_search_catches_the_patch_seed_001_rejected():
             shrunk.append(case)
             raise
     with pytest.raises(EmulationFailure):
-        generated()
+        generated_search(generated, EXAMPLES)()
     assert phases_in(shrunk[-1].program) <= 10, shrunk[-1]
 
 

@@ -2,6 +2,7 @@
 from other code is refused, and a campaign reports what it found."""
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -241,13 +242,9 @@ def test_a_failing_mirror_run_prints_the_key_that_replays_it(no_threads, tmp_pat
 
 def test_the_reported_run_of_a_shrunk_example_traces_the_variant(no_threads):
     """Searching runs no function tracer; the run Hypothesis reports does."""
-    from hypothesis import HealthCheck, given, settings
-    from emulator.generated import workload_cases
+    from emulator.generated import generated_search
     reports = []
 
-    @settings(max_examples=50, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(case=workload_cases(cpus=(2,)))
     def search(case):
         try:
             run_case(load_variant(no_threads), case)
@@ -255,7 +252,7 @@ def test_the_reported_run_of_a_shrunk_example_traces_the_variant(no_threads):
             reports.append(exc.report)
             raise
     with pytest.raises(KernelBug):
-        search()
+        generated_search(search, 50, cpus=(2,))()
     assert ": function: sched_mm_cid_fork(" in reports[-1]
     assert not any(": function: " in report for report in reports[:-1])
 
@@ -271,3 +268,54 @@ def test_pytest_runs_a_campaign_per_variant_and_worker(no_threads, tmp_path):
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1 failed, 1 passed" in out.stdout
     assert "explore[no-threads-0]" in out.stdout and "failures, kernel bug:" in out.stdout
+
+
+def test_a_seeded_search_draws_the_same_whatever_the_process_imported(tmp_path, monkeypatch):
+    """Hypothesis draws some integers from the constants of the local modules
+    loaded in the process; a search of this project must not: its failure
+    reproduces alone from the pytest command printed in the full suite."""
+    from emulator.generated import generated_search
+    from emulator.stateful import lifecycle_machine, stateful_search
+    from emulator.variants import get_variant
+
+    def searched():
+        cases, examples = [], []
+
+        class Recorded(lifecycle_machine(get_variant("v6.4"), cpus=(2,))):
+            def teardown(self):
+                super().teardown()
+                examples.append((self.boot_args, self.steps))
+
+        def drawn(case):
+            cases.append(case)
+        stateful_search(Recorded, 8, 1)()
+        generated_search(drawn, 20, seed=1, cpus=(2,))()
+        return examples, [c.key(get_variant("v6.4")) for c in cases]
+
+    before = searched()
+    (tmp_path / "many_constants.py").write_text(
+        "".join(f"C{n} = {n * 7919 + 3}\n" for n in range(300)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "many_constants", raising=False)   # gone at the end
+    __import__("many_constants")
+    assert searched() == before
+
+
+def test_the_printed_pytest_command_reruns_the_failing_test_on_the_patch(no_threads, tmp_path):
+    """From the patch's directory: the command names the patch file, and the
+    test file as seen from there."""
+    def pytest_(*args):
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                               *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env={**{k: v for k, v in os.environ.items()
+                                      if not k.startswith("PYTEST_XDIST")}, "PYTHONPATH": ROOT})
+    test = os.path.join(ROOT, "tests", "test_generated.py::test_generated_workloads_keep_the_invariants")
+    out = pytest_(test, f"--variant={no_threads}", "--emu-seed=3")
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    command = shlex.split(next(lines[i + 1] for i, line in enumerate(lines)
+                               if line.startswith("---") and " emulator replay " in line))
+    assert command[0] == "pytest" and f"--variant={no_threads}" in command and "--emu-seed=3" in command
+    again = pytest_(*command[1:])
+    assert again.returncode == 1 and "1 failed" in again.stdout, again.stdout + again.stderr
+    assert "BUG: no threads in this patch" in again.stdout
