@@ -2,6 +2,7 @@
 from other code is refused, and a campaign reports what it found."""
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -57,6 +58,15 @@ def key_in(text):
 def emulator(*args, cwd):
     return subprocess.run([sys.executable, "-m", "emulator", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+
+
+def pytest_run(*args, cwd):
+    """pytest in a process of its own, run from *cwd* as a developer runs it
+    (not as a worker of this test run's xdist)."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**{k: v for k, v in os.environ.items()
+                                  if not k.startswith("PYTEST_XDIST")}, "PYTHONPATH": ROOT})
 
 
 TWO_THREADS = Case(2, 7, Program(thread(Program(run(10_000))), run(50_000)))
@@ -149,9 +159,7 @@ def test_a_program_goes_through_a_key_unchanged():
 def test_pytest_replays_a_key(no_threads, tmp_path):
     with pytest.raises(KernelBug) as failed:
         run_case(load_variant(no_threads), TWO_THREADS)
-    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--emu-replay={key_in(str(failed.value))}"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": ROOT})
+    out = pytest_run(f"--emu-replay={key_in(str(failed.value))}", cwd=tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "BUG: no threads in this patch" in out.stdout and "1 failed" in out.stdout
 
@@ -259,12 +267,8 @@ def test_the_reported_run_of_a_shrunk_example_traces_the_variant(no_threads):
 
 def test_pytest_runs_a_campaign_per_variant_and_worker(no_threads, tmp_path):
     """Without xdist, one worker: one campaign per variant."""
-    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                          "--emu-explore=1s", f"--variant={no_threads}", "--variant=v6.4",
-                          "--emu-workload=generated", "--cpus=2"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                         env={**{k: v for k, v in os.environ.items()
-                                 if not k.startswith("PYTEST_XDIST")}, "PYTHONPATH": ROOT})
+    out = pytest_run("--emu-explore=1s", f"--variant={no_threads}", "--variant=v6.4",
+                     "--emu-workload=generated", "--cpus=2", cwd=tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "1 failed, 1 passed" in out.stdout
     assert "explore[no-threads-0]" in out.stdout and "failures, kernel bug:" in out.stdout
@@ -304,18 +308,25 @@ def test_a_seeded_search_draws_the_same_whatever_the_process_imported(tmp_path, 
 def test_the_printed_pytest_command_reruns_the_failing_test_on_the_patch(no_threads, tmp_path):
     """From the patch's directory: the command names the patch file, and the
     test file as seen from there."""
-    def pytest_(*args):
-        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                               *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                              env={**{k: v for k, v in os.environ.items()
-                                      if not k.startswith("PYTEST_XDIST")}, "PYTHONPATH": ROOT})
     test = os.path.join(ROOT, "tests", "test_generated.py::test_generated_workloads_keep_the_invariants")
-    out = pytest_(test, f"--variant={no_threads}", "--emu-seed=3")
+    out = pytest_run(test, f"--variant={no_threads}", "--emu-seed=3", cwd=tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     command = shlex.split(next(lines[i + 1] for i, line in enumerate(lines)
                                if line.startswith("---") and " emulator replay " in line))
     assert command[0] == "pytest" and f"--variant={no_threads}" in command and "--emu-seed=3" in command
-    again = pytest_(*command[1:])
+    again = pytest_run(*command[1:], cwd=tmp_path)
     assert again.returncode == 1 and "1 failed" in again.stdout, again.stdout + again.stderr
     assert "BUG: no threads in this patch" in again.stdout
+
+
+def test_once_a_search_of_a_patch_failed_its_searches_not_yet_started_are_skipped(no_threads,
+                                                                                    tmp_path):
+    """Across xdist workers: each further search would shrink the same bug."""
+    test = os.path.join(ROOT, "tests", "test_stateful.py::"
+                        "test_rule_by_rule_the_variant_keeps_the_invariants")
+    out = pytest_run("-n", "2", test, f"--variant={no_threads}", cwd=tmp_path)
+    counts = re.search(r"(\d+) failed, (\d+) skipped in", out.stdout)
+    assert counts, out.stdout + out.stderr
+    failed, skipped = map(int, counts.groups())
+    assert failed >= 1 and skipped >= 1 and failed + skipped == 8, out.stdout

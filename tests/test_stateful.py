@@ -13,7 +13,6 @@ searches of ``STATEFUL_PATCH_EXAMPLES`` each, spread over the xdist workers.
 """
 
 import os
-import tempfile
 
 import pytest
 
@@ -25,10 +24,13 @@ EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "60"))
 PATCH_EXAMPLES = int(os.environ.get("STATEFUL_PATCH_EXAMPLES", "500"))
 
 
-def test_rule_by_rule_the_variant_keeps_the_invariants(emu_search):
+def test_rule_by_rule_the_variant_keeps_the_invariants(emu_search, this_run):
     variant, shard = emu_search
     patch = getattr(variant, "source", None)
-    if patch and _failed_already(variant):
+    # A patch's searches stop once one of them failed: each further failure
+    # would cost minutes of shrinking to report the same bug.
+    failed = this_run / f"stateful-search-failed-{variant.name}"
+    if patch and failed.exists():
         pytest.skip(f"another search of {variant.name} failed: see its report")
     search = stateful_search(lifecycle_machine(variant), PATCH_EXAMPLES if patch else EXAMPLES,
                              shard)
@@ -36,33 +38,16 @@ def test_rule_by_rule_the_variant_keeps_the_invariants(emu_search):
         search()
     except BaseException:
         if patch:
-            _mark_failed(variant)
+            failed.touch()
         raise
 
 
-# A patch's searches stop once one of them failed: each further failure would
-# cost minutes of shrinking to report the same bug.  Across xdist workers the
-# mark is a file of this test run.
-_FAILED = set()
-
-
-def _failed_marker(variant):
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if run is None:
-        return None
-    return os.path.join(tempfile.gettempdir(), f"emu-stateful-{run}-{variant.name}")
-
-
-def _failed_already(variant):
-    marker = _failed_marker(variant)
-    return variant.name in _FAILED or (marker is not None and os.path.exists(marker))
-
-
-def _mark_failed(variant):
-    _FAILED.add(variant.name)
-    marker = _failed_marker(variant)
-    if marker is not None:
-        open(marker, "w").close()
+@pytest.fixture(scope="session")
+def this_run(tmp_path_factory):
+    """A directory of this test run that all its xdist workers share (pytest
+    removes those of old runs)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture
