@@ -60,24 +60,29 @@ class RandomStrategy(Strategy):
     """Pause at each point with probability *p*, for up to *max_ns*."""
 
     name = "random"
+    min_ns = 0                  # the shortest pause drawn
 
     def __init__(self, p=0.02, max_ns=5_000):
         super().__init__()
-        if not 0 < p <= 1 or max_ns < 0:
-            raise UsageError("random strategy: 0 < p <= 1 and max_ns >= 0")
+        if not 0 < p <= 1 or max_ns < self.min_ns:
+            raise UsageError(f"{self.name} strategy: 0 < p <= 1 and max_ns >= {self.min_ns}")
         self.p = p
         self.max_ns = max_ns
         self._threshold = int(p * (1 << 30))
 
     def pause_ns(self, kind, preemptible=False):
         self.points += 1
+        return self._maybe_pause()
+
+    def _maybe_pause(self):
+        """With probability p, a pause of min_ns..max_ns."""
         if self.chooser.getrandbits(30) < self._threshold:
             self.pauses += 1
-            return self.chooser.below(self.max_ns + 1)
+            return self.min_ns + self.chooser.below(self.max_ns + 1 - self.min_ns)
         return None
 
     def spec(self):
-        return f"random:p={self.p},max_ns={self.max_ns}"
+        return f"{self.name}:p={self.p},max_ns={self.max_ns}"
 
 
 class PCTStrategy(Strategy):
@@ -114,32 +119,22 @@ class PCTStrategy(Strategy):
         return f"pct:depth={self.depth},horizon={self.horizon},max_ns={self.max_ns}"
 
 
-class PreemptStrategy(Strategy):
+class PreemptStrategy(RandomStrategy):
     """Pause only at preemptible points, with probability *p*, for up to
     *max_ns* (default 2 ms: a tick or two of a preempting task)."""
 
     name = "preempt"
+    min_ns = 1
 
     def __init__(self, p=0.05, max_ns=2_000_000):
-        super().__init__()
-        if not 0 < p <= 1 or max_ns < 1:
-            raise UsageError("preempt strategy: 0 < p <= 1 and max_ns >= 1")
-        self.p = p
-        self.max_ns = max_ns
-        self._threshold = int(p * (1 << 30))
+        super().__init__(p, max_ns)
 
     def pause_ns(self, kind, preemptible=False):
         self.points += 1
         if not preemptible:
             return None
         self.preemptible_points += 1
-        if self.chooser.getrandbits(30) < self._threshold:
-            self.pauses += 1
-            return 1 + self.chooser.below(self.max_ns)
-        return None
-
-    def spec(self):
-        return f"preempt:p={self.p},max_ns={self.max_ns}"
+        return self._maybe_pause()
 
 
 class ScriptStrategy(Strategy):

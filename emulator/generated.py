@@ -34,7 +34,7 @@ from .workload import Program, exec_, exit_, fork, program_to_data, repeat, run,
     sleep, thread, yield_
 
 __all__ = ["Case", "KNOWN_FINDINGS", "known_finding", "reporting_example", "run_case",
-           "generated_search", "without_local_constants", "workload_cases"]
+           "generated_search", "search_settings", "without_local_constants", "workload_cases"]
 
 MISSING_FILE = "/no/such/file"
 
@@ -180,13 +180,20 @@ def generated_search(test, examples, seed=None, cpus=(2, 3, 4, 8), **more_settin
     by workload_cases(cpus) from Hypothesis seed *seed* (None: derandomized
     from the test's source), as a callable that runs it and raises the shrunk
     failure.  The test suite, campaigns and the benchmark all search this way."""
-    s = settings(max_examples=examples, deadline=None, database=None, derandomize=seed is None,
-                 report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
-                 **more_settings)
+    s = search_settings(examples, derandomize=seed is None, **more_settings)
     search = s(given(case=workload_cases(cpus=cpus))(test))
     if seed is not None:
         search = hypothesis_seed(seed)(search)
     return without_local_constants()(search)
+
+
+def search_settings(examples, **more_settings):
+    """Hypothesis settings of every search of this project (generated and
+    stateful): no deadline, no example database (a search is its seed), the
+    first bug found reported, no health checks."""
+    return settings(max_examples=examples, deadline=None, database=None,
+                    report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
+                    **more_settings)
 
 
 @contextlib.contextmanager

@@ -47,7 +47,7 @@ io_uring itself.
 import functools
 from collections import deque
 
-from hypothesis import HealthCheck, seed as hypothesis_seed, settings, strategies as st
+from hypothesis import seed as hypothesis_seed, strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine, get_state_machine_test, initialize, invariant, precondition, rule,
 )
@@ -55,7 +55,8 @@ from hypothesis.stateful import (
 from .checks.invariants import P4_no_orphan_cid_bits
 from .errors import Deadlock, EmulationFailure, UsageError
 from .explore import ScriptStrategy
-from .generated import known_finding, reporting_example, without_local_constants
+from .generated import known_finding, reporting_example, search_settings, \
+    without_local_constants
 from .kernel.cpumask import mask_of
 from .kernel.irq_work import irq_work
 from .kernel.task import TASK_INTERRUPTIBLE
@@ -466,9 +467,7 @@ def stateful_search(machine, examples, seed, **more_settings):
     deriving from one): *examples* examples of up to 40 steps drawn from
     Hypothesis seed *seed*, as a callable that runs it and raises the shrunk
     failure.  The test suite, campaigns and the benchmark all search this way."""
-    s = settings(max_examples=examples, stateful_step_count=40, deadline=None, database=None,
-                 report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
-                 **more_settings)
+    s = search_settings(examples, stateful_step_count=40, **more_settings)
     search = hypothesis_seed(seed)(get_state_machine_test(machine, settings=s))
     return without_local_constants()(search)
 
