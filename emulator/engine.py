@@ -25,7 +25,7 @@ import random
 import threading
 from heapq import heappush
 
-from greenlet import getcurrent, greenlet
+from greenlet import GreenletExit, getcurrent, greenlet
 
 from .errors import BatonTimeout, Terminated
 
@@ -93,6 +93,7 @@ class Engine:
         self.baton = threading.Lock()
         self.baton.acquire()
         self.loop = None
+        self.stacks = []
         self.hosts = []
         self.stopped = False
         self.baton_held = False       # a host body runs; its own timeout watches it
@@ -145,7 +146,29 @@ class Engine:
     def new_stack(self, fn):
         """A kernel stack (greenlet) whose first switch calls ``fn(*args)``.
         Its parent is the loop, so an exception in it surfaces in ``run``."""
-        return greenlet(fn, parent=self.loop)
+        stack = greenlet(fn, parent=self.loop)
+        self.stacks.append(stack)
+        return stack
+
+    def reap_stacks(self):
+        """Unwind every kernel stack still suspended; called from the loop's
+        greenlet once a run is over (ended, failed or abandoned).
+
+        Greenlets take no part in garbage collection: a suspended one keeps
+        its frames, and through them its whole machine, alive for good, and
+        one the collector does kill later unwinds (finally blocks and all)
+        in whatever run is going on then.  Here each gets GreenletExit where
+        it waits, now; one that switches away while unwinding gets it again.
+        What its unwinding raises instead is dropped: the run is over."""
+        stacks, self.stacks = self.stacks, []
+        for stack in stacks:
+            for _ in range(100):
+                if not stack:               # dead, or never started
+                    break
+                try:
+                    stack.throw(GreenletExit)
+                except (Exception, Terminated):     # noqa: BLE001 - see above
+                    pass
 
     # -- host contexts ----------------------------------------------------------
 
@@ -203,6 +226,8 @@ class HostContext:
     # engine side
 
     def resume(self, reply):
+        if self.terminated:
+            raise Terminated()
         engine = self.engine
         self.reply = reply
         engine.handoffs += 1

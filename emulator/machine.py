@@ -218,10 +218,18 @@ class Machine:
         finally:
             watchdog.stop()
             stuck = self.engine.terminate_hosts()
+            if failure is not None:
+                failure.report = self.failure_report(failure)
+            # The kernel stacks the run left suspended (blocked and preempted
+            # tasks, idle loops, kworkers) unwind now, with no kernel running:
+            # kernel code their unwinding reaches (a guard's finally block)
+            # stops at its first primitive, so nothing of the run changes
+            # after its end and nothing of it outlives it.
+            _set_running_kernel(None)
+            self.engine.reap_stacks()
             _set_running_kernel(previous)
             _unpin(pinned)
         if failure is not None:
-            failure.report = self.failure_report(failure)
             raise failure
         if stuck:
             raise EmulationFailure(f"host threads would not end: {[c.name for c in stuck]}")
@@ -282,11 +290,9 @@ class Machine:
         if not self.running:
             return False
         entry = self.engine.at(self.engine.now + max(0, ns), self._back_to_caller)
-        self.engine.outside = False
         try:
-            self._driver.switch()
+            self._switch_to_driver()
         finally:
-            self.engine.outside = True
             entry[3] = None
         return self.running
 
@@ -315,8 +321,20 @@ class Machine:
         if self.running:
             self.engine.stopped = True
             self._abandoned = True
-            self.engine.outside = False
+            self._switch_to_driver()
+
+    def _switch_to_driver(self):
+        """Let the run go on until it comes back (or ends).  Its kernel is
+        the running one meanwhile (the locking primitives act on it), whatever
+        other run was started step by step in between."""
+        previous = running_kernel()
+        _set_running_kernel(self.kernel)
+        self.engine.outside = False
+        try:
             self._driver.switch()
+        finally:
+            self.engine.outside = True
+            _set_running_kernel(previous)
 
     def _main_status(self):
         k = self.kernel

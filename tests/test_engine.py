@@ -107,6 +107,27 @@ def test_another_seed_gives_another_trace():
     assert _traced_run(seed=7)[1] != _traced_run(seed=8)[1]
 
 
+def test_two_runs_advanced_in_turn_run_as_each_runs_alone():
+    """Two machines run step by step, advanced in turn: each run's kernel is
+    the running one while it advances, so each gives the trace it gives alone."""
+    worker = Program(repeat(20, run(30_000), sleep(20_000)))
+    main = Program(thread(worker), thread(worker), sleep(1_000_000))
+
+    def machine(seed):
+        return Machine(nr_cpus=2, seed=seed, trace=True).start(main)
+
+    def alone(seed):
+        m = machine(seed)
+        m.finish()
+        return m.trace_text()
+    a, b = machine(1), machine(2)
+    while a.running or b.running:
+        a.advance(70_000)
+        b.advance(50_000)
+    assert a.trace_text() == alone(1)
+    assert b.trace_text() == alone(2)
+
+
 def test_synthetic_tasks_need_no_host_thread():
     """A synthetic program runs as events: no hand-off to a host thread happens."""
     worker = Program(repeat(50, run(100_000), sleep(50_000)))

@@ -1,4 +1,8 @@
-"""A failing run always ends, names the culprit, and leaves no host thread behind."""
+"""A failing run always ends, names the culprit, and leaves no host thread or kernel
+stack behind."""
+
+import gc
+import weakref
 
 import pytest
 
@@ -6,30 +10,37 @@ from emulator import Machine
 from emulator.errors import (
     BatonTimeout, Deadlock, HardLockup, KernelBug, TaskCrashed, UseAfterFree,
 )
-from emulator.kernel.locking import cpu_relax, raw_spin_lock, raw_spin_unlock, raw_spinlock_t
+from emulator.kernel.locking import (
+    cpu_relax, mutex, mutex_lock, mutex_unlock, raw_spin_lock, raw_spin_unlock, raw_spinlock_t,
+)
+from emulator.kernel.wait import wait_queue_head_t
+from emulator.workload import Program, sleep, thread
 from emulator.uapi.libc import pthread_create, pthread_join, pthread_mutex_t, usleep
 from emulator.variants import get_variant
 
 
+def opposite_orders():
+    """Two threads taking two mutexes in opposite orders."""
+    a, b = pthread_mutex_t(), pthread_mutex_t()
+
+    def t1(_):
+        a.lock()
+        usleep(10)
+        b.lock()
+
+    def t2(_):
+        b.lock()
+        usleep(10)
+        a.lock()
+    x, y = pthread_create(t1), pthread_create(t2)
+    pthread_join(x)
+    pthread_join(y)
+
+
 def test_deadlock_names_who_waits_on_what():
     """Two threads taking two mutexes in opposite orders: a deadlock, with both waiters named."""
-    def main():
-        a, b = pthread_mutex_t(), pthread_mutex_t()
-
-        def t1(_):
-            a.lock()
-            usleep(10)
-            b.lock()
-
-        def t2(_):
-            b.lock()
-            usleep(10)
-            a.lock()
-        x, y = pthread_create(t1), pthread_create(t2)
-        pthread_join(x)
-        pthread_join(y)
     with pytest.raises(Deadlock) as info:
-        Machine(nr_cpus=2, seed=1).run(main)
+        Machine(nr_cpus=2, seed=1).run(opposite_orders)
     text = str(info.value)
     assert text.count("waits on futex pthread_mutex_t") == 2
     assert "replay:" in text and "seed=1" in text
@@ -157,3 +168,53 @@ def test_sleeping_in_interrupt_context_is_a_kernel_bug():
         k.hrtimer_nanosleep(10_000)
     with pytest.raises(KernelBug, match="sleeping function called from invalid context"):
         Machine(nr_cpus=2).run_kernel(arm)
+
+
+def test_what_a_failed_run_left_suspended_unwinds_without_touching_it():
+    """A kernel thread falls asleep inside a guarded section, holding a mutex,
+    and the run then dies of a hard lockup on another CPU.  When the run ends
+    the sleeper's stack unwinds, and its finally block does not act on the
+    machine: the mutex stays the sleeper's, as the report saw it."""
+    held = mutex("held_mutex")
+
+    def sleeper(_):
+        mutex_lock(held)
+        try:
+            kernel[0].wait_event(wait_queue_head_t("never"), lambda: False)
+        finally:
+            mutex_unlock(held)
+
+    def spin(k):
+        kernel.append(k)
+        k.kthread_create_on_cpu(sleeper, None, 1, "sleeper")
+        lock = raw_spinlock_t("orphan_lock")
+        lock.owner = "a task that died"
+        raw_spin_lock(lock)
+
+    kernel = []
+    with pytest.raises(HardLockup):
+        Machine(nr_cpus=2, lockup_ns=5_000_000).run_kernel(spin)
+    sleeper_task = held.owner
+    assert sleeper_task is not None and sleeper_task.comm == "sleeper"
+    assert sleeper_task.stack.dead
+
+
+def test_a_run_that_ended_with_tasks_blocked_goes_with_its_last_reference():
+    """A deadlocked run, and a run abandoned while its threads sleep: nothing
+    of either stays suspended to keep its machine alive (a search of a
+    thousand examples would keep a thousand machines) or to act later."""
+    def deadlock():
+        m = Machine(nr_cpus=2, seed=1)
+        with pytest.raises(Deadlock):
+            m.run(opposite_orders)
+        return weakref.ref(m)
+
+    def abandoned():
+        sleeper = Program(thread(Program(sleep(10**12))), sleep(10**12))
+        m = Machine(nr_cpus=2, seed=1).start(sleeper)
+        m.advance(1_000_000)
+        m.close()
+        return weakref.ref(m)
+    machines = [deadlock(), abandoned()]
+    gc.collect()
+    assert [m() for m in machines] == [None, None]
