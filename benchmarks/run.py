@@ -60,12 +60,12 @@ def bench_handoffs(n=4000, seed=1):
 
 
 def bench_generated(variant, n, cpus):
-    """Hypothesis-generated cases (emulator.generated) run per second, and the
-    context switches they make; the search is the default one of the suite."""
+    """Hypothesis-generated cases (emulator.generated) run per second; the
+    search is the default one of the suite."""
     from emulator.generated import generated_search, run_case
     from emulator.variants import get_variant
     v = get_variant(variant)
-    seen = {"cases": 0, "points": 0}
+    seen = {"cases": 0}
 
     def generated(case):
         run_case(v, case)

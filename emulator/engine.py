@@ -167,7 +167,7 @@ class Engine:
                     break
                 try:
                     stack.throw(GreenletExit)
-                except (Exception, Terminated):     # noqa: BLE001 - see above
+                except Exception:           # noqa: BLE001 - see above
                     pass
 
     # -- host contexts ----------------------------------------------------------
@@ -226,8 +226,6 @@ class HostContext:
     # engine side
 
     def resume(self, reply):
-        if self.terminated:
-            raise Terminated()
         engine = self.engine
         self.reply = reply
         engine.handoffs += 1

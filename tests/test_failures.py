@@ -14,9 +14,9 @@ from emulator.kernel.locking import (
     cpu_relax, mutex, mutex_lock, mutex_unlock, raw_spin_lock, raw_spin_unlock, raw_spinlock_t,
 )
 from emulator.kernel.wait import wait_queue_head_t
-from emulator.workload import Program, sleep, thread
 from emulator.uapi.libc import pthread_create, pthread_join, pthread_mutex_t, usleep
 from emulator.variants import get_variant
+from emulator.workload import Program, sleep, thread
 
 
 def opposite_orders():

@@ -52,9 +52,8 @@ touched this code was checked only against mm_cid.md 3.4.
 from ..kernel.cpumask import Cpumask, cpumask_first_zero, cpumask_weight
 from ..kernel.locking import (
     READ_ONCE, WRITE_ONCE, atomic_read, atomic_set, atomic_t, cpu_relax,
-    cpumask_test_and_set_cpu, preempt_disable, preempt_enable_no_resched, raw_spin_lock, raw_spin_unlock,
-    raw_spinlock_t, smp_mb,
-    try_cmpxchg,
+    cpumask_test_and_set_cpu, preempt_disable, preempt_enable_no_resched, raw_spin_lock,
+    raw_spin_unlock, raw_spinlock_t, smp_mb, try_cmpxchg,
 )
 from . import register
 from .mm_cid_v6_4 import (
