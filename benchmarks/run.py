@@ -16,6 +16,7 @@ import sys
 import time
 
 from emulator import Machine
+from emulator.explore import PreemptStrategy
 from emulator.workload import Program, repeat, run, sleep, yield_
 from emulator.uapi.libc import sched_yield
 
@@ -60,9 +61,9 @@ def bench_handoffs(n=4000, seed=1):
 
 
 def bench_generated(variant, n, cpus):
-    """Hypothesis-generated cases (emulator.generated) run per second; the
+    """Hypothesis-generated cases (emulator.explore.generated) run per second; the
     search is the default one of the suite."""
-    from emulator.generated import generated_search, run_case
+    from emulator.explore.generated import generated_search, run_case
     from emulator.variants import get_variant
     v = get_variant(variant)
     seen = {"cases": 0}
@@ -76,8 +77,8 @@ def bench_generated(variant, n, cpus):
 
 
 def bench_stateful(variant, n, cpus):
-    """Stateful examples (emulator.stateful) per second and their steps."""
-    from emulator.stateful import lifecycle_machine, stateful_search
+    """Stateful examples (emulator.explore.stateful) per second and their steps."""
+    from emulator.explore.stateful import lifecycle_machine, stateful_search
     from emulator.variants import get_variant
     machine = lifecycle_machine(get_variant(variant), cpus=cpus)
     seen = {"examples": 0}
@@ -107,7 +108,7 @@ def bench_schedules(variant, n, nr_cpus):
     seen = set()
     t0 = time.perf_counter()
     for seed in range(n):
-        m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed, strategy="preempt:p=0.05")
+        m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed, strategy=PreemptStrategy(p=0.05))
         m.run(churn)
         seen.add((m.kernel.nr_switches, m.engine.events, m.engine.now))
     return time.perf_counter() - t0, n, len(seen)

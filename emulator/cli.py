@@ -12,11 +12,10 @@ findings of the variant do not count), 1 when some did.
 """
 
 import argparse
-import shlex
 import sys
 
 from . import __version__
-from .errors import EmulationFailure, UsageError
+from .errors import UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +35,7 @@ def _parser():
     run.add_argument("--seed", type=int, default=1, metavar="S")
     run.add_argument("--strategy", metavar="S",
                      help="pause kernel paths at scheduling points: random, pct, "
-                          "or name:key=value,... (see emulator/explore.py)")
+                          "or name:key=value,... (see emulator/explore/strategies.py)")
     run.add_argument("--trace", metavar="FILE", help="write an ftrace-like trace to FILE")
     run.add_argument("--stats", action="store_true", help="print counters of the run")
     exp = sub.add_parser("explore", help="explore a variant for a time or a number of runs")
@@ -73,8 +72,10 @@ def _open_trace(path):
 
 
 def cmd_run(args):
-    from .selftest import find_selftest
+    from .explore.mirror import run_selftest
+    from .explore.strategies import strategy_from_spec
     from .machine import DEFAULT_MM_CID
+    from .selftest import find_selftest
     from .variants import load_variant
     find_selftest(args.selftest)
     if not 1 <= args.cpus <= 1024:
@@ -83,7 +84,6 @@ def cmd_run(args):
         raise UsageError("one --variant per run (every variant is an mm_cid variant)")
     variant = load_variant(args.variant[0] if args.variant else DEFAULT_MM_CID)
     if args.strategy:
-        from .explore import strategy_from_spec
         strategy_from_spec(args.strategy)
     trace_file = _open_trace(args.trace)
     try:
@@ -94,54 +94,8 @@ def cmd_run(args):
             trace_file.close()
 
 
-def selftest_replay(selftest, variant, cpus, seed, strategy=None):
-    """The command that replays a mirror's run: its replay key, or (for a
-    variant a key cannot name) the ``run`` command line."""
-    from .replay import make_key, replay_command
-    key = make_key("run", variant, selftest=selftest, cpus=cpus, seed=seed, strategy=strategy)
-    spec = shlex.quote(variant.source or variant.name)
-    return replay_command(key) or " ".join(
-        ["python -m emulator run", selftest, f"--variant {spec}", f"--cpus {cpus}",
-         f"--seed {seed}"] + ([f"--strategy {strategy}"] if strategy else []))
-
-
-def run_selftest(selftest, variant, cpus, seed, strategy=None, trace_file=None, replay=None,
-                 stats=False, out=print, trace_functions=False):
-    """Run a selftest mirror once and print its TAP line; the exit status."""
-    from .machine import Machine
-    from .selftest import find_selftest
-    module = find_selftest(selftest)
-    if replay is None:
-        replay = selftest_replay(selftest, variant, cpus, seed, strategy)
-    machine = Machine(nr_cpus=cpus, variants=[variant], seed=seed, trace=bool(trace_file),
-                      replay=replay, strategy=strategy, trace_functions=trace_functions)
-    name = f"{selftest} variant={variant.name} cpus={cpus} seed={seed}"
-    try:
-        result = module.run(machine)
-    except EmulationFailure as exc:
-        out(f"not ok 1 {name}")
-        out(f"# {exc.kind}: {exc}")
-        return 1
-    finally:
-        if trace_file:
-            trace_file.write(machine.trace_text() + "\n")
-    if result.outcome == "pass":
-        out(f"ok 1 {name} # {result.detail}")
-    elif result.outcome == "skip":
-        out(f"ok 1 {name} # SKIP {result.detail}")
-    else:
-        out(f"not ok 1 {name}")
-        for line in (result.detail or "").splitlines():
-            out(f"# {line}")
-        out(f"# replay: {replay}")
-    if stats:
-        for key, value in machine.stats().items():
-            out(f"# {key}: {value:.3f}" if isinstance(value, float) else f"# {key}: {value}")
-    return result.exit_code
-
-
 def cmd_explore(args):
-    from .campaign import Campaign, parse_duration
+    from .explore.campaign import Campaign, parse_duration
     seconds = parse_duration(args.time) if args.time else None
     if args.runs is not None and args.runs < 1:
         raise UsageError(f"--runs {args.runs}: at least 1")
@@ -157,7 +111,7 @@ def cmd_explore(args):
 
 
 def cmd_replay(args):
-    from .replay import replay
+    from .explore.replay import replay
     trace_file = _open_trace(args.trace)
     try:
         return replay(args.key, trace_file)

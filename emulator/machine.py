@@ -139,14 +139,18 @@ class Machine:
         self.seed = seed
         self.stall_timeout = stall_timeout
         self.replay = replay
-        from .explore import strategy_from_spec
-        self.strategy = strategy_from_spec(strategy) if strategy is not None else None
+        if strategy is not None and not hasattr(strategy, "install"):
+            raise UsageError(f"strategy must be an exploration strategy (emulator.explore."
+                             f"strategy_from_spec() makes one from a spec), not {strategy!r}")
+        self.strategy = strategy
         self.engine = Engine(seed, baton_timeout)
         self.kernel = Kernel(self.engine, nr_cpus=nr_cpus, nr_possible=nr_possible,
                              nr_nodes=nr_nodes, hz=hz, mm_cid=self.mm_cid_class,
                              glibc_rseq=glibc_rseq, lockup_ns=lockup_ns,
                              trace_tail=trace_tail, max_threads=max_threads, costs=costs,
-                             invariants=invariants, strategy=self.strategy)
+                             invariants=invariants)
+        if strategy is not None:
+            strategy.install(self.kernel)
         if trace_functions:
             self.kernel.tp.trace_functions(self.kernel.mm_cid)
         if trace:
@@ -266,7 +270,7 @@ class Machine:
         self._drive(start, lambda _: k.nr_user_tasks == 0)
         return self._main_status()
 
-    # -- a run driven step by step (emulator.stateful) ---------------------------------------
+    # -- a run driven step by step (emulator.explore.stateful) ---------------------------------------
     #
     # start() builds the run without running it; each advance(ns) runs its
     # events for ns of virtual time on a greenlet of the calling thread and

@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from .errors import EmulationFailure, UsageError
+from .explore.strategies import strategy_from_spec
 from .machine import Machine
 from .variants import load_variant, registered
 from .variants.base import SchedMmCid
@@ -71,7 +72,6 @@ def pytest_configure(config):
     config._emu_cpus = cpus
     spec = config.getoption("emu_strategy")
     if spec:
-        from .explore import strategy_from_spec
         try:
             if spec != "hypothesis" or config.getoption("emu_explore") is None:
                 strategy_from_spec(spec)
@@ -82,10 +82,10 @@ def pytest_configure(config):
     budget = config.getoption("emu_explore")
     try:
         if key is not None:
-            from .replay import parse_key
+            from .explore.keys import parse_key
             parse_key(key)
         if budget is not None:
-            from .campaign import parse_duration
+            from .explore.campaign import parse_duration
             config._emu_explore = parse_duration(budget)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -121,7 +121,7 @@ class CampaignItem(pytest.Item):
         self.shard = shard
 
     def runtest(self):
-        from .campaign import Campaign
+        from .explore.campaign import Campaign
         config = self.config
         strategy = config.getoption("emu_strategy") or "hypothesis"
         campaign = Campaign(self.variant, strategy, config.getoption("emu_workload"),
@@ -152,7 +152,7 @@ class ReplayItem(pytest.Item):
         self.key = key
 
     def runtest(self):
-        from .replay import replay
+        from .explore.replay import replay
         lines = []
         status = replay(self.key, out=lines.append)
         text = "\n".join(lines)
@@ -206,7 +206,7 @@ class SelftestRun:
         self.machine = None
 
     def replay_commands(self):
-        from .cli import selftest_replay
+        from .explore.mirror import selftest_replay
         module = self.request.module.__name__.rsplit(".", 1)[-1]
         name = module[:-len("_test")] if module.endswith("_test") else module
         strategy = self.request.config.getoption("emu_strategy")
@@ -216,7 +216,7 @@ class SelftestRun:
     def check(self, run, **machine_kwargs):
         strategy = self.request.config.getoption("emu_strategy")
         if strategy:
-            machine_kwargs.setdefault("strategy", strategy)
+            machine_kwargs.setdefault("strategy", strategy_from_spec(strategy))
         self.machine = Machine(nr_cpus=self.nr_cpus, variants=[self.variant], seed=self.seed,
                                replay=self.replay_commands(), **machine_kwargs)
         try:
@@ -297,7 +297,7 @@ def machine_factory(request):
         kwargs.setdefault("seed", seed)
         kwargs.setdefault("variants", variants)
         if strategy:
-            kwargs.setdefault("strategy", strategy)
+            kwargs.setdefault("strategy", strategy_from_spec(strategy))
         return Machine(nr_cpus=nr_cpus, **kwargs)
     return make
 

@@ -11,7 +11,7 @@ import pytest
 
 from emulator import Machine
 from emulator.errors import EmulationFailure
-from emulator.generated import known_finding
+from emulator.explore.findings import known_finding
 from emulator.uapi.libc import (
     busy_wait, execve, exit, fork, pthread_create, pthread_join, pthread_setaffinity_np,
     sched_getcpu, sched_setaffinity, sched_yield, usleep, vfork, waitpid,
@@ -154,12 +154,12 @@ CASES = [(name, n) for name, (_, sizes) in WORKLOADS.items() for n in sizes]
 # Only the named error counts as the expected failure; anything else still fails
 # the test.  Not strict where whether the run reaches the bug depends on the seed
 # (where the last mm reference goes, whether per-CPU mode comes first).
-# The reasons are the variants' recorded findings (emulator.generated.KNOWN_FINDINGS).
+# The reasons are the variants' recorded findings (the variants' known_findings).
 @pytest.mark.parametrize("workload, nr_cpus", CASES, ids=[f"{w}-{n}cpu" for w, n in CASES])
 def test_workload_keeps_the_invariants(request, emu_variant, workload, nr_cpus, emu_seed):
     """The workload ends with status 0 and P1-P6 held throughout.  A failure
     that is a recorded finding of the variant or of the era it derives from
-    (emulator.generated.KNOWN_FINDINGS), its cause seen in this run, is an
+    (the variants' known_findings), its cause seen in this run, is an
     xfail with the finding's reason."""
     make, _ = WORKLOADS[workload]
     machine = _machine(emu_variant, nr_cpus, emu_seed, request.config.getoption("emu_strategy"))

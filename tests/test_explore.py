@@ -33,7 +33,8 @@ def outcomes(strategy, seeds=range(1, 16), variant=UnlockedAllocator):
     failures = []
     for seed in seeds:
         try:
-            Machine(nr_cpus=8, variants=[variant], seed=seed, strategy=strategy).run(churn(8))
+            Machine(nr_cpus=8, variants=[variant], seed=seed,
+                    strategy=strategy and strategy_from_spec(strategy)).run(churn(8))
         except EmulationFailure as exc:
             failures.append((seed, str(exc)))
     return failures
@@ -99,14 +100,15 @@ def test_a_script_pauses_exactly_where_it_says():
 def test_a_script_pause_splits_the_racy_allocator():
     """One pause, placed by hand between find and set, is all the lost update needs."""
     marks = []
+    counting = ScriptStrategy()
 
     class Marked(UnlockedAllocator):
         name = "test-marked"
 
         def mm_cid_get(self, mm):
-            marks.append(self.k.strategy.points)
+            marks.append(counting.points)
             return super().mm_cid_get(mm)
-    Machine(nr_cpus=8, variants=[Marked], seed=1, strategy=ScriptStrategy()).run(churn(8))
+    Machine(nr_cpus=8, variants=[Marked], seed=1, strategy=counting).run(churn(8))
     # Points after entry: the READ_ONCE of the find, then the WRITE_ONCE of the set,
     # where a pause opens the window between them.
     failures = []
@@ -149,7 +151,8 @@ def test_explored_runs_that_found_model_races_now_pass(variant, workload, nr_cpu
     sys.path.insert(0, os.path.dirname(__file__))
     from test_conformance import WORKLOADS
     make, _ = WORKLOADS[workload]
-    m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed, strategy=strategy)
+    m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed,
+                strategy=strategy and strategy_from_spec(strategy))
     assert m.run(make(nr_cpus)) == 0, fix
 
 

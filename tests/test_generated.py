@@ -1,8 +1,8 @@
-"""Generated workloads and schedules over every variant (emulator.generated).
+"""Generated workloads and schedules over every variant (emulator.explore.generated).
 
 Hypothesis draws a program tree, a CPU count, a seed and the pauses at
 scheduling points; P1-P7, deadlock and use-after-free checks judge the run.  A
-variant's recorded findings (``KNOWN_FINDINGS``, inherited by patches deriving
+variant's recorded findings (``known_findings``, inherited by patches deriving
 from it) end a run as known; anything else fails, shrunk to the fewest phases
 and pauses that still break the variant.  Examples are derandomized (and
 drawn without the constants of whatever modules the process loaded), so a run
@@ -12,7 +12,8 @@ examples (``HYPOTHESIS_EXAMPLES``) widen it.
 
 import os
 
-from emulator.generated import generated_search, known_finding, run_case
+from emulator.explore.findings import known_finding
+from emulator.explore.generated import generated_search, run_case
 from emulator.variants.mm_cid_v7_0 import FAILED_EXECVE_PERCPU
 from emulator.variants import get_variant
 from emulator.workload import Program, exec_, sleep, thread

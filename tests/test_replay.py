@@ -9,13 +9,16 @@ import sys
 
 import pytest
 
-from emulator import replay as replay_mod
-from emulator.campaign import Campaign, failure_category, parse_duration
 from emulator import Machine
-from emulator.errors import EmulationFailure, KernelBug, UsageError
-from emulator.generated import Case, run_case
-from emulator.replay import make_key, parse_key, replay
-from emulator.stateful import replay_steps
+from emulator.checks.invariants import InvariantViolation
+from emulator.errors import KernelBug, UsageError
+from emulator.explore import keys as replay_mod
+from emulator.explore.campaign import Campaign, parse_duration
+from emulator.explore.findings import failure_category
+from emulator.explore.generated import Case, run_case
+from emulator.explore.keys import make_key, parse_key
+from emulator.explore.replay import replay
+from emulator.explore.stateful import replay_steps
 from emulator.variants import load_variant
 from emulator.workload import Program, program_from_data, program_to_data, repeat, run, \
     setaffinity, sleep, thread, exec_, yield_
@@ -191,7 +194,7 @@ def test_a_strategy_campaign_runs_a_mirror_once_per_seed():
 
 
 def test_failures_are_grouped_by_invariant_or_detector():
-    assert failure_category(EmulationFailure("P2 bound: ...")) == "P2"
+    assert failure_category(InvariantViolation("P2 bound: ...", invariant="P2")) == "P2"
     assert failure_category(KernelBug("WARNING: ...")) == "kernel bug"
     assert failure_category(ValueError("x")) == "python error: ValueError"
 
@@ -250,7 +253,7 @@ def test_a_failing_mirror_run_prints_the_key_that_replays_it(no_threads, tmp_pat
 
 def test_the_reported_run_of_a_shrunk_example_traces_the_variant(no_threads):
     """Searching runs no function tracer; the run Hypothesis reports does."""
-    from emulator.generated import generated_search
+    from emulator.explore.generated import generated_search
     reports = []
 
     def search(case):
@@ -278,8 +281,8 @@ def test_a_seeded_search_draws_the_same_whatever_the_process_imported(tmp_path, 
     """Hypothesis draws some integers from the constants of the local modules
     loaded in the process; a search of this project must not: its failure
     reproduces alone from the pytest command printed in the full suite."""
-    from emulator.generated import generated_search
-    from emulator.stateful import lifecycle_machine, stateful_search
+    from emulator.explore.generated import generated_search
+    from emulator.explore.stateful import lifecycle_machine, stateful_search
     from emulator.variants import get_variant
 
     def searched():

@@ -1,4 +1,4 @@
-"""The mm lifecycle driven rule by rule over every variant (emulator.stateful).
+"""The mm lifecycle driven rule by rule over every variant (emulator.explore.stateful).
 
 Hypothesis creates threads and processes, vforks, execs (succeeding and
 failing), exits, widens and shrinks affinities, migrates, sleeps and wakes,
@@ -18,7 +18,7 @@ import pytest
 
 from emulator import Machine
 from emulator.errors import EmulationFailure, UsageError
-from emulator.stateful import Puppet, PuppetImage, lifecycle_machine, stateful_search
+from emulator.explore.stateful import Puppet, PuppetImage, lifecycle_machine, stateful_search
 
 EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "60"))
 PATCH_EXAMPLES = int(os.environ.get("STATEFUL_PATCH_EXAMPLES", "500"))

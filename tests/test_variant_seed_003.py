@@ -186,7 +186,8 @@ def test_the_missed_vforked_user_keeps_its_cid_and_a_cpu_spins_for_one():
     threads computing at once: the fourth CPU spins in mm_get_cid() with its
     runqueue lock held.  Recorded as V3's finding, its cause noted when the
     walk stops; v7.0 runs the same program to its end."""
-    from emulator.generated import SEED_003_COUNTING_WALK, known_finding
+    from emulator.explore.findings import known_finding
+    from emulator.variants.mm_cid_seed_003 import SEED_003_COUNTING_WALK
 
     def vchild():
         usleep(20_000)                   # asleep through the switch to per-CPU mode

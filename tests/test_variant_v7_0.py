@@ -493,7 +493,8 @@ def test_siblings_exiting_during_a_failed_execve_orphan_the_exec_cpus_cid():
     mm's first user again: "Required for execve()" sets CPU 1's slot to the
     new CID, and the CID CPU 1 owned has no owner left (P4).  Recorded as the
     same finding, its cause noted when the fork finds the mm so."""
-    from emulator.generated import V6_19_LAST_USER_EXEC, known_finding
+    from emulator.explore.findings import known_finding
+    from emulator.variants.mm_cid_v7_0 import V6_19_LAST_USER_EXEC
     from emulator.variants.mm_cid_v7_0 import LAST_USER_FAILED_EXECVE_PERCPU
 
     def worker(_):

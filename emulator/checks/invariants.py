@@ -26,7 +26,13 @@ from ..errors import EmulationFailure
 
 
 class InvariantViolation(EmulationFailure):
+    """A broken invariant; ``invariant`` names it ("P1"), as data."""
+
     kind = "invariant violation"
+
+    def __init__(self, message, detail="", invariant=None):
+        super().__init__(message, detail)
+        self.invariant = invariant
 
 
 def exposes_cid(k, t):
@@ -45,7 +51,7 @@ def P1_unique_cid_among_running_tasks(k, mm, cpu, t, other_cpu):
     if other is not t and other.mm is mm and exposes_cid(k, other) and v.task_mm_cid(other) == cid:
         raise InvariantViolation(
             f"P1 uniqueness: {mm!r}: {t!r} on CPU {cpu} and {other!r} on CPU {other_cpu} "
-            f"both run with mm_cid {cid}", _state(k))
+            f"both run with mm_cid {cid}", _state(k), "P1")
 
 
 def P2_cid_within_bound(k, t, mm_cid):
@@ -54,14 +60,14 @@ def P2_cid_within_bound(k, t, mm_cid):
     if not 0 <= mm_cid < bound:
         raise InvariantViolation(
             f"P2 bound: {t!r} on CPU {t.cpu} sees mm_cid {mm_cid}, outside [0, {bound}) "
-            f"({k.mm_cid.name})", _state(k))
+            f"({k.mm_cid.name})", _state(k), "P2")
 
 
 def P3_rseq_written_by_the_kernel_update(k, area, field):
     """Raised when rseq fields are written outside the kernel's rseq update."""
     raise InvariantViolation(
         f"P3 visibility: {area!r}.{field} written outside rseq_update_cpu_node_id() "
-        f"(by {k.cur!r} on CPU {k.cpu}, in_irq={k.in_irq})", _state(k))
+        f"(by {k.cur!r} on CPU {k.cpu}, in_irq={k.in_irq})", _state(k), "P3")
 
 
 def P4_no_orphan_cid_bits(k):
@@ -80,7 +86,7 @@ def P4_no_orphan_cid_bits(k):
             from ..kernel.cpumask import cpus_of
             raise InvariantViolation(
                 f"P4 no orphan: {mm!r} has cid bits {cpus_of(orphans)} set with no owner "
-                f"(owners: {sorted(owners)})", _state(k))
+                f"(owners: {sorted(owners)})", _state(k), "P4")
 
 
 def _state(k):

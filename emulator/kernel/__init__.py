@@ -34,8 +34,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
              Workqueue, StopMachine):
 
     def __init__(self, engine, *, nr_cpus, nr_possible, nr_nodes, hz, mm_cid, glibc_rseq,
-                 lockup_ns, trace_tail, max_threads, costs=None, invariants=True,
-                 strategy=None):
+                 lockup_ns, trace_tail, max_threads, costs=None, invariants=True):
         self.engine = engine
         self.chooser = engine.chooser
         self.nr_cpu_ids = nr_possible
@@ -58,7 +57,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.ttwu_remote_ns = c["ttwu_remote_ns"]
         self.ipi_latency_ns = c["ipi_latency_ns"]
         self.timer_slack_ns = c["timer_slack_ns"]
-        self.sched_point_hook = None
+        self.sched_point_hook = None   # set by an exploration strategy (emulator.explore.point)
         self.preempted_paths = set()    # tasks inside preempt_kernel_path()
         self.stop_condition = lambda: False
         self.tp = Tracepoints(self, trace_tail)
@@ -80,14 +79,10 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.live_mms = {}
         self.rseq_resuming = None
         self.paused_lock_holders = 0
-        # Causes of recorded findings seen in this run (emulator.generated.known_finding)
+        # Causes of recorded findings seen in this run (emulator.explore.findings.known_finding)
         self.causes = set()
         self.suspended_holders = [0] * nr_possible
         self.held_off_irqs = []
-        self.strategy = strategy
-        if strategy is not None and strategy.name != "default":
-            strategy.attach(self.chooser)
-            self.sched_point_hook = self.explore_sched_point
         self.rt_curr_mask = 0
         self.load_masks = [self.online_mask, 0, 0, 0]
         self.in_irq = False

@@ -26,6 +26,18 @@ stubs of the kernel headers: a variant overrides the ones its era implements.
 """
 
 
+class Finding:
+    """A recorded finding of a variant: a failure of class *error* whose
+    message matches *pattern*, in a run where the variant noted *cause*
+    (``Kernel.causes``; None: any run), is the known bug *reason* explains.
+    A patch deriving from the variant inherits it (emulator.explore.findings)."""
+
+    __slots__ = ("error", "pattern", "cause", "reason")
+
+    def __init__(self, error, pattern, cause, reason):
+        self.error, self.pattern, self.cause, self.reason = error, pattern, cause, reason
+
+
 class Variant:
     """A kernel version or patch of one subsystem.  ``self.k`` is the kernel."""
 
@@ -33,6 +45,7 @@ class Variant:
     name = None
     copies = ""          # the commit or posting it copies
     source = None        # the file a user patch was loaded from
+    known_findings = ()  # Finding()s this variant itself adds (not its bases')
 
     def __init__(self, kernel):
         self.k = kernel

@@ -44,10 +44,12 @@ wraps every run of the work function, early returns included, as the
 posting's probes did (its tables count invocations of the function).
 """
 
+from ..errors import KernelBug
 from ..kernel.cpumask import cpumask_weight
 from ..kernel.locking import READ_ONCE
 from ..kernel.workqueue import delayed_work
 from . import register
+from .base import Finding
 from .mm_cid_v6_4 import MM_CID_SCAN_DELAY, SCAN_NS_PER_CPU
 from .mm_cid_v6_14 import MmCidV6_14
 
@@ -65,9 +67,18 @@ def INIT_DELAYED_WORK(mm, func):
     return work
 
 
+SEED_000_SLEEPS = (
+    "seed 000 v2 cancels the mm's delayed work synchronously (disable_delayed_work_sync()) "
+    "from __mmdrop(), which runs from finish_task_switch() with preemption disabled when "
+    "the last lazy reference goes: sleeping in atomic context.  Later postings (v7+) use "
+    "disable_work() with a reference held around the work.")
+
 @register
 class MmCidSeed000(MmCidV6_14):
     name = "seed-000"
+    known_findings = (
+        Finding(KernelBug, r"sleeping function called from invalid context", None, SEED_000_SLEEPS),
+    )
     copies = ("Gabriele Monaco, [PATCH v2 1-3/4] sched: Move task_mm_cid_work to mm "
               "delayed work (2024-12-13, not merged)")
 

@@ -49,11 +49,13 @@ call of sched_mm_cid_exit() is not modelled (the model's fork cannot fail
 after copy_mm()).
 """
 
+from ..errors import HardLockup
 from ..kernel.locking import (
     READ_ONCE, WRITE_ONCE, lockdep_assert_held, mutex_lock, mutex_unlock, preempt_disable,
     preempt_enable,
 )
 from . import register
+from .base import Finding
 from .mm_cid_v7_0 import (
     MM_CID_TRANSIT, MM_CID_UNSET, MmCidV7_0, WARN_ON_ONCE, cid_from_transit_cid,
     cid_in_transit, cid_on_cpu, cid_on_task, cid_to_cpu_cid, cid_to_transit_cid,
@@ -61,7 +63,7 @@ from .mm_cid_v7_0 import (
 )
 
 
-# Cause of V3's recorded finding (emulator.generated.KNOWN_FINDINGS), noted when it happens.
+# Cause of V3's recorded finding (known_findings below), noted when it happens.
 WALK_MISSED_CLONE_VM_USER = "V3's counting walk to per-CPU mode missed a vfork()ed user"
 
 
@@ -79,9 +81,23 @@ class mm_mm_cid:
                 f"nr_cpus_allowed={self.nr_cpus_allowed})")
 
 
+SEED_003_COUNTING_WALK = (
+    "seed 003 (V3 as posted): mm_cid_fixup_tasks_to_cpus() "
+    "stops on a count of the users it fixed, but its second loop (for_each_process_thread(), "
+    "for CLONE_VM users such as a vfork()ed child) meets current's threads again and counts "
+    "them twice, so it can stop before the child, whose CID stays task-owned in per-CPU "
+    "mode.  With as many CIDs as possible CPUs one CPU then finds none for the task it "
+    "schedules in and spins in mm_get_cid() with its runqueue lock held: a hard lockup.  "
+    "192d852129b1 replaced \"the proven to be flaky counting logic\" by the per-mm "
+    "user_list walk.")
+
 @register
 class MmCidSeed003(MmCidV7_0):
     name = "seed-003"
+    known_findings = (
+        Finding(HardLockup, r"spinning on cpu_relax\(\)", WALK_MISSED_CLONE_VM_USER,
+                SEED_003_COUNTING_WALK),
+    )
     NOT_KERNEL_FUNCTIONS = MmCidV7_0.NOT_KERNEL_FUNCTIONS + ("note_walk_missed_users",)
     copies = "Thomas Gleixner, [patch V3 00/20] sched: Rewrite MM CID management (2025-10-29)"
     # sched_mm_cid_fork() is called from copy_mm(), before the task is

@@ -57,7 +57,8 @@ stops the run as a KernelBug; clear_bit() outside the bitmap (which C would
 not catch) stops the run as a KernelBug, since a Python int would just grow.
 """
 
-from ..errors import KernelBug
+from ..checks.invariants import InvariantViolation
+from ..errors import HardLockup, KernelBug
 from ..kernel.cpumask import Cpumask, cpus_of
 from ..kernel.irq_work import irq_work
 from ..kernel.locking import (
@@ -67,7 +68,7 @@ from ..kernel.locking import (
 )
 from ..kernel.workqueue import work_struct
 from . import register
-from .base import SchedMmCid
+from .base import Finding, SchedMmCid
 
 MM_CID_UNSET = 1 << 31
 MM_CID_ONCPU = 1 << 30
@@ -238,9 +239,36 @@ def WARN_ON_ONCE(condition, what):
     return False
 
 
+V6_19_FAILED_EXEC = (
+    "a finding to report (v6.19+ as reconstructed from the merged diffs): a failed execve() "
+    "in per-CPU mode runs sched_mm_cid_before_execve() (exit) and sched_mm_cid_after_execve() "
+    "(fork, which in per-CPU mode gives the task no cid: it borrows one at its next "
+    "schedule-in), so the running task returns to user space with MM_CID_UNSET and rseq "
+    "shows 0x80000000 (P2).  Only runs in per-CPU mode when the failing exec ends hit it "
+    "(reached before it began, or by another thread's fork meanwhile).")
+
+V6_19_LAST_USER_EXEC = (
+    "a finding to report (v6.19+ as reconstructed): when the last user of an mm in per-CPU "
+    "mode leaves it while one of its threads is in an execve() that then fails (the exec'ing "
+    "thread itself, or its siblings exiting meanwhile), sched_mm_cid_exit()'s \"Last user\" "
+    "branch ignores the mode change (\"nothing to do\": the mm was to go away), so the mode "
+    "stays cpu->task with other CPUs still owning their CIDs.  The failed exec's fork, the "
+    "mm's first user again, sets its CPU's slot to its new CID: a CID that CPU owned is "
+    "orphaned (P4); once the mm has as many users as possible CPUs, sched_mm_cid_fork() "
+    "spins in mm_get_cid() with mm_cid.lock held: a hard lockup.")
+
 @register
 class MmCidV7_0(SchedMmCid):
     name = "v7.0"
+    known_findings = (
+        Finding(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", FAILED_EXECVE_PERCPU,
+                V6_19_FAILED_EXEC),
+        Finding(KernelBug, r"clear_bit\(0x80000000\)", FAILED_EXECVE_PERCPU, V6_19_FAILED_EXEC),
+        Finding(HardLockup, r"spinning on cpu_relax\(\)", LAST_USER_FAILED_EXECVE_PERCPU,
+                V6_19_LAST_USER_EXEC),
+        Finding(InvariantViolation, r"P4 no orphan: ", LAST_USER_FAILED_EXECVE_PERCPU,
+                V6_19_LAST_USER_EXEC),
+    )
     # Lock helpers (guards in the kernel) and the model's notes of causes.
     NOT_KERNEL_FUNCTIONS = SchedMmCid.NOT_KERNEL_FUNCTIONS + (
         "_lock_irq", "_unlock_irq", "note_failed_execve", "note_first_user", "mm_cid_mode_changed")
@@ -876,7 +904,7 @@ class MmCidV7_0(SchedMmCid):
 
     def note_failed_execve(self, t):
         """Not kernel code: records the cause of this era's recorded findings
-        (emulator.generated.KNOWN_FINDINGS) when it happens, a failed
+        (known_findings) when it happens, a failed
         execve() (the task keeps its mm) begun in per-CPU mode or ending in
         it (another thread's fork flipped the mode meanwhile): the fork of
         sched_mm_cid_after_execve() runs in per-CPU mode."""

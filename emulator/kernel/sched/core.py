@@ -12,8 +12,6 @@ nohz kick from a busy CPU's tick, not sched domains; kernel code runs in zero
 virtual time unless it charges a cost with ``charge()``.
 """
 
-from greenlet import getcurrent
-
 from ..locking import raw_spin_lock, raw_spin_unlock, lockdep_assert_held
 from ..task import (
     PF_KTHREAD, SCHED_FIFO, SCHED_NORMAL, SCHED_RR, TASK_DEAD, TASK_INTERRUPTIBLE,
@@ -693,27 +691,7 @@ class SchedCore:
                 raise KernelBug(f"BUG: spinlock recursion on {lock.name} on CPU {self.cpu}")
             spun = self.cpu_relax(lock.name, spun)
 
-    # -- exploration: pausing a kernel path at a scheduling point ------------------------------------------
-
-    def explore_sched_point(self, kind, obj):
-        """The sched_point hook while a strategy explores (emulator/explore.py)."""
-        t = self.cur
-        if self.in_irq or t.stack is None or getcurrent() is not t.stack:
-            return                      # interrupt context and the boot path run through
-        # Where a real kernel may stop this path for as long as interrupts and
-        # the tasks preempting it take: where delays of milliseconds happen.
-        preemptible = self.preemptible(t)
-        strategy = self.strategy
-        delay = strategy.pause_ns(kind, preemptible)
-        if delay is not None:
-            if preemptible and strategy.resched and self.preempt_kernel_path():
-                return
-            self.pause_kernel_path(delay)
-        elif preemptible and strategy.resched_p and self.rqs[self.cpu].nr_running > 1 and \
-                self.chooser.getrandbits(16) < strategy.resched_p * 65536:
-            # A PREEMPT kernel: other tasks wait for this CPU, the path may be
-            # preempted wherever it is preemptible.
-            self.preempt_kernel_path()
+    # -- a kernel path stopped at a scheduling point (emulator.explore.point decides) ----------------------
 
     def preempt_kernel_path(self):
         """The current kernel path is preempted here, as on a PREEMPT kernel

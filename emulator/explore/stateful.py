@@ -52,19 +52,19 @@ from hypothesis.stateful import (
     RuleBasedStateMachine, get_state_machine_test, initialize, invariant, precondition, rule,
 )
 
-from .checks.invariants import P4_no_orphan_cid_bits
-from .errors import Deadlock, EmulationFailure, UsageError
-from .explore import ScriptStrategy
-from .generated import known_finding, reporting_example, search_settings, \
-    without_local_constants
-from .kernel.cpumask import mask_of
-from .kernel.irq_work import irq_work
-from .kernel.task import TASK_INTERRUPTIBLE
-from .kernel.wait import wait_queue_head_t
-from .kernel.workqueue import delayed_work
-from .machine import Machine
-from .replay import make_key, replay_command
-from .uapi.libc import exec_main_image, inherit_tls
+from ..checks.invariants import P4_no_orphan_cid_bits
+from ..errors import Deadlock, EmulationFailure, UsageError
+from ..kernel.cpumask import mask_of
+from ..kernel.irq_work import irq_work
+from ..kernel.task import TASK_INTERRUPTIBLE
+from ..kernel.wait import wait_queue_head_t
+from ..kernel.workqueue import delayed_work
+from ..machine import Machine
+from ..uapi.libc import exec_main_image, inherit_tls
+from .findings import known_finding
+from .generated import reporting_example, search_settings, without_local_constants
+from .keys import make_key, replay_command
+from .strategies import ScriptStrategy
 
 __all__ = ["Puppet", "PuppetImage", "lifecycle_machine", "replay_steps", "CPUS"]
 

@@ -22,8 +22,8 @@ import json
 import os
 import zlib
 
-from . import __version__
-from .errors import UsageError
+from .. import __version__
+from ..errors import UsageError
 
 __all__ = ["emulator_version", "make_key", "parse_key", "replay_command", "variant_ref",
            "load_variant_ref"]
@@ -36,7 +36,7 @@ def emulator_version():
     """``0.1.0+<digest of the emulator's source>``: what a key must match."""
     global _version
     if _version is None:
-        root = os.path.dirname(os.path.abspath(__file__))
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         h = hashlib.sha256()
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
@@ -58,7 +58,7 @@ def _file_digest(path):
 def variant_ref(variant):
     """How a key names *variant*, or None when it cannot (a class defined in a
     test, neither registered nor loaded from a file)."""
-    from .variants import get_variant, load_variant
+    from ..variants import get_variant, load_variant
     cls = load_variant(variant)
     source = getattr(cls, "source", None)
     if source:
@@ -72,7 +72,7 @@ def variant_ref(variant):
 
 
 def load_variant_ref(ref):
-    from .variants import load_variant
+    from ..variants import load_variant
     if "name" in ref:
         return load_variant(ref["name"])
     path = ref["path"]
@@ -116,56 +116,3 @@ def parse_key(key):
 
 def replay_command(key):
     return f"python -m emulator replay {key}" if key else None
-
-
-def replay(key, trace_file=None, out=print):
-    """Run what *key* names, with the variant's functions traced, printing
-    its outcome as ``python -m emulator run`` does; returns the exit status (0 the run passed or ended in a
-    recorded finding, 1 it failed, 4 a selftest skipped)."""
-    data = parse_key(key)
-    variant = load_variant_ref(data["variant"])
-    kind = data["kind"]
-    command = replay_command(key)
-    try:
-        if kind == "run":
-            from .cli import run_selftest
-            return run_selftest(data["selftest"], variant, data["cpus"], data["seed"],
-                                data.get("strategy"), trace_file, replay=command, out=out,
-                                trace_functions=True)
-        if kind == "generated":
-            from .generated import Case, run_case
-            from .workload import program_from_data
-            case = Case(data["cpus"], data["seed"], program_from_data(data["program"]),
-                        {int(p): ns for p, ns in data["pauses"].items()})
-            return _report(out, f"generated case on {variant.name}", trace_file,
-                           lambda **kw: run_case(variant, case, replay=command, **kw))
-        if kind == "stateful":
-            from .stateful import replay_steps
-            return _report(out, f"stateful example on {variant.name}", trace_file,
-                           lambda **kw: replay_steps(variant, data["boot"], data["steps"],
-                                                     lockup_ns=data.get("lockup_ns"),
-                                                     replay=command, **kw))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"replay key is damaged ({type(exc).__name__}: {exc})") from None
-    raise UsageError(f"replay key of an unknown kind {kind!r}")
-
-
-def _report(out, name, trace_file, run):
-    """Run a generated case or a stateful example (``run(**machine_kwargs)``
-    returns None or the reason of a recorded finding) and print its outcome."""
-    from .errors import EmulationFailure
-    machines = []
-    try:
-        reason = run(trace=bool(trace_file), on_machine=machines.append, trace_functions=True)
-    except EmulationFailure as exc:
-        out(f"not ok 1 {name}")
-        out(f"# {exc.kind}: {exc}")
-        return 1
-    finally:
-        if trace_file and machines:
-            trace_file.write(machines[-1].trace_text() + "\n")
-    if reason:
-        out(f"ok 1 {name} # known finding: {reason}")
-    else:
-        out(f"ok 1 {name}")
-    return 0

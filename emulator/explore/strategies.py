@@ -17,15 +17,15 @@ every point, ``qN`` the preemptible ones) and ``PreemptStrategy`` pauses only
 at preemptible points.
 
 A strategy is an oracle that draws every decision from the machine's seeded
-chooser, so a run replays from (seed, variant, strategy).  This is a first
-step of the exploration issue.
+chooser, so a run replays from (seed, variant, strategy).
 
 Departures: only kernel paths in task context pause (interrupt handlers run
 to completion on the event loop); a paused path holds off its CPU's
 interrupts until it resumes, as if it ran with interrupts off.
 """
 
-from .errors import UsageError
+from ..errors import UsageError
+from .point import sched_point_hook
 
 __all__ = ["Strategy", "RandomStrategy", "PCTStrategy", "PreemptStrategy", "ScriptStrategy",
            "strategy_from_spec"]
@@ -45,6 +45,17 @@ class Strategy:
         self.points = 0
         self.preemptible_points = 0
         self.pauses = 0
+
+    # A recorder called at every scheduling point, interrupt context included,
+    # before the decision: observe(kernel, kind, obj) (the systematic search's).
+    observe = None
+
+    def install(self, kernel):
+        """Take the decisions of *kernel*'s scheduling points (Machine does
+        this); the default strategy leaves the hook off."""
+        self.attach(kernel.chooser)
+        if self.name != "default" or self.observe is not None:
+            kernel.sched_point_hook = sched_point_hook(kernel, self)
 
     def attach(self, chooser):
         self.chooser = chooser

@@ -26,11 +26,17 @@ import time
 
 from hypothesis.reporting import with_reporter
 
-from .errors import EmulationFailure, UsageError
-from .explore import strategy_from_spec
-from .variants import load_variant
+from ..errors import EmulationFailure, UsageError
+from ..machine import Machine
+from ..selftest import find_selftest
+from ..variants import load_variant
+from .findings import failure_category, known_finding
+from .generated import generated_search, run_case
+from .mirror import selftest_replay
+from .stateful import lifecycle_machine, stateful_search
+from .strategies import strategy_from_spec
 
-__all__ = ["Campaign", "failure_category", "parse_duration"]
+__all__ = ["Campaign", "parse_duration"]
 
 HYPOTHESIS_WORKLOADS = ("stateful", "generated")
 BATCH = 20          # Hypothesis examples per batch: the budget is checked between batches
@@ -43,18 +49,6 @@ def parse_duration(text):
     if not m or float(m.group(1)) <= 0:
         raise UsageError(f"--time {text!r}: a duration such as 60s, 5m or 1h")
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-
-
-def failure_category(exc):
-    """What broke, as the summary groups it: the invariant (``P2``) for an
-    invariant violation, else the detector (hard lockup, deadlock,
-    use-after-free, kernel bug, ...)."""
-    if isinstance(exc, EmulationFailure):
-        m = re.match(r"(P\d+)\b", exc.message)
-        if m:
-            return m.group(1)
-        return exc.kind
-    return f"python error: {type(exc).__name__}"
 
 
 class Failure:
@@ -81,7 +75,6 @@ class Campaign:
                                  f"{', '.join(HYPOTHESIS_WORKLOADS)}")
             self.cpus = tuple(cpus or (2, 3, 4, 8))
         else:
-            from .selftest import find_selftest
             strategy_from_spec(strategy)
             workload = workload or "mm_cid_compaction"
             find_selftest(workload)
@@ -118,7 +111,6 @@ class Campaign:
     def _hypothesis_batch(self, batch_seed, examples):
         campaign = self
         if self.workload == "stateful":
-            from .stateful import lifecycle_machine, stateful_search
             base = lifecycle_machine(self.variant, cpus=self.cpus)
 
             class Counted(base):
@@ -130,7 +122,6 @@ class Campaign:
                             campaign._ran(self.m, self.known)
             test = stateful_search(Counted, examples, batch_seed, print_blob=False)
         else:
-            from .generated import generated_search, run_case
 
             def case_run(case):
                 machines = []
@@ -152,14 +143,10 @@ class Campaign:
             self._failed(exc, "\n".join(map(str, steps)))
 
     def _seeded_run(self, run_seed):
-        from .cli import selftest_replay
-        from .generated import known_finding
-        from .machine import Machine
-        from .selftest import find_selftest
         module = find_selftest(self.workload)
         nr_cpus = self.cpus[run_seed % len(self.cpus)]
         m = Machine(nr_cpus=nr_cpus, variants=[self.variant], seed=run_seed,
-                    strategy=self.strategy,
+                    strategy=strategy_from_spec(self.strategy),
                     replay=selftest_replay(self.workload, self.variant, nr_cpus, run_seed,
                                            self.strategy))
         try:

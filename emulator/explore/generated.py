@@ -4,7 +4,7 @@
 (threads and processes created, computing, sleeping short and long enough for
 a 100 ms scan or a deferred mode change, yielding, widening and shrinking their
 affinity, exec'ing a new program or a missing file, exiting), a machine seed,
-a CPU count and a :class:`~emulator.explore.ScriptStrategy` of pauses at
+a CPU count and a :class:`~emulator.explore.strategies.ScriptStrategy` of pauses at
 scheduling points.  ``run_case(variant, case)`` runs it with P1-P7 checked.
 Because the schedule is drawn from the same data as the workload, Hypothesis
 shrinks both: a failure ends as few phases and few pauses as still break the
@@ -18,89 +18,23 @@ the test, so that the search goes on for anything new.
 """
 
 import contextlib
-import re
 
 from hypothesis import HealthCheck, given, seed as hypothesis_seed, settings, strategies as st
 from hypothesis.internal.conjecture import providers as _providers
 
-from .checks.invariants import InvariantViolation
-from .errors import EmulationFailure, HardLockup, KernelBug
-from .explore import ScriptStrategy
-from .machine import Machine
-from .replay import make_key, replay_command
-from .variants.mm_cid_seed_003 import WALK_MISSED_CLONE_VM_USER
-from .variants.mm_cid_v7_0 import FAILED_EXECVE_PERCPU, LAST_USER_FAILED_EXECVE_PERCPU
-from .workload import Program, exec_, exit_, fork, program_to_data, repeat, run, setaffinity, \
+from ..errors import EmulationFailure
+from ..machine import Machine
+from ..workload import Program, exec_, exit_, fork, program_to_data, repeat, run, setaffinity, \
     sleep, thread, yield_
+from .findings import known_finding
+from .keys import make_key, replay_command
+from .strategies import ScriptStrategy
 
-__all__ = ["Case", "KNOWN_FINDINGS", "known_finding", "reporting_example", "run_case",
+__all__ = ["Case", "reporting_example", "run_case",
            "generated_search", "search_settings", "without_local_constants", "workload_cases"]
 
 MISSING_FILE = "/no/such/file"
 
-SEED_000_SLEEPS = (
-    "seed 000 v2 cancels the mm's delayed work synchronously (disable_delayed_work_sync()) "
-    "from __mmdrop(), which runs from finish_task_switch() with preemption disabled when "
-    "the last lazy reference goes: sleeping in atomic context.  Later postings (v7+) use "
-    "disable_work() with a reference held around the work.")
-V6_19_FAILED_EXEC = (
-    "a finding to report (v6.19+ as reconstructed from the merged diffs): a failed execve() "
-    "in per-CPU mode runs sched_mm_cid_before_execve() (exit) and sched_mm_cid_after_execve() "
-    "(fork, which in per-CPU mode gives the task no cid: it borrows one at its next "
-    "schedule-in), so the running task returns to user space with MM_CID_UNSET and rseq "
-    "shows 0x80000000 (P2).  Only runs in per-CPU mode when the failing exec ends hit it "
-    "(reached before it began, or by another thread's fork meanwhile).")
-
-V6_19_LAST_USER_EXEC = (
-    "a finding to report (v6.19+ as reconstructed): when the last user of an mm in per-CPU "
-    "mode leaves it while one of its threads is in an execve() that then fails (the exec'ing "
-    "thread itself, or its siblings exiting meanwhile), sched_mm_cid_exit()'s \"Last user\" "
-    "branch ignores the mode change (\"nothing to do\": the mm was to go away), so the mode "
-    "stays cpu->task with other CPUs still owning their CIDs.  The failed exec's fork, the "
-    "mm's first user again, sets its CPU's slot to its new CID: a CID that CPU owned is "
-    "orphaned (P4); once the mm has as many users as possible CPUs, sched_mm_cid_fork() "
-    "spins in mm_get_cid() with mm_cid.lock held: a hard lockup.")
-
-SEED_003_COUNTING_WALK = (
-    "seed 003 (V3 as posted): mm_cid_fixup_tasks_to_cpus() "
-    "stops on a count of the users it fixed, but its second loop (for_each_process_thread(), "
-    "for CLONE_VM users such as a vfork()ed child) meets current's threads again and counts "
-    "them twice, so it can stop before the child, whose CID stays task-owned in per-CPU "
-    "mode.  With as many CIDs as possible CPUs one CPU then finds none for the task it "
-    "schedules in and spins in mm_get_cid() with its runqueue lock held: a hard lockup.  "
-    "192d852129b1 replaced \"the proven to be flaky counting logic\" by the per-mm "
-    "user_list walk.")
-
-# variant name -> [(error class, message pattern, cause, reason)]: a failure is
-# the recorded finding when it has the class and message *and* its cause
-# happened in the run (Kernel.causes, noted by the variant), so that a patch
-# failing the same way for another reason is still reported.
-KNOWN_FINDINGS = {
-    "seed-000": [(KernelBug, r"sleeping function called from invalid context", None,
-                  SEED_000_SLEEPS)],
-    "seed-003": [(HardLockup, r"spinning on cpu_relax\(\)", WALK_MISSED_CLONE_VM_USER,
-                  SEED_003_COUNTING_WALK)],
-    "v7.0": [(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", FAILED_EXECVE_PERCPU,
-              V6_19_FAILED_EXEC),
-             (KernelBug, r"clear_bit\(0x80000000\)", FAILED_EXECVE_PERCPU, V6_19_FAILED_EXEC),
-             (HardLockup, r"spinning on cpu_relax\(\)", LAST_USER_FAILED_EXECVE_PERCPU,
-              V6_19_LAST_USER_EXEC),
-             (InvariantViolation, r"P4 no orphan: ", LAST_USER_FAILED_EXECVE_PERCPU,
-              V6_19_LAST_USER_EXEC)],
-}
-# seed-003 derives from v7.0 and inherits v7.0's findings through known_finding().
-
-
-def known_finding(variant, exc, causes=None):
-    """The reason *exc* is a recorded finding of *variant* or of an era it
-    derives from, or None.  *causes* are the causes the run noted
-    (``Kernel.causes``); a finding with a cause matches only if it happened."""
-    for cls in type.mro(variant):
-        for error, pattern, cause, reason in KNOWN_FINDINGS.get(getattr(cls, "name", None), ()):
-            if isinstance(exc, error) and re.search(pattern, str(exc)) and \
-                    (cause is None or causes is None or cause in causes):
-                return reason
-    return None
 
 
 class Case:

@@ -1,0 +1,48 @@
+"""The scheduling point: what a kernel path does at a shared-memory primitive
+while a strategy explores.
+
+Every primitive of emulator.kernel.locking calls ``kernel.sched_point_hook``
+(None by default: each path runs to its next block).  A strategy installs
+:func:`sched_point_hook` there; at each point it asks the strategy whether
+the running path goes on, pauses for some virtual ns (other CPUs' paths and
+events run meanwhile: Kernel.pause_kernel_path) or, at a preemptible point,
+is preempted by the tasks queued on its CPU (Kernel.preempt_kernel_path, a
+PREEMPT kernel's preemption).  The kernel knows nothing of strategies; the
+mechanism of stopping a path is the kernel's, the decision is made here.
+
+Only paths in task context pause: interrupt context and the boot path run
+through (interrupt handlers run to completion on the event loop).
+"""
+
+from greenlet import getcurrent
+
+__all__ = ["sched_point_hook"]
+
+
+def sched_point_hook(k, strategy):
+    """The hook for kernel *k*, deciding with *strategy*."""
+    rqs = k.rqs
+    chooser = k.chooser
+    pause_ns = strategy.pause_ns
+    observe = strategy.observe          # None, or a recorder of every point
+
+    def sched_point(kind, obj):
+        t = k.cur
+        if observe is not None:
+            observe(k, kind, obj)
+        if k.in_irq or t.stack is None or getcurrent() is not t.stack:
+            return
+        # Where a real kernel may stop this path for as long as interrupts and
+        # the tasks preempting it take: where delays of milliseconds happen.
+        preemptible = k.preemptible(t)
+        delay = pause_ns(kind, preemptible)
+        if delay is not None:
+            if preemptible and strategy.resched and k.preempt_kernel_path():
+                return
+            k.pause_kernel_path(delay)
+        elif preemptible and strategy.resched_p and rqs[k.cpu].nr_running > 1 and \
+                chooser.getrandbits(16) < strategy.resched_p * 65536:
+            # A PREEMPT kernel: other tasks wait for this CPU, the path may be
+            # preempted wherever it is preemptible.
+            k.preempt_kernel_path()
+    return sched_point

@@ -1,0 +1,59 @@
+"""Replaying what a key names: ``python -m emulator replay KEY`` and
+``pytest --emu-replay=KEY`` (the keys themselves: emulator.explore.keys)."""
+
+from ..errors import EmulationFailure, UsageError
+from ..workload import program_from_data
+from .generated import Case, run_case
+from .keys import load_variant_ref, parse_key, replay_command
+from .mirror import run_selftest
+from .stateful import replay_steps
+
+__all__ = ["replay"]
+
+
+def replay(key, trace_file=None, out=print):
+    """Run what *key* names, with the variant's functions traced, printing
+    its outcome as ``python -m emulator run`` does; returns the exit status (0 the run passed or ended in a
+    recorded finding, 1 it failed, 4 a selftest skipped)."""
+    data = parse_key(key)
+    variant = load_variant_ref(data["variant"])
+    kind = data["kind"]
+    command = replay_command(key)
+    try:
+        if kind == "run":
+            return run_selftest(data["selftest"], variant, data["cpus"], data["seed"],
+                                data.get("strategy"), trace_file, replay=command, out=out,
+                                trace_functions=True)
+        if kind == "generated":
+            case = Case(data["cpus"], data["seed"], program_from_data(data["program"]),
+                        {int(p): ns for p, ns in data["pauses"].items()})
+            return _report(out, f"generated case on {variant.name}", trace_file,
+                           lambda **kw: run_case(variant, case, replay=command, **kw))
+        if kind == "stateful":
+            return _report(out, f"stateful example on {variant.name}", trace_file,
+                           lambda **kw: replay_steps(variant, data["boot"], data["steps"],
+                                                     lockup_ns=data.get("lockup_ns"),
+                                                     replay=command, **kw))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"replay key is damaged ({type(exc).__name__}: {exc})") from None
+    raise UsageError(f"replay key of an unknown kind {kind!r}")
+
+
+def _report(out, name, trace_file, run):
+    """Run a generated case or a stateful example (``run(**machine_kwargs)``
+    returns None or the reason of a recorded finding) and print its outcome."""
+    machines = []
+    try:
+        reason = run(trace=bool(trace_file), on_machine=machines.append, trace_functions=True)
+    except EmulationFailure as exc:
+        out(f"not ok 1 {name}")
+        out(f"# {exc.kind}: {exc}")
+        return 1
+    finally:
+        if trace_file and machines:
+            trace_file.write(machines[-1].trace_text() + "\n")
+    if reason:
+        out(f"ok 1 {name} # known finding: {reason}")
+    else:
+        out(f"ok 1 {name}")
+    return 0
