@@ -11,7 +11,15 @@
 """
 
 from .errors import EmulationFailure, UsageError
-from .machine import Machine
 
 __version__ = "0.1.0"
 __all__ = ["Machine", "UsageError", "EmulationFailure", "__version__"]
+
+
+def __getattr__(name):
+    # The machine is imported when first asked for, so that ``python -m
+    # emulator`` handles Ctrl-C (emulator.interrupt) before its heavy imports.
+    if name == "Machine":
+        from .machine import Machine
+        return Machine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

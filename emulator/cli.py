@@ -2,13 +2,16 @@
 
     python -m emulator run SELFTEST --variant V --cpus N --seed S [--trace FILE] [--stats]
     python -m emulator explore --variant V [--strategy S] [--workload W] [--cpus N]...
-                               [--time 60s | --runs N] [--seed S] [-v]
+                               [--time 60s | --runs N] [--seed S] [--findings FILE] [-v]
     python -m emulator replay KEY [--trace FILE]
     python -m emulator variants
 
 Exit status of ``run`` and ``replay``: 0 pass, 1 fail, 4 skip (kselftest's
 KSFT_SKIP), 2 bad usage; of ``explore``: 0 when no run failed (recorded
-findings of the variant do not count), 1 when some did.
+findings of the variant do not count), 1 when some did.  Ctrl-C (SIGINT) or
+SIGTERM ends the run under way between two events, as an abandoned run (never
+a failure): ``run`` and ``replay`` print ``Bail out!`` and ``explore`` its
+summary so far, and the exit status is 130; a second signal exits at once.
 """
 
 import argparse
@@ -43,16 +46,24 @@ def _parser():
                      help="variant (registered name or patch file)")
     exp.add_argument("--strategy", default="hypothesis", metavar="S",
                      help="hypothesis (default: Hypothesis draws runs and schedules and "
-                          "shrinks failures), or random, pct, preempt[:key=value,...]")
+                          "shrinks failures), systematic[:bound=2,per_case=64] (every "
+                          "schedule with at most bound preemptions, races reversed, "
+                          "equivalent schedules once), or random, pct, preempt[:key=value,...]")
     exp.add_argument("--workload", metavar="W",
-                     help="hypothesis: stateful (default) or generated; otherwise a "
-                          "selftest mirror (default mm_cid_compaction)")
+                     help="stateful (hypothesis only; its default), generated (programs "
+                          "Hypothesis draws and shrinks; systematic's default) or a selftest "
+                          "mirror (the default of random, pct and preempt: mm_cid_compaction)")
     exp.add_argument("--cpus", action="append", type=int, default=[], metavar="N",
-                     help="CPU count; repeatable (default 2, 3, 4, 8; 8 for a mirror)")
+                     help="CPU count; repeatable (default 1, 2, 3, 4, 5, 8; 8 for a mirror; "
+                          "1, 2, 3, 4 for systematic)")
     budget = exp.add_mutually_exclusive_group()
     budget.add_argument("--time", metavar="T", help="how long: 60s (default), 5m, 1h")
     budget.add_argument("--runs", type=int, metavar="N", help="how many runs")
     exp.add_argument("--seed", type=int, default=0, metavar="S", help="campaign seed")
+    exp.add_argument("--findings", metavar="FILE",
+                     help="append each failure to FILE (JSON lines) as soon as it is found "
+                          "and shrunk, skipping those already in it (default "
+                          "emulator-findings-VARIANT-SEED.jsonl)")
     exp.add_argument("-v", "--verbose", action="store_true",
                      help="print each kind of failure's first report in full")
     rep = sub.add_parser("replay", help="replay the run a replay key names")
@@ -89,9 +100,19 @@ def cmd_run(args):
     try:
         return run_selftest(args.selftest, variant, args.cpus, args.seed, args.strategy,
                             trace_file, stats=args.stats)
+    except KeyboardInterrupt as exc:
+        return _bail_out(exc, args.trace)
     finally:
         if trace_file:
             trace_file.close()
+
+
+def _bail_out(exc, trace=None):
+    """TAP's line for a run stopped by Ctrl-C or SIGTERM; the exit status."""
+    from .interrupt import EXIT_STATUS
+    print(f"Bail out! {exc or 'interrupted by SIGINT'}: the run was abandoned, "
+          f"nothing was judged" + (f" (the trace until then is in {trace})" if trace else ""))
+    return EXIT_STATUS
 
 
 def cmd_explore(args):
@@ -102,11 +123,20 @@ def cmd_explore(args):
     if seconds is None and args.runs is None:
         seconds = 60.0
     campaign = Campaign(args.variant, args.strategy, args.workload, args.cpus, args.seed)
-    campaign.run(seconds=seconds, runs=args.runs)
+    path = campaign.record_findings(args.findings)
+    print(f"findings: {path} (each failure is appended as soon as it is found)",
+          file=sys.stderr, flush=True)
+    try:
+        campaign.run(seconds=seconds, runs=args.runs)
+    except KeyboardInterrupt:           # the summary so far, exit status 130
+        pass
     if args.verbose and campaign.failures:
         print(campaign.reports())
         print()
     print(campaign.summary())
+    if campaign.interrupted is not None:
+        from .interrupt import EXIT_STATUS
+        return EXIT_STATUS
     return 1 if campaign.failures else 0
 
 
@@ -115,6 +145,8 @@ def cmd_replay(args):
     trace_file = _open_trace(args.trace)
     try:
         return replay(args.key, trace_file)
+    except KeyboardInterrupt as exc:
+        return _bail_out(exc, args.trace)
     finally:
         if trace_file:
             trace_file.close()
@@ -128,6 +160,20 @@ def cmd_variants(args):
 
 
 def main(argv=None):
+    """Run the command *argv*; its exit status.  Ctrl-C and SIGTERM are
+    recorded for the whole command (emulator.interrupt) and acted on at its
+    checkpoints: a command that received one exits 130."""
+    from . import interrupt
+    scope = interrupt.enter(command=True)
+    try:
+        status = _command(argv)
+    finally:
+        signum = interrupt.received()
+        interrupt.leave(scope, command=True)
+    return interrupt.EXIT_STATUS if signum is not None else status
+
+
+def _command(argv):
     try:
         args = _parser().parse_args(argv)
         if args.command == "run":

@@ -17,6 +17,10 @@ exactly one at a time:
 Virtual time advances only when the loop pops a later event: nothing waits on
 the wall clock, except the watchdog that bounds how long a body may hold the
 baton without calling the API.
+
+The loop's safe point is between two events: no kernel path, host hand-off or
+callback is half done there.  Ctrl-C and SIGTERM (emulator.interrupt) only
+stop the loop, which raises `Interrupted` at that point.
 """
 
 import ctypes
@@ -27,7 +31,8 @@ from heapq import heappush
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from .errors import BatonTimeout, Terminated
+from . import interrupt as _interrupt
+from .errors import BatonTimeout, Interrupted, Terminated
 
 __all__ = ["Chooser", "Engine", "HostContext", "TERMINATE"]
 
@@ -96,6 +101,7 @@ class Engine:
         self.stacks = []
         self.hosts = []
         self.stopped = False
+        self.interrupted = None       # the signal that stopped the loop (interrupt())
         self.baton_held = False       # a host body runs; its own timeout watches it
         self.outside = False          # a step-by-step run is back with its caller
 
@@ -125,7 +131,8 @@ class Engine:
 
     def run(self, on_empty):
         """Run events until ``stopped`` is set.  When the queue runs dry
-        first, ``on_empty()`` must raise (a deadlock) or schedule something."""
+        first, ``on_empty()`` must raise (a deadlock) or schedule something.
+        Raises `Interrupted` if interrupt() stopped it."""
         self.loop = getcurrent()
         queue = self._queue
         pop = heapq.heappop
@@ -140,6 +147,16 @@ class Engine:
             self.now = entry[2]
             self.events += 1
             fn(entry[4])
+        if self.interrupted is not None:
+            _interrupt.take()
+            raise Interrupted(self.interrupted)
+
+    def interrupt(self, signum):
+        """Stop the loop at its next safe point, between two events, where
+        run() raises `Interrupted`; called from a signal handler, so it only
+        sets two attributes."""
+        self.interrupted = signum
+        self.stopped = True
 
     # -- kernel stacks ----------------------------------------------------------
 

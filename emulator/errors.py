@@ -3,8 +3,11 @@
 Two families: `UsageError` is the caller's mistake (a bad option, variant or
 argument) and gets one clear line; `EmulationFailure` and its subclasses are
 findings about the emulated kernel or program (a deadlock, a lockup, a
-use-after-free, a crashing body) and carry the replay command.
+use-after-free, a crashing body) and carry the replay command.  `Interrupted`
+(Ctrl-C or SIGTERM, a KeyboardInterrupt) is neither: never a finding.
 """
+
+import signal
 
 
 class UsageError(Exception):
@@ -62,3 +65,17 @@ class Terminated(BaseException):
 
     A BaseException so that a body's `except Exception` cannot swallow it.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, acted on at a safe point (emulator.interrupt): the run
+    under way ends as an abandoned run ends, and the command stops.
+
+    A KeyboardInterrupt, so that Hypothesis re-raises it rather than reporting
+    it as a failing or flaky example, pytest stops its session as on Ctrl-C,
+    and no `except Exception` takes it for a failure of the variant."""
+
+    def __init__(self, signum):
+        self.signum = signum
+        self.signame = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.signame}")

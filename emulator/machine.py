@@ -14,8 +14,9 @@ import threading
 
 from greenlet import getcurrent, greenlet
 
+from . import interrupt
 from .engine import Engine
-from .errors import Deadlock, EmulationFailure, HardLockup, KernelBug, UsageError
+from .errors import Deadlock, EmulationFailure, HardLockup, Interrupted, KernelBug, UsageError
 from .kernel import Kernel
 from .kernel.locking import _set_running_kernel, running_kernel
 from .kernel.task import TASK_RUNNING
@@ -190,7 +191,11 @@ class Machine:
         return box.get("value")
 
     def _drive(self, start, finished):
-        """Start the first task and run events until ``finished(task)``."""
+        """Start the first task and run events until ``finished(task)``.
+
+        SIGINT and SIGTERM are recorded while it runs (emulator.interrupt) and
+        end it between two events: `Interrupted` propagates once the run has
+        ended as an abandoned run ends, never as a failure."""
         k = self.kernel
         previous = running_kernel()
         _set_running_kernel(k)
@@ -198,6 +203,8 @@ class Machine:
         stuck = []
         watchdog = _Watchdog(self.engine, self.stall_timeout)
         pinned = _pin_to_one_host_cpu()
+        scope = interrupt.enter(self.engine)
+        signum = None
         try:
             first = start()
             task = first if not isinstance(first, int) else k.tasks[first]
@@ -233,6 +240,12 @@ class Machine:
             self.engine.reap_stacks()
             _set_running_kernel(previous)
             _unpin(pinned)
+            # A signal recorded after the loop's last safe point: the run is
+            # over, so it acts now (unless a failure goes first to a caller
+            # that will act on the signal itself).
+            signum = interrupt.leave(scope, self.engine, take=failure is None)
+        if signum is not None:
+            raise Interrupted(signum) from failure
         if failure is not None:
             raise failure
         if stuck:

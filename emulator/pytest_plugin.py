@@ -2,13 +2,19 @@
 ``--emu-explore`` and the fixtures.
 
 Selftest mirrors ask for ``selftest_machine``; the plugin runs them once per
-selected variant and CPU count (every registered mm_cid variant and 2, 8 and
-128 CPUs unless the options say otherwise).  A failure shows the minimal
+selected variant and CPU count (every registered mm_cid variant and 1, 2, 3,
+8 and 128 CPUs unless the options say otherwise).  A failure shows the minimal
 trace and the command that replays it, both as ``python -m emulator replay``
 and as pytest.  ``--emu-replay=KEY`` runs only the run a replay key names;
 ``--emu-explore=TIME`` runs only exploration campaigns, one per variant and
 xdist worker.  After every test the plugin checks, with psutil, that no host thread
 the test started is still alive.
+
+Ctrl-C and SIGTERM (emulator.interrupt, for the whole session): a run under
+way ends between two events as an abandoned run, and the session stops as
+pytest stops on KeyboardInterrupt (its summary, exit status 2), with or
+without xdist workers; an interrupt is never a test's failure.  A second
+signal exits at once (status 130).
 """
 
 import os
@@ -19,13 +25,14 @@ import time
 import psutil
 import pytest
 
+from . import interrupt
 from .errors import EmulationFailure, UsageError
 from .explore.strategies import strategy_from_spec
 from .machine import Machine
 from .variants import load_variant, registered
 from .variants.base import SchedMmCid
 
-DEFAULT_CPUS = (2, 8, 128)
+DEFAULT_CPUS = (1, 2, 3, 8, 128)      # one CPU, two, an odd count, more
 
 # A patch file given with --variant is what the run is about: the stateful
 # search over it is spread over this many test items (which xdist spreads over
@@ -38,7 +45,7 @@ def pytest_addoption(parser):
     group.addoption("--variant", action="append", default=[], metavar="NAME|PATH",
                     help="variant to test (registered name or patch file); repeatable")
     group.addoption("--cpus", action="append", type=int, default=[], metavar="N",
-                    help="CPU count for the selftest mirrors; repeatable (default 2, 8, 128)")
+                    help="CPU count for the selftest mirrors; repeatable (default 1, 2, 3, 8, 128)")
     group.addoption("--emu-seed", type=int, default=1, metavar="S",
                     help="seed of the emulated runs (default 1)")
     group.addoption("--emu-replay", default=None, metavar="KEY",
@@ -91,6 +98,59 @@ def pytest_configure(config):
         raise pytest.UsageError(str(exc)) from None
 
 
+def pytest_sessionstart(session):
+    session.config._emu_interrupt = interrupt.enter()
+    if session.config.pluginmanager.getplugin("dsession") is not None:
+        # An xdist controller: a SIGTERM sent to it alone reaches its workers
+        # as Ctrl-C reaches them all, rather than after execnet's 5 s grace.
+        interrupt.forward_to(_signal_workers)
+
+
+def _signal_workers(signum):
+    for worker in psutil.Process().children():
+        try:
+            worker.send_signal(signum)
+        except psutil.Error:
+            pass
+
+
+def pytest_unconfigure(config):
+    scope = getattr(config, "_emu_interrupt", None)
+    if scope is not None:
+        del config._emu_interrupt
+        interrupt.leave(scope)
+
+
+def pytest_runtest_setup(item):
+    interrupt.checkpoint()          # one recorded while the last test failed
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """An interrupt stops the session, even where Hypothesis grouped it with
+    the failures it found (a BaseExceptionGroup is not a KeyboardInterrupt to
+    pytest, which would report the group as the test's failure); one recorded
+    where it could not be raised at once is raised when the test ends."""
+    try:
+        result = yield
+    except BaseExceptionGroup as group:
+        stop = group.subgroup(KeyboardInterrupt)
+        if stop is None:
+            raise
+        while isinstance(stop, BaseExceptionGroup):
+            stop = stop.exceptions[0]
+        raise stop from group
+    interrupt.checkpoint()
+    return result
+
+
+def pytest_report_header(config):
+    if config.getoption("emu_explore") is not None:
+        return ["emulator: each campaign appends its failures, as it finds them, to "
+                "emulator-findings-VARIANT-SHARD.jsonl"]
+    return None
+
+
 def pytest_ignore_collect(collection_path, config):
     """With ``--emu-replay`` or ``--emu-explore`` nothing is collected but the
     replay or the campaign."""
@@ -126,6 +186,8 @@ class CampaignItem(pytest.Item):
         strategy = config.getoption("emu_strategy") or "hypothesis"
         campaign = Campaign(self.variant, strategy, config.getoption("emu_workload"),
                             config.getoption("cpus") or None, seed=self.shard)
+        campaign.record_findings(str(config.invocation_params.dir /
+                                     campaign.default_findings_path()))
         campaign.run(seconds=config._emu_explore, progress=False)
         self.user_properties.append(("summary", campaign.summary()))
         if campaign.failures:

@@ -1,4 +1,7 @@
-"""The conformance suite: every variant, invariant-checked workloads, 4, 8 and 128 CPUs.
+"""The conformance suite: every variant, invariant-checked workloads on the
+machine shapes a patch meets in the field: 1, 3, 4 and 8 CPUs (128 for the
+churn), 3 online CPUs of 4 possible, and a first process restricted to 3 of 8
+CPUs as ``taskset -c 1-3`` restricts it.
 
 Each workload must end with exit status 0 while P1-P4 hold the whole time
 (P1 and P2 at every switch and every rseq update, P3 at every rseq update, P4
@@ -12,6 +15,7 @@ import pytest
 from emulator import Machine
 from emulator.errors import EmulationFailure
 from emulator.explore.findings import known_finding
+from emulator.explore.generated import Shape
 from emulator.uapi.libc import (
     busy_wait, execve, exit, fork, pthread_create, pthread_join, pthread_setaffinity_np,
     sched_getcpu, sched_setaffinity, sched_yield, usleep, vfork, waitpid,
@@ -22,8 +26,9 @@ from emulator.workload import (
 )
 
 
-def _machine(variant, nr_cpus, seed, strategy=None):
-    return Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed, strategy=strategy)
+def _machine(variant, nr_cpus, seed, strategy=None, shape=None):
+    shape = shape or Shape(nr_cpus)
+    return shape.machine(variants=[variant], seed=seed, strategy=strategy)
 
 
 def threads_come_and_go(nr_cpus):
@@ -140,31 +145,46 @@ def synthetic_churn(nr_cpus):
                    sleep(100_000_000), run(10_000), sleep(60_000_000), comm="churn")
 
 
+# The machine shapes, by test id: one CPU, an odd count, possible CPUs beyond
+# the online ones, a restricted first process.
+SHAPES = {
+    "1cpu": Shape(1),
+    "3cpu": Shape(3),
+    "4cpu": Shape(4),
+    "8cpu": Shape(8),
+    "3of4cpu": Shape(3, nr_possible=4),
+    "8cpu-taskset1-3": Shape(8, affinity=[1, 2, 3]),
+    "128cpu": Shape(128),
+}
+SMALL = ("1cpu", "3cpu", "4cpu", "8cpu", "3of4cpu", "8cpu-taskset1-3")
+
 WORKLOADS = {
-    "threads_come_and_go": (threads_come_and_go, (4, 8)),
-    "migrations_and_affinity": (migrations_and_affinity, (4, 8)),
-    "processes_fork_exec_exit": (processes_fork_exec_exit, (4, 8)),
-    "exit_while_threads_run": (exit_while_threads_run, (4, 8)),
-    "synthetic_churn": (synthetic_churn, (4, 8, 128)),
+    "threads_come_and_go": (threads_come_and_go, SMALL),
+    "migrations_and_affinity": (migrations_and_affinity, SMALL),
+    "processes_fork_exec_exit": (processes_fork_exec_exit, SMALL),
+    "exit_while_threads_run": (exit_while_threads_run, SMALL),
+    "synthetic_churn": (synthetic_churn, SMALL + ("128cpu",)),
 }
 
-CASES = [(name, n) for name, (_, sizes) in WORKLOADS.items() for n in sizes]
+CASES = [(name, shape) for name, (_, shapes) in WORKLOADS.items() for shape in shapes]
 
 # Where a variant is known to fail a workload, and why: (error, reason, strict).
 # Only the named error counts as the expected failure; anything else still fails
 # the test.  Not strict where whether the run reaches the bug depends on the seed
 # (where the last mm reference goes, whether per-CPU mode comes first).
 # The reasons are the variants' recorded findings (the variants' known_findings).
-@pytest.mark.parametrize("workload, nr_cpus", CASES, ids=[f"{w}-{n}cpu" for w, n in CASES])
-def test_workload_keeps_the_invariants(request, emu_variant, workload, nr_cpus, emu_seed):
+@pytest.mark.parametrize("workload, shape", CASES, ids=[f"{w}-{s}" for w, s in CASES])
+def test_workload_keeps_the_invariants(request, emu_variant, workload, shape, emu_seed):
     """The workload ends with status 0 and P1-P6 held throughout.  A failure
     that is a recorded finding of the variant or of the era it derives from
     (the variants' known_findings), its cause seen in this run, is an
     xfail with the finding's reason."""
     make, _ = WORKLOADS[workload]
-    machine = _machine(emu_variant, nr_cpus, emu_seed, request.config.getoption("emu_strategy"))
+    shape = SHAPES[shape]
+    machine = _machine(emu_variant, shape.nr_cpus, emu_seed,
+                       request.config.getoption("emu_strategy"), shape)
     try:
-        status = machine.run(make(nr_cpus))
+        status = machine.run(make(shape.nr_cpus))
     except EmulationFailure as exc:
         reason = known_finding(emu_variant, exc, machine.kernel.causes)
         if reason is None:
@@ -192,3 +212,84 @@ def test_threads_of_one_mm_see_distinct_cids_while_running_together(emu_variant,
         return 0
     assert _machine(emu_variant, 4, emu_seed).run(main) == 0
     assert len(set(seen.values())) == 4, seen
+
+
+# -- the machine shapes themselves -----------------------------------------------------------
+
+def test_tasks_start_allowed_on_every_possible_cpu(emu_seed):
+    """Model fix, met adding the possible > online shape: init (and so every
+    task it starts) had only the online CPUs; the kernel gives it every
+    possible CPU (housekeeping_cpumask() at sched_init_smp(), and the top
+    cpuset keeps offline CPUs, 3fb906e7fabb), so a v6.19+ mm counts them in
+    its allowed CPUs: on 2 online CPUs of 8 possible, three users stay in
+    per-task mode (max_cids 3), where the model went per-CPU at 3 > 2.
+    sched_getaffinity() shows the online ones; sched_setaffinity() keeps
+    only possible CPUs."""
+    from emulator.uapi.libc import sched_getaffinity
+    from emulator.variants import get_variant
+    from emulator.variants.mm_cid_v7_0 import MM_CID_ONCPU
+    forks, seen = [], {}
+
+    class Recording(get_variant("v7.0")):
+        name = "v7.0-recording-forks"
+
+        def sched_mm_cid_fork(self, t):
+            super().sched_mm_cid_fork(t)
+            mc = t.mm.mm_cid
+            forks.append((mc.nr_cpus_allowed, mc.users, mc.max_cids, mc.mode & MM_CID_ONCPU))
+
+    def main():
+        threads = [pthread_create(lambda _: usleep(2000)) for _ in range(2)]
+        seen["before"] = sched_getaffinity(0)
+        for t in threads:
+            pthread_join(t)
+        sched_setaffinity(0, {1, 9, 600})
+        seen["after"] = sched_getaffinity(0)
+        return 0
+    m = Shape(2, nr_possible=8).machine(variants=[Recording], seed=emu_seed)
+    assert m.run(main) == 0
+    assert forks[-1] == (8, 3, 3, 0)
+    assert seen == {"before": {0, 1}, "after": {1}}
+
+
+def test_taskset_builds_the_first_mm_with_the_restricted_cpus(emu_seed):
+    """A first process restricted as ``taskset -c 1-3`` restricts it runs on
+    those CPUs, and its mm's allowed CPUs (v7.0) are those 3 of 8."""
+    from emulator.uapi.libc import sched_getaffinity
+    seen = {}
+
+    def main():
+        seen["cpus"] = sched_getaffinity(0)
+        seen["cpu"] = sched_getcpu()
+        return 0
+    m = Shape(8, affinity=[1, 2, 3]).machine(variants=["v7.0"], seed=emu_seed)
+    assert m.run(main) == 0
+    assert seen["cpus"] == {1, 2, 3} and seen["cpu"] in {1, 2, 3}
+    assert repr(Shape(8, affinity={3, 1})) == "Shape(nr_cpus=8, affinity=[1, 3])"
+
+
+def test_seed_003_on_one_cpu_ends_in_its_recorded_finding():
+    """One CPU, two threads: V3 locks up (pcpu_thrs 0, 14b2b17cca54), a
+    recorded finding of seed-003 whose cause the variant notes; a patch of
+    v7.0 that takes the floor away again locks up the same way and is not
+    excused by it."""
+    from emulator.errors import HardLockup
+    from emulator.variants import get_variant
+    from emulator.variants.mm_cid_seed_003 import SEED_003_ZERO_PCPU_THRS, ZERO_PCPU_THRS
+
+    class NoFloor(get_variant("v7.0")):
+        name = "v7.0-no-floor"
+
+        def mm_cid_calc_pcpu_thrs(self, mc):
+            opt_cids = min(mc.nr_cpus_allowed, mc.users)
+            return min(opt_cids - opt_cids // 4, self.num_possible_cpus // 2)
+
+    for variant, reason in ((get_variant("seed-003"), SEED_003_ZERO_PCPU_THRS), (NoFloor, None)):
+        m = Machine(nr_cpus=1, variants=[variant], seed=1)
+        with pytest.raises(HardLockup, match=r"spinning on cpu_relax\(\)") as info:
+            m.run(threads_come_and_go(1))
+        assert known_finding(variant, info.value, m.kernel.causes) == reason
+        assert (ZERO_PCPU_THRS in m.kernel.causes) == (reason is not None)
+    # Two possible CPUs, one online: the threshold is 1 and V3 runs on.
+    assert Shape(1, nr_possible=2).machine(variants=["seed-003"], seed=1) \
+        .run(threads_come_and_go(1)) == 0

@@ -210,8 +210,21 @@ def test_on_a_preempt_kernel_the_queued_tasks_run_first_at_a_preemptible_point()
             if ns is not None:
                 events.append(("point", self.kernel.cur.pid, self.resched))
             return ns
-    s = Marking(r5=400_000)
-    assert s.spec() == "script:r5=400000"
+    class Counting(ScriptStrategy):
+        queued_at = None
+
+        def pause_ns(self, kind, preemptible=False):
+            ns = super().pause_ns(kind, preemptible)
+            if preemptible and self.queued_at is None and self.kernel.rqs[0].nr_running > 1:
+                self.queued_at = self.preemptible_points
+            return ns
+    first = Counting()
+    m = Machine(nr_cpus=1, seed=3, strategy=first)
+    first.kernel = m.kernel
+    m.run(churn(1))
+    n = first.queued_at             # the first preemptible point with a task queued behind
+    s = Marking(**{f"r{n}": 400_000})
+    assert s.spec() == f"script:r{n}=400000"
     m = Machine(nr_cpus=1, seed=3, strategy=s)
     s.kernel = m.kernel
     m.kernel.tp.subscribe("sched_switch", lambda r: events.append(("switch", str(r))))

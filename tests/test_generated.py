@@ -1,30 +1,48 @@
 """Generated workloads and schedules over every variant (emulator.explore.generated).
 
-Hypothesis draws a program tree, a CPU count, a seed and the pauses at
+Hypothesis draws a program tree, a machine shape, a seed and the pauses at
 scheduling points; P1-P7, deadlock and use-after-free checks judge the run.  A
 variant's recorded findings (``known_findings``, inherited by patches deriving
 from it) end a run as known; anything else fails, shrunk to the fewest phases
 and pauses that still break the variant.  Examples are derandomized (and
 drawn without the constants of whatever modules the process loaded), so a run
 of the suite is the same search every time, alone or in the full suite; more
-examples (``HYPOTHESIS_EXAMPLES``) widen it.
+examples (``HYPOTHESIS_EXAMPLES``) widen it.  The search runs in batches of
+BATCH examples, guided by what the earlier ones interleaved (a Coverage of
+its own, so that it does not depend on what else the process ran).
 """
 
 import os
 
+from emulator.explore.coverage import Coverage
 from emulator.explore.findings import known_finding
-from emulator.explore.generated import generated_search, run_case
+from emulator.explore.generated import Case, generated_search, run_case
 from emulator.variants.mm_cid_v7_0 import FAILED_EXECVE_PERCPU
 from emulator.variants import get_variant
 from emulator.workload import Program, exec_, sleep, thread
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "150"))
+BATCH = 20
+
+
+def suite_search(variant, failed=None):
+    """The suite's search of *variant*: EXAMPLES cases in batches, guided;
+    each failing case is appended to *failed* (the shrunk one last)."""
+    from emulator.errors import EmulationFailure
+    coverage = Coverage()
+
+    def generated(case):
+        try:
+            run_case(variant, case, coverage=coverage)
+        except EmulationFailure:
+            if failed is not None:
+                failed.append(case)
+            raise
+    return generated_search(generated, EXAMPLES, batch=BATCH)
 
 
 def test_generated_workloads_keep_the_invariants(emu_variant):
-    def generated(case):
-        run_case(emu_variant, case)
-    generated_search(generated, EXAMPLES)()
+    suite_search(emu_variant)()
 
 
 def test_a_failing_exec_is_a_phase():
@@ -61,22 +79,14 @@ def test_a_finding_is_known_only_when_its_cause_happened():
 def test_the_search_catches_the_patch_seed_001_rejected():
     """The generic search, with no scenario written for it, fails the README's
     moves_cid.py patch in its default budget, shrunk to a program of at most ten
-    phases (where shrinking ends depends on Hypothesis's derandomized seed, which
-    differs between checkouts)."""
+    phases."""
     import pytest
     from emulator.errors import EmulationFailure
     from emulator.variants import load_variant
     patch = load_variant("fixtures/patches/moves_cid.py")
     shrunk = []
-
-    def generated(case):
-        try:
-            run_case(patch, case)
-        except EmulationFailure:
-            shrunk.append(case)
-            raise
     with pytest.raises(EmulationFailure):
-        generated_search(generated, EXAMPLES)()
+        suite_search(patch, shrunk)()
     assert phases_in(shrunk[-1].program) <= 10, shrunk[-1]
 
 
@@ -100,3 +110,34 @@ def test_a_program_prints_as_the_calls_that_build_it():
                            "setaffinity": setaffinity})
     assert repr(again) == repr(p)
     assert again.phases[0] == run(3) and again.phases[2] == repeat(2, yield_(), setaffinity({0, 1}))
+
+
+def test_a_case_carries_its_machine_shape_into_its_repr_and_key():
+    """Possible CPUs beyond the online ones and a taskset first process are
+    part of the falsifying example and of its replay key."""
+    from emulator.explore.keys import parse_key
+    from emulator.explore.replay import replay
+    case = Case(3, 5, Program(thread(Program(sleep(10))), sleep(100)), {3: 1000},
+                nr_possible=4, affinity={2, 0})
+    assert repr(case).startswith("Case(nr_cpus=3, nr_possible=4, affinity=[0, 2], seed=5, ")
+    assert repr(Case(2, 1, Program())).startswith("Case(nr_cpus=2, seed=1, ")
+    data = parse_key(case.key(get_variant("v7.0")))
+    assert (data["cpus"], data["nr_possible"], data["affinity"]) == (3, 4, [0, 2])
+    machines = []
+    assert run_case(get_variant("v7.0"), case, on_machine=machines.append) is None
+    k = machines[0].kernel
+    assert (k.nr_online, k.nr_cpu_ids, k.init_task.cpus_mask) == (3, 4, 0b101)
+    lines = []
+    assert replay(case.key(get_variant("v7.0")), out=lines.append) == 0
+
+
+def test_the_search_draws_every_machine_shape():
+    """One CPU, odd counts, more possible CPUs than online ones, a taskset
+    first process: each is drawn within the suite's budget."""
+    from emulator.explore.generated import CPUS
+    shapes = []
+    generated_search(lambda case: shapes.append(case.shape), EXAMPLES)()
+    assert {s.nr_cpus for s in shapes} == set(CPUS) == {1, 2, 3, 4, 5, 8}
+    assert any(s.nr_possible for s in shapes) and any(s.affinity for s in shapes)
+    assert all(s.nr_possible is None or s.nr_possible > s.nr_cpus for s in shapes)
+    assert all(s.affinity is None or set(s.affinity) < set(range(s.nr_cpus)) for s in shapes)

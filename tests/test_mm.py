@@ -471,3 +471,17 @@ def test_process_ends_with_its_last_thread_after_main_pthread_exit():
     assert k.process_status[m.main_pid] == 0
     assert [e for e, *_ in mms][:1] == ["mm_alloc"]
     assert all(t >= t_thr for e, _, _, t in mms if e == "mm_free")      # the mm outlived main
+
+
+def test_a_sigkill_wake_up_in_flight_finishes_before_its_target_is_dead():
+    """Regression story, found by the systematic search (a model bug): main's
+    exit_group() sends SIGKILL to its thread and wakes it; the wake-up is
+    paused inside try_to_wake_up() holding the thread's pi_lock, the thread
+    sees the signal and exits meanwhile.  do_task_dead() sets TASK_DEAD under
+    pi_lock (set_special_state()), so the wake-up finishes first and never
+    re-queues a dead task (before, the dead task ran again: a Python crash)."""
+    from emulator.explore.strategies import ScriptStrategy
+    from emulator.workload import yield_
+    program = Program(thread(Program(sleep(1), comm="gen")), yield_(), comm="gen")
+    m = Machine(nr_cpus=2, variants=["v7.0"], seed=0, strategy=ScriptStrategy({26: 2001, 41: 11501}))
+    assert m.run(program) == 0

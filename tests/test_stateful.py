@@ -42,14 +42,6 @@ def test_rule_by_rule_the_variant_keeps_the_invariants(emu_search, this_run):
         raise
 
 
-@pytest.fixture(scope="session")
-def this_run(tmp_path_factory):
-    """A directory of this test run that all its xdist workers share (pytest
-    removes those of old runs)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
 @pytest.fixture
 def puppet_run():
     """``puppet_run(nr_cpus, variant)``: a started run whose first thread has
@@ -130,3 +122,31 @@ def test_a_failure_in_a_step_raises_from_advance(puppet_run):
     p0.give(("call", m.kernel.sys_clone_thread, (Puppet(m, "P1", "thread"),)))
     with pytest.raises(EmulationFailure, match="boom"):
         m.advance(1_000_000)
+
+
+def test_an_example_boots_its_shape_and_replays_it_from_the_key():
+    """The boot draws a machine shape; its fields are the replay key's boot,
+    and replay_steps() boots the same machine from them."""
+    from emulator.explore.keys import parse_key
+    from emulator.explore.stateful import replay_steps
+    from emulator.variants import get_variant
+    machines = []
+    steps = [["spawn", {"who": 0, "n": 3, "then": 200_000}],
+             ["set_affinity", {"who": 1, "cpus": [5], "then": 100_000}],
+             ["exit_group", {"who": 0, "code": 0, "then": 0}]]
+    boot = {"nr_cpus": 2, "nr_possible": 8, "affinity": [1], "seed": 4}
+    assert replay_steps(get_variant("v7.0"), boot, steps, on_machine=machines.append) is None
+    k = machines[0].kernel
+    assert (k.nr_online, k.nr_cpu_ids, k.init_task.cpus_mask) == (2, 8, 0b10)
+    # The thread told to run on possible CPU 5 (offline) was refused: EINVAL.
+    assert all(t.cpus_mask != 1 << 5 for t in k.tasks.values())
+    cls = lifecycle_machine(get_variant("v7.0"))
+    sm = cls()
+    try:
+        from emulator.explore.generated import Shape
+        sm.boot(shape=Shape(3, nr_possible=4, affinity=[0, 2]), seed=1, preempt_p=0.25)
+        data = parse_key(sm.replay_key())
+        assert data["boot"] == {"nr_cpus": 3, "nr_possible": 4, "affinity": [0, 2], "seed": 1,
+                                "preempt_p": 0.25}
+    finally:
+        sm.teardown()

@@ -185,11 +185,16 @@ def test_the_missed_vforked_user_keeps_its_cid_and_a_cpu_spins_for_one():
     never handed over, so the four CPUs have three CIDs between them.  Four
     threads computing at once: the fourth CPU spins in mm_get_cid() with its
     runqueue lock held.  Recorded as V3's finding, its cause noted when the
-    walk stops; v7.0 runs the same program to its end."""
+    walk stops; v7.0 runs the same program to its end.  The report's owner
+    table shows why: every bit owned, one by the child's task in per-CPU mode."""
+    import re
     from emulator.explore.findings import known_finding
+    from emulator.uapi.libc import gettid
     from emulator.variants.mm_cid_seed_003 import SEED_003_COUNTING_WALK
+    seen = {}
 
     def vchild():
+        seen["child"] = gettid()
         usleep(20_000)                   # asleep through the switch to per-CPU mode
         return 0
 
@@ -199,6 +204,11 @@ def test_the_missed_vforked_user_keeps_its_cid_and_a_cpu_spins_for_one():
                                          r"cidmask=\[0, 1, 2, 3\]") as info:
         m.run(main)
     assert known_finding(SEED003, info.value, m.kernel.causes) == SEED_003_COUNTING_WALK
+    detail = info.value.detail
+    assert "cid bitmap of mm#1: [0, 1, 2, 3] set, bound 4, 0 without an owner; mm_cid(percpu=1" \
+        in detail
+    assert re.search(rf"  cid \d: main\[{seen['child']}\] \(task: \d, asleep", detail)
+    assert len(re.findall(r"  cid \d: CPU \d's slot \(\d\|ONCPU, ", detail)) == 3
     assert Machine(nr_cpus=4, variants=["v7.0"], seed=1).run(main) == 0
 
 
@@ -214,5 +224,6 @@ def test_two_threads_on_a_uniprocessor_lock_up_without_a_floor_under_pcpu_thrs()
     with pytest.raises(HardLockup, match=r"spinning on cpu_relax\(\) loop") as info:
         Machine(nr_cpus=1, variants=["seed-003"], seed=1).run(main)
     assert "users=2 max_cids=1 pcpu_thrs=0" in str(info.value)
+    assert "cid bitmap of mm#1: [0] set, bound 1, 0 without an owner" in info.value.detail
     assert "mm_cid.lock" in str(info.value)          # held: sched_mm_cid_fork()
     assert Machine(nr_cpus=1, variants=["v7.0"], seed=1).run(main) == 0

@@ -2,6 +2,8 @@
 the TRANSIT phases in both directions, the user_list walk, the hysteresis,
 convergence at schedule-in, and a steady state that touches no bitmap."""
 
+import re
+
 import pytest
 
 from emulator import Machine
@@ -465,9 +467,11 @@ def test_a_failed_execve_by_the_last_user_strands_cpu_cids_and_the_next_fork_spi
             pass
         pthread_join(pthread_create(lambda _: None))
         return 0
-    with pytest.raises(HardLockup, match=r"spinning on cpu_relax\(\) loop[\s\S]*"
-                                         r"mm_cid\(mode=cpu->task users=2 .*cidmask=\[0, 1\]"):
+    with pytest.raises(HardLockup, match=r"spinning on cpu_relax\(\) loop[\s\S]*mm_cid\("
+                                         r"mode=cpu->task users=2 .*cidmask=\[0, 1\]") as failed:
         Machine(nr_cpus=2, variants=["v7.0"], seed=1).run(main)
+    # The owner table: CPU 0 still owns the CID the mode change left it.
+    assert "  cid 0: CPU 0's slot (0|ONCPU, no task of mm#1 on it" in failed.value.detail
 
 
 def slow_failing_exec(variant):
@@ -519,6 +523,11 @@ def test_siblings_exiting_during_a_failed_execve_orphan_the_exec_cpus_cid():
         m.run(main)
     assert LAST_USER_FAILED_EXECVE_PERCPU in m.kernel.causes
     assert known_finding(variant, failed.value, m.kernel.causes) == V6_19_LAST_USER_EXEC
+    # The report names the store that lost it: "Required for execve()".
+    assert re.search(r"  cid 0: NO OWNER\n.*\n      last held by CPU 1's slot, .*\n      dropped by "
+                     r"CPU 1's slot at \S+ on CPU 1 \(main-\d+, in sched_mm_cid_fork<-"
+                     r"sched_mm_cid_after_execve<-\S+\): 0\|ONCPU -> 1, the bit left set",
+                     failed.value.detail)
     # The same run without the cause (a patch orphaning a CID another way) is not excused.
     assert known_finding(variant, failed.value, set()) is None
 
@@ -570,6 +579,10 @@ def test_a_direct_transfer_exhausts_the_cid_space_as_seed_003_says():
         m.run(transition_workload())
     # The report's minimal trace tells it: the exit on CPU 1 starts the walk,
     # CPU 0's third user spins in one folded line.
+    # Its owner table: mode=task, and six CPUs still own the CIDs the walk
+    # has not reached.
+    assert len(re.findall(r"  cid \d: CPU \d's slot \(\d\|ONCPU, no task of mm#1 on it\)",
+                          failed.value.detail)) == 6
     report = failed.value.report
     walk = report.index("function: mm_cid_fixup_cpus_to_tasks(mm#1)")
     spin = report.index("function: _mm_get_cid(mm#1, 8)   (and ")

@@ -71,7 +71,9 @@ def P3_rseq_written_by_the_kernel_update(k, area, field):
 
 
 def P4_no_orphan_cid_bits(k):
-    """Every set bit of a live mm's bitmap has an owner."""
+    """Every set bit of a live mm's bitmap has an owner.  The report adds the
+    mm's owner table and, for each orphan, the events that lost it
+    (observe/cid_watch.py; the minimal trace keeps them)."""
     v = k.mm_cid
     for mm in list(k.live_mms.values()):
         owners = v.cid_owners(mm)
@@ -84,9 +86,10 @@ def P4_no_orphan_cid_bits(k):
         orphans = bits & ~mask
         if orphans:
             from ..kernel.cpumask import cpus_of
+            from ..observe.cid_watch import cid_report
             raise InvariantViolation(
                 f"P4 no orphan: {mm!r} has cid bits {cpus_of(orphans)} set with no owner "
-                f"(owners: {sorted(owners)})", _state(k), "P4")
+                f"(owners: {sorted(owners)})", f"{_state(k)}\n{cid_report(k, mm)}", "P4")
 
 
 def _state(k):

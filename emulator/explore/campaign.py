@@ -17,7 +17,12 @@ Strategies:
 A campaign counts runs, distinct schedules (by the order in which every CPU
 switched tasks, ``Kernel.schedule_digest``), the variant's recorded findings,
 and failures by invariant or detector, each with the replay key of its first
-occurrence.  The same campaign seed gives the same campaign.
+occurrence.  The hypothesis strategy's searches observe what they interleave
+(emulator.explore.coverage): the summary says how many kernel function pairs
+ran concurrently and how many variant states were seen, and how many the last
+tenth of the budget added; the generated search is guided by it (each batch
+steers towards what the campaign has not seen).  The same campaign seed gives
+the same campaign.
 """
 
 import re
@@ -26,15 +31,19 @@ import time
 
 from hypothesis.reporting import with_reporter
 
+from .. import interrupt
 from ..errors import EmulationFailure, UsageError
 from ..machine import Machine
 from ..selftest import find_selftest
 from ..variants import load_variant
-from .findings import failure_category, known_finding
-from .generated import generated_search, run_case
+from .findings import FindingsFile, failure_category, known_finding
+from .coverage import Coverage
+from .generated import CPUS, generated_search, run_case
 from .mirror import selftest_replay
 from .stateful import lifecycle_machine, stateful_search
 from .strategies import strategy_from_spec
+from .systematic import Outcome, SystematicSearch, mirror_outcome, program_outcome, \
+    systematic_settings
 
 __all__ = ["Campaign", "parse_duration"]
 
@@ -64,21 +73,34 @@ class Failure:
 
 
 class Campaign:
+    findings_file = None        # a FindingsFile: record_findings()
+    interrupted = None          # the Interrupted (SIGINT, SIGTERM) that stopped run()
+    _unshrunk = None            # the last failure of this batch, until Hypothesis reports one
+
     def __init__(self, variant, strategy="hypothesis", workload=None, cpus=None, seed=0,
                  out=sys.stderr):
         self.variant = load_variant(variant)
         self.strategy = strategy
-        if strategy == "hypothesis":
-            workload = workload or "stateful"
-            if workload not in HYPOTHESIS_WORKLOADS:
-                raise UsageError(f"--workload {workload!r}: with the hypothesis strategy one of "
-                                 f"{', '.join(HYPOTHESIS_WORKLOADS)}")
-            self.cpus = tuple(cpus or (2, 3, 4, 8))
-        else:
+        self.systematic = None
+        if strategy.partition(":")[0] == "systematic":
+            self.systematic = systematic_settings(strategy)
+        elif strategy != "hypothesis":
             strategy_from_spec(strategy)
-            workload = workload or "mm_cid_compaction"
-            find_selftest(workload)
-            self.cpus = tuple(cpus or (8,))
+        if workload in HYPOTHESIS_WORKLOADS or (workload is None and strategy == "hypothesis"):
+            workload = workload or "stateful"
+            if workload == "stateful" and strategy != "hypothesis":
+                raise UsageError(f"--workload stateful: only with the hypothesis strategy (the "
+                                 f"rules arm their own preemptions); {strategy!r} explores "
+                                 f"generated programs or a selftest mirror")
+            self.cpus = tuple(cpus or CPUS)
+        elif strategy == "hypothesis":
+            raise UsageError(f"--workload {workload!r}: with the hypothesis strategy one of "
+                             f"{', '.join(HYPOTHESIS_WORKLOADS)}")
+        else:
+            workload = workload or ("generated" if self.systematic else "mm_cid_compaction")
+            if workload != "generated":
+                find_selftest(workload)
+            self.cpus = tuple(cpus or ((1, 2, 3, 4) if self.systematic else (8,)))
         for n in self.cpus:
             if not 1 <= n <= 1024:
                 raise UsageError(f"--cpus {n}: must be in 1..1024")
@@ -90,6 +112,11 @@ class Campaign:
         self.known = {}             # reason -> runs that ended in it
         self.failures = {}          # category -> Failure
         self.started = None
+        self.deadline = None
+        self.searches = []          # the systematic searches run (their coverage)
+        # What the hypothesis searches interleaved; it guides the generated
+        # search (measured to reach more: emulator/explore/coverage.py).
+        self.coverage = Coverage(guide=workload == "generated")
 
     # -- what each run reports -------------------------------------------------------------
 
@@ -99,48 +126,139 @@ class Campaign:
         if known:
             self.known[known] = self.known.get(known, 0) + 1
 
-    def _failed(self, exc, shrunk=""):
+    def _failed(self, exc, shrunk="", unshrunk=False):
         category = failure_category(exc)
         if category in self.failures:
             self.failures[category].count += 1
         else:
             self.failures[category] = Failure(exc, shrunk)
+            self.failures[category].found_at = time.monotonic() - self.started
+            self._write_finding(category, unshrunk)
+
+    # -- the findings file -------------------------------------------------------------------
+
+    def default_findings_path(self):
+        name = re.sub(r"[^A-Za-z0-9._+-]", "_", self.variant.name)
+        return f"emulator-findings-{name}-{self.seed}.jsonl"
+
+    def record_findings(self, path=None):
+        """Write each category's first failure to *path* (default
+        default_findings_path()) as soon as it is found (and shrunk)."""
+        self.findings_file = FindingsFile(path or self.default_findings_path(), self.out)
+        return self.findings_file.path
+
+    def _write_finding(self, category, unshrunk=False):
+        f = self.failures[category]
+        if self.findings_file is None:
+            return
+        record = {"category": category, "first_line": f.first_line, "key": f.key,
+                  "replay": f"python -m emulator replay {f.key}" if f.key else None,
+                  "variant": self.variant.source or self.variant.name,
+                  "strategy": self.strategy, "workload": self.workload,
+                  "campaign_seed": self.seed, "after_s": round(f.found_at, 1)}
+        if unshrunk:
+            record["note"] = "interrupted before Hypothesis had shrunk it: the example as found"
+        if self.findings_file.add(record):
+            tty = self.out.isatty()
+            self.out.write(("\n" if tty else "") + f"finding, {category}: {f.first_line}\n"
+                           + (f"  {record['replay']}\n" if f.key else ""))
+            self.out.flush()
 
     # -- the searches ------------------------------------------------------------------------
 
     def _hypothesis_batch(self, batch_seed, examples):
         campaign = self
         if self.workload == "stateful":
-            base = lifecycle_machine(self.variant, cpus=self.cpus)
+            base = lifecycle_machine(self.variant, cpus=self.cpus, coverage=self.coverage)
 
             class Counted(base):
                 def teardown(self):
+                    failure = sys.exc_info()[1]     # what the example raised, if anything
+                    if isinstance(failure, EmulationFailure):
+                        campaign._unshrunk = failure
                     try:
                         super().teardown()
+                    except EmulationFailure as exc:
+                        campaign._unshrunk = exc
+                        raise
                     finally:
                         if self.m is not None:
                             campaign._ran(self.m, self.known)
             test = stateful_search(Counted, examples, batch_seed, print_blob=False)
         else:
-
-            def case_run(case):
-                machines = []
-                try:
-                    known = run_case(self.variant, case, on_machine=machines.append)
-                except EmulationFailure:
-                    campaign._ran(machines[-1])
-                    raise
-                campaign._ran(machines[-1], known)
-            test = generated_search(case_run, examples, batch_seed, cpus=self.cpus,
+            test = generated_search(self._case_run, examples, batch_seed, cpus=self.cpus,
                                     print_blob=False)
         steps = []                  # Hypothesis's report of the shrunk example
+        self._unshrunk = None
         try:
             with with_reporter(steps.append):
                 test()
         except UsageError:
             raise
+        except KeyboardInterrupt:       # a failure found and not yet shrunk is kept as found
+            if self._unshrunk is not None:
+                self._failed(self._unshrunk, "(interrupted before Hypothesis had shrunk it: "
+                             "the example as found)", unshrunk=True)
+            raise
         except Exception as exc:        # a finding, or a Python error in the model or the patch
             self._failed(exc, "\n".join(map(str, steps)))
+
+    def _case_run(self, case):
+        """One generated program: its drawn pauses (hypothesis), one run under
+        the strategy, or a systematic search of its schedules (the first
+        failure found raises, so Hypothesis shrinks the program)."""
+        if self.strategy == "hypothesis":
+            machines = []
+            try:
+                known = run_case(self.variant, case, on_machine=machines.append,
+                                 coverage=self.coverage)
+            except EmulationFailure as exc:
+                self._ran(machines[-1])
+                self._unshrunk = exc
+                raise
+            self._ran(machines[-1], known)
+            return
+        shape = {"nr_possible": case.nr_possible} if getattr(case, "nr_possible", None) else {}
+
+        def run_once(strategy):
+            machines = []
+            outcome = program_outcome(self.variant, case.nr_cpus, case.seed, case.program,
+                                      strategy, on_machine=machines.append, machine=shape)
+            self._ran(machines[-1], outcome.known)
+            return outcome
+        if self.systematic is None:
+            outcome = run_once(strategy_from_spec(self.strategy))
+        else:
+            # No wall-clock deadline here: a search Hypothesis reruns while it
+            # shrinks must do the same each time.
+            search = self._search(run_once, max_runs=self.systematic["per_case"], deadline=None)
+            outcome = Outcome(search.failures[0][0] if search.failures else None)
+        if outcome.failure is not None:
+            self._unshrunk = outcome.failure
+            raise outcome.failure
+
+    def _search(self, run_once, max_runs=None, deadline=0):
+        search = SystematicSearch(run_once, bound=self.systematic["bound"], max_runs=max_runs,
+                                  deadline=self.deadline if deadline == 0 else deadline,
+                                  max_delay_ns=self.systematic["max_delay_ns"]).run()
+        self.searches.append(search)
+        return search
+
+    def _systematic_mirror(self, step):
+        """A systematic search of the mirror on one shape and seed, to its
+        bound or to the campaign's end."""
+        nr_cpus = self.cpus[step % len(self.cpus)]
+        seed = self.seed * 1_000_003 + step // len(self.cpus)
+
+        def run_once(strategy):
+            machines = []
+            outcome = mirror_outcome(self.variant, self.workload, nr_cpus, seed, strategy,
+                                     on_machine=machines.append)
+            self._ran(machines[-1], outcome.known)
+            return outcome
+        search = self._search(run_once)
+        for exc, _ in search.failures:
+            self._failed(exc)
 
     def _seeded_run(self, run_seed):
         module = find_selftest(self.workload)
@@ -167,27 +285,39 @@ class Campaign:
     # -- the campaign ------------------------------------------------------------------------
 
     def run(self, seconds=None, runs=None, progress=True):
-        """Explore until *seconds* have passed or *runs* runs have been made."""
+        """Explore until *seconds* have passed or *runs* runs have been made.
+        Ctrl-C or SIGTERM ends the run under way as an abandoned run (never a
+        failure) and stops the campaign: `interrupted` is set, the summary
+        covers what ran, and the Interrupted (a KeyboardInterrupt) propagates."""
         if seconds is None and runs is None:
             seconds = 60.0
         self.started = time.monotonic()
+        self.deadline = None if seconds is None else self.started + seconds
         self._progress_at = 0.0
         step = 0
-        while True:
-            elapsed = time.monotonic() - self.started
-            if (seconds is not None and elapsed >= seconds) or \
-                    (runs is not None and self.runs >= runs):
-                break
-            if self.strategy == "hypothesis":
-                left = BATCH if runs is None else max(1, min(BATCH, runs - self.runs))
-                self._hypothesis_batch(self.seed * 1_000_003 + step, left)
-            else:
-                self._seeded_run(self.seed * 1_000_003 + step)
-            step += 1
+        try:
+            while True:
+                interrupt.checkpoint()      # a signal that came between two runs
+                elapsed = time.monotonic() - self.started
+                if (seconds is not None and elapsed >= seconds) or \
+                        (runs is not None and self.runs >= runs):
+                    break
+                if self.workload in HYPOTHESIS_WORKLOADS:
+                    left = BATCH if runs is None else max(1, min(BATCH, runs - self.runs))
+                    self._hypothesis_batch(self.seed * 1_000_003 + step, left)
+                elif self.systematic is not None:
+                    self._systematic_mirror(step)
+                else:
+                    self._seeded_run(self.seed * 1_000_003 + step)
+                step += 1
+                if progress:
+                    self._progress(seconds, runs)
+        except KeyboardInterrupt as exc:
+            self.interrupted = exc
+            raise
+        finally:
             if progress:
-                self._progress(seconds, runs)
-        if progress:
-            self._progress(seconds, runs, final=True)
+                self._progress(seconds, runs, final=True)
         return self
 
     def _progress(self, seconds, runs, final=False):
@@ -224,20 +354,42 @@ class Campaign:
         return "\n\n".join(f"== {category} ==\n{f.text}" for category, f in
                              sorted(self.failures.items()))
 
+    def systematic_coverage(self):
+        """What the systematic searches covered, summed over them."""
+        searches = self.searches
+        runs_at = [sum(s.runs_at[k] for s in searches) for k in range(self.systematic["bound"] + 1)]
+        done = sum(1 for s in searches if s.exhausted)
+        return (f"{len(searches)} searches ({done} exhausted their bound of "
+                f"{self.systematic['bound']} preemptions), schedules run with 0..."
+                f"{self.systematic['bound']} preemptions: {', '.join(f'{n:,}' for n in runs_at)}; "
+                f"{sum(s.independent for s in searches):,} preemption points pruned as "
+                f"independent, {sum(s.equivalent for s in searches):,} runs equivalent to one "
+                f"already run")
+
     def summary(self):
         elapsed = time.monotonic() - self.started
-        what = (f"{self.workload} workload" if self.strategy == "hypothesis"
+        what = (f"{self.workload} workload" if self.workload in HYPOTHESIS_WORKLOADS
                 else f"{self.workload} mirror")
         lines = [f"explore {self.variant.name}: strategy {self.strategy}, {what}, CPUs "
                  f"{','.join(map(str, self.cpus))}, campaign seed {self.seed}",
                  f"  runs: {self.runs} in {elapsed:.1f} s ({self.runs / max(elapsed, 1e-9):.1f}/s)",
                  f"  distinct schedules: {len(self.schedules)}"]
+        if self.interrupted is not None:
+            lines.append(f"  interrupted by {getattr(self.interrupted, 'signame', 'SIGINT')}: "
+                         f"the runs and failures until then")
+        if self.findings_file is not None:
+            lines.append(f"  findings file: {self.findings_file.path}")
+        if self.searches:
+            lines.append("  systematic: " + self.systematic_coverage())
+        if self.coverage.runs:
+            lines.append("  " + self.coverage.summary(self.started))
         for reason, n in sorted(self.known.items()):
             lines.append(f"  recorded finding, {n} run(s): {reason[:100]}...")
         if not self.failures:
             lines.append("  failures: none")
         for category, f in sorted(self.failures.items()):
-            lines.append(f"  failures, {category}: {f.count}  first: {f.first_line}")
+            lines.append(f"  failures, {category}: {f.count}  first after {f.found_at:.1f} s: "
+                         f"{f.first_line}")
             lines.append(f"    replay: python -m emulator replay {f.key}" if f.key else
                          "    replay: (no key: see the report)")
         return "\n".join(lines)

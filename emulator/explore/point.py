@@ -26,6 +26,10 @@ def sched_point_hook(k, strategy):
     pause_ns = strategy.pause_ns
     observe = strategy.observe          # None, or a recorder of every point
 
+    if observe is not None:
+        # The non-atomic helpers (__cpumask_set_cpu() ...) are accesses, not points.
+        k.access_hook = lambda kind, obj: observe(k, kind, obj)
+
     def sched_point(kind, obj):
         t = k.cur
         if observe is not None:

@@ -7,6 +7,8 @@ from .generated import Case, run_case
 from .keys import load_variant_ref, parse_key, replay_command
 from .mirror import run_selftest
 from .stateful import replay_steps
+from .strategies import strategy_from_spec
+from .systematic import program_outcome
 
 __all__ = ["replay"]
 
@@ -26,9 +28,21 @@ def replay(key, trace_file=None, out=print):
                                 trace_functions=True)
         if kind == "generated":
             case = Case(data["cpus"], data["seed"], program_from_data(data["program"]),
-                        {int(p): ns for p, ns in data["pauses"].items()})
+                        {int(p): ns for p, ns in data["pauses"].items()},
+                        nr_possible=data.get("nr_possible"), affinity=data.get("affinity"))
             return _report(out, f"generated case on {variant.name}", trace_file,
                            lambda **kw: run_case(variant, case, replay=command, **kw))
+        if kind == "program":
+            program = program_from_data(data["program"])
+
+            def run_program(**kw):
+                outcome = program_outcome(variant, data["cpus"], data["seed"], program,
+                                          strategy_from_spec(data["strategy"]),
+                                          machine=data.get("machine"), **kw)
+                if outcome.failure is not None:
+                    raise outcome.failure
+                return outcome.known
+            return _report(out, f"program on {variant.name}", trace_file, run_program)
         if kind == "stateful":
             return _report(out, f"stateful example on {variant.name}", trace_file,
                            lambda **kw: replay_steps(variant, data["boot"], data["steps"],

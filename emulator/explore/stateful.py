@@ -29,7 +29,10 @@ through the same system calls and return-to-user paths as any task.  The rules:
 
 Each example also draws (boot) preempt_p: as in a PREEMPT kernel, a kernel path
 at a preemptible point while other tasks wait for its CPU is preempted (they
-run first) with that probability.  Over half the examples boot the largest machine.
+run first) with that probability.  Over half the examples boot the largest machine;
+the others a shape of emulator.explore.generated.machine_shapes() (1 to 8 CPUs,
+sometimes more possible CPUs than online ones, sometimes a first process
+restricted as ``taskset -c`` restricts it).
 
 Input reaches a parked thread from an interrupt (a device interrupt waking a
 reader), on the CPU the rule draws.  P1-P3 and P5-P7 are checked while the
@@ -62,13 +65,15 @@ from ..kernel.workqueue import delayed_work
 from ..machine import Machine
 from ..uapi.libc import exec_main_image, inherit_tls
 from .findings import known_finding
-from .generated import reporting_example, search_settings, without_local_constants
+from .generated import (
+    CPUS, Shape, batches, machine_shapes, reporting_example, search_settings,
+    without_local_constants,
+)
 from .keys import make_key, replay_command
 from .strategies import ScriptStrategy
 
 __all__ = ["Puppet", "PuppetImage", "lifecycle_machine", "replay_steps", "CPUS"]
 
-CPUS = (2, 3, 4, 8)
 MISSING_FILE = "/no/such/file"
 
 
@@ -193,8 +198,11 @@ class _AsyncWork(delayed_work):
         self.k.mmdrop(self.mm)
 
 
-def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
-    """A RuleBasedStateMachine class driving one machine with *variant*."""
+def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None):
+    """A RuleBasedStateMachine class driving one machine with *variant*.
+    With *coverage* (an emulator.explore.coverage.Coverage) each example's
+    concurrent kernel function pairs and variant states are added to it and
+    reported with Hypothesis's target() at its end (guidance)."""
 
     class MmLifecycle(RuleBasedStateMachine):
         # replay_steps() sets these for a replayed example.
@@ -208,44 +216,56 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
             self.boot_args = None
             self.steps = []             # [rule name, kwargs] as run: the replay key's
             self.known = None           # the recorded finding the example ended in
+            self.watched = None         # what the example reached (with coverage)
 
         # -- set-up and tear-down ---------------------------------------------------------
 
         # Over half the examples on the largest machine: the most CPUs to hold
-        # cids, the most parallelism.
-        @initialize(nr_cpus=st.one_of(st.just(max(cpus)), st.sampled_from(cpus)),
+        # cids, the most parallelism; the others draw a shape (machine_shapes():
+        # possible CPUs beyond the online ones, a taskset first process).
+        @initialize(shape=st.one_of(st.just(Shape(max(cpus))), machine_shapes(cpus)),
                     seed=st.integers(0, 1 << 16),
                     preempt_p=st.sampled_from([0, 0.05, 0.25, 1]))
-        def boot(self, nr_cpus, seed, preempt_p=0):
+        def boot(self, shape=None, seed=0, preempt_p=0, **fields):
+            """Boot a machine of *shape* (a replay passes its fields instead)."""
+            shape = shape or Shape(**fields)
             kwargs = dict(self.machine_kwargs)
             if lockup_ns is not None:
                 kwargs["lockup_ns"] = lockup_ns
             kwargs.setdefault("replay", self.replay_text)
             kwargs.setdefault("trace_functions", reporting_example())
-            self.boot_args = {"nr_cpus": nr_cpus, "seed": seed}
+            self.boot_args = {**shape.fields(), "seed": seed}
             if preempt_p:
                 self.boot_args["preempt_p"] = preempt_p
             # A PREEMPT kernel: where other tasks wait for its CPU, a kernel
             # path is preempted at a preemptible point with this probability.
             self.strategy = ScriptStrategy(preempt_p=preempt_p)
-            self.m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed,
-                             strategy=self.strategy, **kwargs)
+            self.m = shape.machine(variants=[variant], seed=seed, strategy=self.strategy,
+                                   **kwargs)
             if self.on_machine is not None:
                 self.on_machine(self.m)
-            self.nr_cpus = nr_cpus
+            if coverage is not None:
+                self.watched = coverage.watch(self.m)
+            self.nr_cpus = shape.nr_cpus
+            self.nr_possible = shape.nr_possible or shape.nr_cpus
             first = PuppetImage("P0")
             self.m.start(first)
             self._step(100_000)
 
         def teardown(self):
             # A failed run is over already (its driver is dead).
-            if self.running():
-                try:
-                    self._end_run()
-                except EmulationFailure as exc:
-                    raise self._reported(exc)
-                finally:
-                    self.m.close()
+            try:
+                if self.running():
+                    try:
+                        self._end_run()
+                    except EmulationFailure as exc:
+                        raise self._reported(exc)
+                    finally:
+                        self.m.close()
+            finally:
+                if self.watched is not None:
+                    coverage.reached(self.watched)
+                    self.watched = None
 
         def replay_key(self):
             return make_key("stateful", variant, boot=self.boot_args, steps=self.steps,
@@ -371,7 +391,8 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
         @rule(who=st.integers(0, 63), cpus=st.sets(st.integers(0, 7), min_size=1), then=_THEN)
         @_recorded
         def set_affinity(self, who, cpus, then):
-            mask = mask_of(cpu % self.nr_cpus for cpu in cpus)
+            # Over the possible CPUs: a set of offline ones only is EINVAL.
+            mask = mask_of(cpu % self.nr_possible for cpu in cpus)
             self.pick(who).give(("call", self.m.kernel.sys_sched_setaffinity, (0, mask)))
             self._then(then)
 
@@ -387,7 +408,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None):
             pid = target.task.pid
             p.give(("call", k.sys_sched_setaffinity, (pid, 1 << (cpu % self.nr_cpus))))
             if back:
-                p.give(("call", k.sys_sched_setaffinity, (pid, (1 << self.nr_cpus) - 1)))
+                p.give(("call", k.sys_sched_setaffinity, (pid, (1 << self.nr_possible) - 1)))
             self._then(then)
 
         @precondition(has_live)
@@ -462,11 +483,16 @@ def _recorded(rule):
     return step
 
 
-def stateful_search(machine, examples, seed, **more_settings):
+def stateful_search(machine, examples, seed, batch=None, **more_settings):
     """The search over *machine* (a lifecycle_machine() class, or a class
     deriving from one): *examples* examples of up to 40 steps drawn from
     Hypothesis seed *seed*, as a callable that runs it and raises the shrunk
-    failure.  The test suite, campaigns and the benchmark all search this way."""
+    failure; with *batch*, successive searches of *batch* examples each
+    (generated.batches()).  The test suite, campaigns and the benchmark all
+    search this way."""
+    if batch and examples > batch:
+        return batches(lambda n, s: stateful_search(machine, n, s, **more_settings),
+                       examples, batch, seed)
     s = search_settings(examples, stateful_step_count=40, **more_settings)
     search = hypothesis_seed(seed)(get_state_machine_test(machine, settings=s))
     return without_local_constants()(search)

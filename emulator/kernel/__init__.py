@@ -15,7 +15,7 @@ from .exec import Exec
 from .exit import Exit
 from .fork import Fork, mm_struct
 from .irq_work import IrqWork
-from .locking import Counters
+from .locking import Counters, raw_spinlock_t
 from .rseq import Rseq
 from .sched.core import IdleSchedClass, SchedCore
 from .sched.fair import CfsRq, FairSchedClass
@@ -58,6 +58,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.ipi_latency_ns = c["ipi_latency_ns"]
         self.timer_slack_ns = c["timer_slack_ns"]
         self.sched_point_hook = None   # set by an exploration strategy (emulator.explore.point)
+        self.access_hook = None        # records plain accesses while a search observes them
         self.preempted_paths = set()    # tasks inside preempt_kernel_path()
         self.stop_condition = lambda: False
         self.tp = Tracepoints(self, trace_tail)
@@ -89,6 +90,8 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.cpu = 0
         self.mm_cid = mm_cid(self)
 
+        self.pidmap_lock = raw_spinlock_t("pidmap_lock")
+        self.tasklist_lock = raw_spinlock_t("tasklist_lock")     # an rwlock; writers only here
         self.init_mm = mm_struct(0)
         self.init_mm.mm_count.counter = 1 << 40
         self.init_mm.mm_users.counter = 1 << 40
@@ -119,8 +122,12 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.init_task = Task(self.alloc_pid(), "init")
         self.init_task.flags = 0x00200000
         self.init_task.state = TASK_INTERRUPTIBLE
-        self.init_task.cpus_mask = self.online_mask
-        self.init_task.nr_cpus_allowed = nr_cpus
+        # Every possible CPU, offline ones included: sched_init_smp() gives
+        # init housekeeping_cpumask(), cpu_possible_mask without isolation,
+        # and the top cpuset keeps offline CPUs in its tasks' masks
+        # (3fb906e7fabb), so an mm's allowed CPUs count them.
+        self.init_task.cpus_mask = self.possible_mask
+        self.init_task.nr_cpus_allowed = nr_possible
         self.init_task.sched_class = FairSchedClass
         self.init_task.active_mm = self.init_mm
         self.init_signal = SignalStruct(1)

@@ -5,6 +5,7 @@ the signal number for a fatal signal (only SIGKILL is modelled).
 """
 
 from ..errors import KernelBug
+from .locking import raw_spin_lock, raw_spin_unlock
 from .task import (
     EXIT_DEAD, EXIT_ZOMBIE, PF_EXITING, PF_KTHREAD, TASK_DEAD, TASK_INTERRUPTIBLE,
     TASK_WAKEKILL,
@@ -46,11 +47,26 @@ class Exit:
         self.mm_cid.sched_mm_cid_exit_signals(tsk)
         tsk.flags |= PF_EXITING
 
+    def set_special_state(self, state):
+        """include/linux/sched.h: a state a wake-up must not undo (TASK_DEAD,
+        TASK_STOPPED) is set under current's pi_lock, which try_to_wake_up()
+        holds from its state check to its enqueue: a wake-up already in
+        flight (a SIGKILL's signal_wake_up() from a sibling's exit_group())
+        finishes first, and one after it sees the new state and stops.
+        Without the lock a waker paused inside ttwu re-queued a dead task
+        (found by the systematic search; regression story in tests/test_mm.py)."""
+        t = self.cur
+        flags = self.local_irq_save()
+        raw_spin_lock(t.pi_lock)
+        t.state = state
+        raw_spin_unlock(t.pi_lock)
+        self.local_irq_restore(flags)
+
     def do_task_dead(self):
         t = self.cur
         # Causes final put_task_struct in finish_task_switch():
         t.preempt_count += 1                    # preempt_disable()
-        t.state = TASK_DEAD
+        self.set_special_state(TASK_DEAD)
         self._schedule(False)
         raise KernelBug(f"BUG: {t!r} ran again after do_task_dead()")
 

@@ -9,7 +9,9 @@ mmdrop() frees the struct (__mmdrop), after which it is poisoned.
 
 from ..checks.kasan import kasan_poison, kasan_record_alloc
 from ..errors import KernelBug
-from .locking import atomic_dec_and_test, atomic_inc, atomic_read, atomic_t
+from .locking import (
+    atomic_dec_and_test, atomic_inc, atomic_read, atomic_t, raw_spin_lock, raw_spin_unlock,
+)
 from .task import (
     PF_KTHREAD, SCHED_NORMAL, SignalStruct, Task, TASK_NEW,
 )
@@ -192,6 +194,17 @@ class Fork:
         p = self.dup_task_struct(cur, comm)
         self.sched_fork(p)
         self.copy_mm(clone_flags, p)
+        # copy_namespaces(), copy_io(), copy_thread(), alloc_pid(): from
+        # copy_mm() on the child can be an mm user, but no walk of the thread
+        # or task lists sees it before the list_add_tail_rcu()s under
+        # tasklist_lock below.  alloc_pid() takes pidmap_lock with interrupts
+        # off; turning them back on is a point where the forking path may be
+        # preempted, as the kernel's path may be (its allocations sleep).
+        # (The model numbered the pid in dup_task_struct() already.)
+        flags = self.local_irq_save()
+        raw_spin_lock(self.pidmap_lock)
+        raw_spin_unlock(self.pidmap_lock)
+        self.local_irq_restore(flags)
         p.user = user
         if user is not None:
             user.task = p
@@ -211,9 +224,15 @@ class Fork:
             cur.signal.children.append(p.signal)
             p.real_parent = cur.group_leader
         p.signal.live += 1
+        # write_lock_irq(&tasklist_lock): the child joins its thread group and
+        # the task list; walkers (for_each_process_thread()) read them under RCU.
+        flags = self.local_irq_save()
+        raw_spin_lock(self.tasklist_lock)
         p.signal.threads.append(p)
-        self.rseq_fork(p, clone_flags)
         self.tasks[p.pid] = p
+        raw_spin_unlock(self.tasklist_lock)
+        self.local_irq_restore(flags)
+        self.rseq_fork(p, clone_flags)
         self.nr_threads += 1
         if user is not None:
             self.nr_user_tasks += 1

@@ -158,11 +158,19 @@ def atomic_inc_return(v):
 # -- bit operations on a Cpumask ------------------------------------------------------
 
 def __cpumask_set_cpu(cpu, mask):
-    """Non-atomic: the caller serializes (lock held)."""
+    """Non-atomic: the caller serializes (lock held).  Not a scheduling point,
+    but an access a systematic search records (``access_hook``): a racy patch
+    that skips the lock races with it."""
+    hook = _machine.access_hook
+    if hook is not None:
+        hook("__set_bit", mask)
     mask.bits |= 1 << cpu
 
 
 def __cpumask_clear_cpu(cpu, mask):
+    hook = _machine.access_hook
+    if hook is not None:
+        hook("__clear_bit", mask)
     mask.bits &= ~(1 << cpu)
 
 
@@ -217,14 +225,16 @@ def preempt_enable():
 # -- spinlocks ---------------------------------------------------------------------
 
 class raw_spinlock_t:
-    """A spinning lock.  ``owner`` is the task holding it (or ``"irq/N"``)."""
+    """A spinning lock.  ``owner`` is the task holding it (or ``"irq/N"``),
+    ``cpu`` its CPU and ``since`` the virtual time it took it (for reports)."""
 
-    __slots__ = ("name", "owner", "cpu")
+    __slots__ = ("name", "owner", "cpu", "since")
 
     def __init__(self, name="lock"):
         self.name = name
         self.owner = None
         self.cpu = -1
+        self.since = None
 
     def __repr__(self):
         return f"<{self.name} held by {self.owner!r}>" if self.owner else f"<{self.name}>"
@@ -248,6 +258,7 @@ def raw_spin_lock(lock):
     if lock.owner is not None:
         k.spin_on_lock(lock)
     lock.cpu = k.cpu
+    lock.since = k.engine.now
     if k.in_irq:
         lock.owner = f"irq/{k.cpu}"
         k.rqs[k.cpu].irq_held.append(lock)
@@ -278,6 +289,7 @@ def raw_spin_trylock(lock):
     k.counters.lock_acquire += 1
     lock.owner = k.lock_holder()
     lock.cpu = k.cpu
+    lock.since = k.engine.now
     k.held_locks.append(lock)
     return True
 
@@ -295,6 +307,14 @@ def spin_lock_hard_lockup(lock, cpu, spun_ns):
     return HardLockup(
         f"hard LOCKUP on CPU {cpu}: spinning on {lock.name} for {spun_ns} ns, "
         f"held by {lock.owner!r} on CPU {lock.cpu}")
+
+
+def spinlock_holder(lock, now):
+    """Who holds *lock*, on which CPU and since when, as a lockup report
+    says it (*now*: the virtual time of the report)."""
+    since = "" if lock.since is None else \
+        f" since {lock.since / 1e9:.9f} ({(now - lock.since) / 1000:.1f} us)"
+    return f"{lock.name} held by {lock.owner!r} on CPU {lock.cpu}{since}"
 
 
 # -- sleeping locks ----------------------------------------------------------------

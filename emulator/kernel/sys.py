@@ -38,7 +38,9 @@ class Sys:
         p = self.find_task_by_vpid(pid)
         if p is None:
             return -ESRCH
-        return self.set_cpus_allowed_ptr(p, mask)
+        # __sched_setaffinity(): new_mask &= cpuset_cpus_allowed(), every
+        # possible CPU for the top cpuset.
+        return self.set_cpus_allowed_ptr(p, mask & self.possible_mask)
 
     def sys_sched_setscheduler(self, pid, policy, priority):
         p = self.find_task_by_vpid(pid)

@@ -18,7 +18,14 @@ is being reported: the final run of a shrunk Hypothesis example and a replay.
 
 ``minimal_trace()`` is what a failure report prints: the events of the CPUs
 and tasks the failure names, with a repeating cycle of events folded into one
-occurrence and a count.
+occurrence and a count, and the events the report *pinned* (``pin()``: the
+ones that explain it, such as where a concurrency id lost its owner) however
+old they are in the tail.
+
+An event's text may carry its fields by name (`Fields`): the mm_cid events
+(``mm_cid_get``, ``mm_cid_put``, ``mm_cid_owner``, emitted by the watched cid
+storage of emulator/observe/cid_watch.py) do, so that a report or a metric
+reads ``record[5].fields["cid"]`` rather than parsing the text.
 """
 
 import re
@@ -29,7 +36,16 @@ EVENTS = (
     "sched_process_fork", "sched_process_exec", "sched_process_exit",
     "workqueue_queue_work", "workqueue_execute_start", "workqueue_execute_end",
     "rseq_update", "mm_alloc", "mm_free", "function",
+    "mm_cid_get", "mm_cid_put", "mm_cid_owner",
 )
+
+
+class Fields(str):
+    """An event's text that also keeps its fields by name, as ftrace's events
+    have a format with named fields: ``text = Fields(...); text.fields =
+    {...}``.  It compares and prints as its text."""
+
+    fields = None
 
 
 class Tracepoints:
@@ -38,6 +54,7 @@ class Tracepoints:
         self._listeners = {name: [] for name in EVENTS}
         self.tail = deque(maxlen=tail) if tail else None
         self.full = None
+        self.pinned = {}         # id(record) -> (record, note): what minimal_trace() always keeps
         for name in EVENTS:
             setattr(self, name, False)
         if tail:
@@ -109,21 +126,40 @@ class Tracepoints:
             return fn(*args, **kwargs)
         return traced
 
+    def pin(self, record, note):
+        """Keep *record*, a record of the tail, in minimal_trace() whatever
+        CPUs and tasks the failure names and however old it is, marked with
+        *note* (a report pins the events that explain it)."""
+        self.pinned[id(record)] = (record, note)
+
     def minimal_trace(self, about, lines=60):
         """The tail's events of the CPUs and tasks that *about* (a failure's
         text) names as ``CPU n`` and ``comm[pid]``, repeats folded; the last
-        *lines* lines of it."""
+        *lines* lines of it, preceded by the pinned events older than those."""
         if not self.tail:
             return "  (no trace recorded)"
         records = list(self.tail)
+        notes = {id(r): note for r, note in self.pinned.values()}
         cpus = {int(n) for n in re.findall(r"\bCPU\s+(\d+)", about)}
         pids = {int(n) for n in re.findall(r"[\w/.:-]\[(\d+)\]", about)}
         if cpus or pids:
-            records = [r for r in records if r[1] in cpus or r[3] in pids]
-        out = [self.format(r) if isinstance(r, tuple) else r for r in fold_repeats(records)]
-        head = [f"  (events of CPUs {sorted(cpus) or '-'} and tasks {sorted(pids) or '-'}; "
-                f"{len(out) - lines} earlier lines not shown)"] if len(out) > lines else []
-        return "\n".join(head + out[-lines:])
+            records = [r for r in records if r[1] in cpus or r[3] in pids or id(r) in notes]
+        out = []
+        for r in fold_repeats(records, keep=notes):
+            if not isinstance(r, tuple):
+                out.append((r, False))
+            elif id(r) in notes:
+                out.append((f"{self.format(r)}   <- {notes[id(r)]}", True))
+            else:
+                out.append((self.format(r), False))
+        if len(out) <= lines:
+            return "\n".join(line for line, _ in out)
+        kept = [line for line, pinned in out[:-lines] if pinned]
+        head = (f"  (events of CPUs {sorted(cpus) or '-'} and tasks {sorted(pids) or '-'}; "
+                f"{len(out) - lines - len(kept)} earlier lines not shown"
+                + (f", but the {len(kept)} the report points at)" if kept else ")"))
+        gap = [f"{'':>20}   ..."] if kept else []
+        return "\n".join([head] + kept + gap + [line for line, _ in out[-lines:]])
 
 
 def _short(value):
@@ -131,11 +167,12 @@ def _short(value):
     return text if len(text) <= 24 else text[:21] + "..."
 
 
-def fold_repeats(records, longest=8, least=3):
+def fold_repeats(records, longest=8, least=3, keep=()):
     """*records* with every cycle of up to *longest* events (the same CPU,
     task, event and text, whatever the time) repeating at least *least* times
-    in a row kept once, followed by a line saying how often it repeated."""
-    keys = [r[1:6] for r in records]
+    in a row kept once, followed by a line saying how often it repeated.  A
+    record whose id() is in *keep* repeats nothing: it is never folded away."""
+    keys = [id(r) if id(r) in keep else r[1:6] for r in records]
     out = []
     i = 0
     while i < len(records):

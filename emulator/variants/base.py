@@ -25,6 +25,8 @@ stubs of the kernel headers: a variant overrides the ones its era implements.
 | task_mm_cid(t)                    | rseq_update_cpu_node_id()                              |
 """
 
+from ..observe.cid_watch import tracing_cids, watched_cidmask, watched_copy
+
 
 class Finding:
     """A recorded finding of a variant: a failure of class *error* whose
@@ -127,7 +129,7 @@ class SchedMmCid(Variant):
     # task_mm_cid(), whose result the rseq_update event prints)
 
     NOT_KERNEL_FUNCTIONS = ("task_mm_cid", "cid_active", "cid_bound", "cid_owners", "cidmask_bits",
-                            "cpu_state", "describe", "init_task_fields")
+                            "cpu_state", "describe", "init_task_fields", "coverage_state")
 
     def cid_active(self, t):
         """Whether *t* holds a concurrency id the invariants must check."""
@@ -140,7 +142,8 @@ class SchedMmCid(Variant):
     def cid_owners(self, mm):
         """P4: the cids of *mm* that someone owns (a task, a CPU slot), or None
         if the era keeps no bitmap."""
-        return None
+        holders = self.cid_holders(mm)
+        return None if holders is None else set(holders)
 
     def cidmask_bits(self, mm):
         """P4: the cids set in *mm*'s bitmap."""
@@ -149,3 +152,65 @@ class SchedMmCid(Variant):
     def cpu_state(self, rq):
         """A short description of this CPU's mm_cid state, for reports."""
         return ""
+
+    # -- where an era keeps its cids: who owns what, for P4 and the owner table
+    # of stall reports, and the watches of the mm_cid tracepoints
+    # (emulator/observe/cid_watch.py).  Not kernel functions either.
+
+    NOT_KERNEL_FUNCTIONS = NOT_KERNEL_FUNCTIONS + (
+        "cid_holders", "owned_cid", "cid_text", "cid_slots", "task_cid_value", "cid_mm_state",
+        "watch_cids", "watch_task_cid")
+    keeps_cid_bitmap = False        # an era with a per-mm cid bitmap sets it
+
+    def task_cid_value(self, t):
+        """What *t* stores of its cid (``t->mm_cid``, ``t->mm_cid.cid``)."""
+        return None
+
+    def cid_slots(self, mm):
+        """*mm*'s per-CPU storage of cids, objects with a ``cid`` field, by CPU."""
+        return ()
+
+    def owned_cid(self, kind, value):
+        """The cid (the bit of the bitmap) that a stored *value* owns, or -1:
+        *kind* says whose it is, "task" or "cpu" (a slot)."""
+        return -1
+
+    def cid_text(self, value):
+        """A stored cid value as the era's reports print it (flags by name)."""
+        return str(value)
+
+    def cid_mm_state(self, mm):
+        """*mm*'s mode and counts, for the owner table's heading."""
+        return ""
+
+    def cid_holders(self, mm):
+        """{cid: [owner, ...]} of *mm*: an owner is a task or a CPU number
+        (its slot); None if the era keeps no bitmap.  cid_owners() is its keys."""
+        if not self.keeps_cid_bitmap:
+            return None
+        holders = {}
+        for t in self.k.tasks.values():
+            if t.mm is mm:
+                cid = self.owned_cid("task", self.task_cid_value(t))
+                if cid >= 0:
+                    holders.setdefault(cid, []).append(t)
+        for cpu, slot in enumerate(self.cid_slots(mm)):
+            cid = self.owned_cid("cpu", slot.cid)
+            if cid >= 0:
+                holders.setdefault(cid, []).append(cpu)
+        return holders
+
+    def watch_cids(self, mm):
+        """Not kernel code: called where an era allocates *mm*'s bitmap and
+        slots; while the mm_cid tracepoints are on, their stores emit events."""
+        if not tracing_cids(self.k):
+            return
+        mm.cidmask = watched_cidmask(mm.cidmask, mm)
+        slots = self.cid_slots(mm)
+        for cpu, slot in enumerate(slots):
+            slots[cpu] = watched_copy(slot, "cid", mm, cpu)
+
+    def watch_task_cid(self, t):
+        """Not kernel code: called from init_task_fields() of an era whose
+        tasks own cids; while the mm_cid tracepoints are on, stores to *t*'s
+        cid emit events."""

@@ -166,6 +166,7 @@ class MmCidSeed001(MmCidV6_3):
             for i in range(self.k.nr_cpu_ids):                  # for_each_possible_cpu(i)
                 mm.pcpu_cid[i].cid = -1
         mm.cidmask = Cpumask()                                  # cpumask_clear(mm_cidmask(mm))
+        self.watch_cids(mm)             # not kernel code: the mm_cid tracepoints
 
     def mm_destroy_cid(self, mm):
         # free_percpu(mm->pcpu_cid)
@@ -407,14 +408,19 @@ class MmCidSeed001(MmCidV6_3):
 
     # -- what user space sees, and what the invariants ask -----------------------------------------
 
-    def cid_owners(self, mm):
-        # A task running with a cid, and every CPU slot that is not unset
-        # (valid or lazy-put: the bit goes with the UNSET transition).
-        owners = {t.mm_cid for t in self.k.tasks.values() if t.mm is mm and t.mm_cid >= 0}
-        for pcpu_cid in mm.pcpu_cid:
-            if not mm_cid_is_unset(pcpu_cid.cid):
-                owners.add(mm_cid_clear_lazy_put(pcpu_cid.cid))
-        return owners
+    # Owners: a task running with a cid, and every CPU slot that is not
+    # unset (valid or lazy-put: the bit goes with the UNSET transition).
+
+    def cid_slots(self, mm):
+        return getattr(mm, "pcpu_cid", None) or ()
+
+    def owned_cid(self, kind, value):
+        if kind == "task":
+            return super().owned_cid(kind, value)
+        return -1 if mm_cid_is_unset(value) else mm_cid_clear_lazy_put(value)
+
+    def cid_text(self, value):
+        return _cid_repr(value)
 
     def cpu_state(self, rq):
         curr = rq.curr

@@ -57,14 +57,15 @@ from ..kernel.locking import (
 from . import register
 from .base import Finding
 from .mm_cid_v7_0 import (
-    MM_CID_TRANSIT, MM_CID_UNSET, MmCidV7_0, WARN_ON_ONCE, cid_from_transit_cid,
+    MM_CID_TRANSIT, MM_CID_UNSET, MmCidV7_0, WARN_ON_ONCE, _room, cid_from_transit_cid,
     cid_in_transit, cid_on_cpu, cid_on_task, cid_to_cpu_cid, cid_to_transit_cid,
     cpu_cid_to_cid, mm_cid_pcpu,
 )
 
 
-# Cause of V3's recorded finding (known_findings below), noted when it happens.
+# Causes of V3's recorded findings (known_findings below), noted when they happen.
 WALK_MISSED_CLONE_VM_USER = "V3's counting walk to per-CPU mode missed a vfork()ed user"
+ZERO_PCPU_THRS = "V3's pcpu_thrs of 0 kept an mm with more users than cids in per-task mode"
 
 
 class mm_mm_cid:
@@ -91,14 +92,24 @@ SEED_003_COUNTING_WALK = (
     "192d852129b1 replaced \"the proven to be flaky counting logic\" by the per-mm "
     "user_list walk.")
 
+SEED_003_ZERO_PCPU_THRS = (
+    "seed 003 (V3 as posted) with one possible CPU: pcpu_thrs = min(opt - opt/4, "
+    "num_possible_cpus()/2) is 0, which means \"per task\", so the second user leaves the mm "
+    "in per-task mode with max_cids 1 and sched_mm_cid_fork() spins in mm_get_cid() for a "
+    "second CID the one-bit bitmap cannot have, mm_cid.lock held: a hard lockup (Nathan "
+    "Chancellor's report).  14b2b17cca54 \"Ensure that per CPU threshold is > 0\".")
+
 @register
 class MmCidSeed003(MmCidV7_0):
     name = "seed-003"
     known_findings = (
         Finding(HardLockup, r"spinning on cpu_relax\(\)", WALK_MISSED_CLONE_VM_USER,
                 SEED_003_COUNTING_WALK),
+        Finding(HardLockup, r"spinning on cpu_relax\(\)", ZERO_PCPU_THRS,
+                SEED_003_ZERO_PCPU_THRS),
     )
-    NOT_KERNEL_FUNCTIONS = MmCidV7_0.NOT_KERNEL_FUNCTIONS + ("note_walk_missed_users",)
+    NOT_KERNEL_FUNCTIONS = MmCidV7_0.NOT_KERNEL_FUNCTIONS + ("note_walk_missed_users",
+                                                             "note_zero_pcpu_thrs")
     copies = "Thomas Gleixner, [patch V3 00/20] sched: Rewrite MM CID management (2025-10-29)"
     # sched_mm_cid_fork() is called from copy_mm(), before the task is
     # visible in the thread and task lists.
@@ -284,6 +295,7 @@ class MmCidSeed003(MmCidV7_0):
             # Enable per CPU mode when the number of users is above max_cids
             if mc.users > mc.max_cids:
                 mc.pcpu_thrs = self.mm_cid_calc_pcpu_thrs(mc)
+                self.note_zero_pcpu_thrs(mc)
         else:
             # Switch back to per task if user count under threshold
             if mc.users < mc.pcpu_thrs:
@@ -390,6 +402,13 @@ class MmCidSeed003(MmCidV7_0):
         if any(t.mm is mm and t.tgid != current.tgid and t.mm_cid.active
                and cid_on_task(t.mm_cid.cid) for t in self.k.tasks.values()):
             self.k.causes.add(WALK_MISSED_CLONE_VM_USER)
+
+    def note_zero_pcpu_thrs(self, mc):
+        """Not kernel code: records the cause of V3's uniprocessor finding
+        when it happens: more users than max_cids, and a threshold of 0 that
+        keeps the mm in per-task mode (no max(..., 1))."""
+        if not mc.pcpu_thrs:
+            self.k.causes.add(ZERO_PCPU_THRS)
 
     def sched_mm_cid_add_user(self, t, mm):
         t.mm_cid.active = 1
@@ -511,6 +530,13 @@ class MmCidSeed003(MmCidV7_0):
     @staticmethod
     def mm_cid_mode_changed(mc):
         return bool(mc.percpu or mc.transit)
+
+    def coverage_state(self, mm):
+        """v7.0's, from V3's two words (TRANSIT only on the way back)."""
+        mc = mm.mm_cid
+        mode = "cpu" if mc.percpu else "cpu->task" if mc.transit else "task"
+        return (mode, _room(mm.cidmask.bits, mc.max_cids, self.num_possible_cpus),
+                bool(mc.update_deferred))
 
     @staticmethod
     def _mm_init_cid_user_list(mc):

@@ -103,6 +103,7 @@ class MmCidV6_13(MmCidV6_4):
         if not hasattr(mm, "mm_cid_next_scan"):
             mm.mm_cid_next_scan = 0
         self.mm_init_cid(mm, p)
+        self.watch_cids(mm)             # not kernel code: the mm_cid tracepoints
         return 0
 
     def mm_init_cid(self, mm, p):
@@ -374,6 +375,9 @@ class MmCidV6_13(MmCidV6_4):
     def cid_bound(self, mm):
         """P2: allocation is bounded by the mm's nr_cpus_allowed (grow-only)."""
         return mm.nr_cpus_allowed
+
+    def cid_mm_state(self, mm):
+        return f"max_nr_cid={mm.max_nr_cid.counter} nr_cpus_allowed={mm.nr_cpus_allowed}"
 
     def cpu_state(self, rq):
         curr = rq.curr

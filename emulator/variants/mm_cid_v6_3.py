@@ -13,8 +13,11 @@ code touches neither active_mm nor barriers, so the order does not change it.
 """
 
 from ..kernel.cpumask import Cpumask, cpumask_first_zero
-from ..kernel.locking import raw_spin_lock, raw_spin_unlock, raw_spinlock_t
+from ..kernel.locking import (
+    _cpumask_clear_cpu, _cpumask_set_cpu, raw_spin_lock, raw_spin_unlock, raw_spinlock_t,
+)
 from ..errors import KernelBug
+from ..observe.cid_watch import tracing_cids, watch_task_field
 from . import register
 from .base import SchedMmCid
 
@@ -28,10 +31,12 @@ class MmCidV6_3(SchedMmCid):
         # dup_task_struct()
         t.mm_cid = -1
         t.mm_cid_active = 0
+        self.watch_task_cid(t)          # not kernel code: the mm_cid tracepoints
 
     def mm_init_cid(self, mm, p):
         mm.cid_lock = raw_spinlock_t(f"{mm!r}->cid_lock")
         mm.cidmask = Cpumask()          # mm_cidmask(mm)
+        self.watch_cids(mm)             # not kernel code: the mm_cid tracepoints
 
     def exec_mmap(self, mm):
         self.mm_init_cid(mm, None)
@@ -46,7 +51,7 @@ class MmCidV6_3(SchedMmCid):
         cid = cpumask_first_zero(cpumask.bits)
         if cid >= self.k.nr_cpu_ids:
             return -1
-        cpumask.bits |= 1 << cid        # __cpumask_set_cpu()
+        _cpumask_set_cpu(cid, cpumask)
         return cid
 
     def mm_cid_get(self, mm):
@@ -61,7 +66,7 @@ class MmCidV6_3(SchedMmCid):
         if cid < 0:
             return
         raw_spin_lock(mm.cid_lock)
-        self.mm_cidmask(mm).bits &= ~(1 << cid)     # __cpumask_clear_cpu()
+        _cpumask_clear_cpu(cid, self.mm_cidmask(mm))
         raw_spin_unlock(mm.cid_lock)
 
     def switch_mm_cid(self, rq, prev, next):
@@ -118,9 +123,18 @@ class MmCidV6_3(SchedMmCid):
     def cid_active(self, t):
         return t.mm_cid_active and t.mm_cid >= 0
 
-    def cid_owners(self, mm):
-        # A v6.3 cid is owned by the task holding it.
-        return {t.mm_cid for t in self.k.tasks.values() if t.mm is mm and t.mm_cid >= 0}
+    # A v6.3 cid is owned by the task holding it.
+    keeps_cid_bitmap = True
+
+    def task_cid_value(self, t):
+        return t.mm_cid
+
+    def owned_cid(self, kind, value):
+        return value if kind == "task" and value >= 0 else -1
+
+    def watch_task_cid(self, t):
+        if tracing_cids(self.k):
+            watch_task_field(t, "mm_cid")
 
     def cidmask_bits(self, mm):
         return mm.cidmask.bits

@@ -112,6 +112,7 @@ class MmCidV6_4(SchedMmCid):
         if not hasattr(mm, "mm_cid_next_scan"):
             mm.mm_cid_next_scan = 0
         self.mm_init_cid(mm, p)
+        self.watch_cids(mm)             # not kernel code: the mm_cid tracepoints
 
     def mm_init_cid(self, mm, p):
         if getattr(mm, "pcpu_cid", None) is None:
@@ -537,12 +538,24 @@ class MmCidV6_4(SchedMmCid):
     def cid_active(self, t):
         return t.mm_cid_active and t.mm_cid >= 0
 
-    def cid_owners(self, mm):
-        owners = {t.mm_cid for t in self.k.tasks.values() if t.mm is mm and t.mm_cid >= 0}
-        for pcpu_cid in mm.pcpu_cid:
-            if not mm_cid_is_unset(pcpu_cid.cid):
-                owners.add(mm_cid_clear_lazy_put(pcpu_cid.cid))
-        return owners
+    # Owners: every CPU slot that is not unset (valid or lazy-put: the bit
+    # goes with the UNSET transition), and a running task's copy of its
+    # CPU's cid (t->mm_cid, -1 once it switches out: not watched).
+    keeps_cid_bitmap = True
+
+    def task_cid_value(self, t):
+        return t.mm_cid
+
+    def cid_slots(self, mm):
+        return mm.pcpu_cid or ()
+
+    def owned_cid(self, kind, value):
+        if kind == "task":
+            return value if value >= 0 else -1
+        return -1 if mm_cid_is_unset(value) else mm_cid_clear_lazy_put(value)
+
+    def cid_text(self, value):
+        return _cid_repr(value) if value >= 0 else str(value)
 
     def cidmask_bits(self, mm):
         return mm.cidmask.bits
@@ -553,3 +566,15 @@ class MmCidV6_4(SchedMmCid):
             return ""
         return (f"mm_cid={curr.mm_cid} pcpu_cid={_cid_repr(curr.mm.pcpu_cid[rq.cpu].cid)} "
                 f"cidmask={curr.mm.cidmask!r}")
+
+    def coverage_state(self, mm):
+        """What the searches' coverage (emulator.explore.coverage) counts as
+        this mm's state: whether the bitmap has a free cid below the era's
+        bound, whether a CPU's cid is marked for lazy put, and cid_lock in
+        use (the allocation's slow path)."""
+        if mm.pcpu_cid is None:
+            return None
+        bound = self.cid_bound(mm)
+        lazy = any(mm_cid_is_lazy_put(pcpu_cid.cid) for pcpu_cid in mm.pcpu_cid)
+        return ("room" if ~mm.cidmask.bits & ((1 << bound) - 1) else "full", lazy,
+                bool(self.use_cid_lock))

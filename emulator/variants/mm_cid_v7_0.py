@@ -67,6 +67,7 @@ from ..kernel.locking import (
     raw_spinlock_t, smp_mb,
 )
 from ..kernel.workqueue import work_struct
+from ..observe.cid_watch import tracing_cids, watched_copy
 from . import register
 from .base import Finding, SchedMmCid
 
@@ -298,6 +299,7 @@ class MmCidV7_0(SchedMmCid):
         t.mm_cid.cid = MM_CID_UNSET
         t.mm_cid.active = 0
         t.mm_cid.node = None            # INIT_HLIST_NODE(&tsk->mm_cid.node)
+        self.watch_task_cid(t)          # not kernel code: the mm_cid tracepoints
 
     @staticmethod
     def mm_cidmask(mm):
@@ -996,6 +998,7 @@ class MmCidV7_0(SchedMmCid):
         # cpumask_copy(mm_cpus_allowed(mm), &p->cpus_mask)
         mm.cpus_allowed = Cpumask(p.cpus_mask if p is not None else self.k.possible_mask)
         mm.cidmask = Cpumask()          # bitmap_zero(mm_cidmask(mm), num_possible_cpus())
+        self.watch_cids(mm)             # not kernel code: the mm_cid tracepoints
 
     @staticmethod
     def _mm_init_cid_mode(mc):
@@ -1016,20 +1019,33 @@ class MmCidV7_0(SchedMmCid):
     def cid_bound(self, mm):
         return self.num_possible_cpus
 
-    def cid_owners(self, mm):
-        """Task owned CIDs (plain or in transit) and CPU owned slots (ONCPU).
-        A task's ONCPU CID is borrowed from a CPU slot and a plain slot
-        only mirrors the running task's CID: neither owns a bit."""
-        owners = set()
-        for t in self.k.tasks.values():
-            if t.mm is mm:
-                cid = t.mm_cid.cid
-                if not cid & (MM_CID_UNSET | MM_CID_ONCPU):
-                    owners.add(cid_from_transit_cid(cid))
-        for pcp in mm.mm_cid.pcpu:
-            if cid_on_cpu(pcp.cid) and not pcp.cid & MM_CID_UNSET:
-                owners.add(cpu_cid_to_cid(pcp.cid))
-        return owners
+    # Owners: task owned CIDs (plain or in transit) and CPU owned slots
+    # (ONCPU).  A task's ONCPU CID is borrowed from a CPU slot and a plain
+    # slot only mirrors the running task's CID: neither owns a bit.
+    keeps_cid_bitmap = True
+
+    def task_cid_value(self, t):
+        return t.mm_cid.cid
+
+    def cid_slots(self, mm):
+        return mm.mm_cid.pcpu or ()
+
+    def owned_cid(self, kind, value):
+        if value & MM_CID_UNSET:
+            return -1
+        if kind == "task":
+            return -1 if cid_on_cpu(value) else cid_from_transit_cid(value)
+        return cpu_cid_to_cid(value) if cid_on_cpu(value) else -1
+
+    def cid_text(self, value):
+        return cid_repr(value)
+
+    def cid_mm_state(self, mm):
+        return repr(mm.mm_cid)
+
+    def watch_task_cid(self, t):
+        if tracing_cids(self.k):
+            t.mm_cid = watched_copy(t.mm_cid, "cid", None, t)
 
     def cidmask_bits(self, mm):
         return mm.cidmask.bits
@@ -1041,3 +1057,20 @@ class MmCidV7_0(SchedMmCid):
             return ""
         return (f"mm_cid={cid_repr(curr.mm_cid.cid)} pcpu={cid_repr(mm.mm_cid.pcpu[rq.cpu].cid)} "
                 f"{mm.mm_cid!r} cidmask={cpus_of(mm.cidmask.bits)}")
+
+    def coverage_state(self, mm):
+        """What the searches' coverage (emulator.explore.coverage) counts as
+        this mm's state: the ownership mode with its transition, whether
+        the bitmap has a free cid below max_cids ("room"), only above it
+        ("full") or none ("exhausted"), and a deferred mode change pending."""
+        mc = mm.mm_cid
+        mode = {0: "task", MM_CID_TRANSIT: "cpu->task", MM_CID_ONCPU: "cpu",
+                MM_CID_ONCPU | MM_CID_TRANSIT: "task->cpu"}.get(mc.mode, mc.mode)
+        return (mode, _room(mm.cidmask.bits, mc.max_cids, self.num_possible_cpus),
+                bool(mc.update_deferred))
+
+
+def _room(bits, max_cids, possible):
+    if ~bits & ((1 << max_cids) - 1):
+        return "room"
+    return "full" if ~bits & ((1 << possible) - 1) else "exhausted"

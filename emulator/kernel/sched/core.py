@@ -991,6 +991,25 @@ class SchedCore:
         return "\n".join(lines) or "  every CPU idle"
 
     def hard_lockup(self, what):
+        """The watchdog's report of a spin: who holds the lock it spins on
+        and since when, each CPU's state, and the cid bitmap of every mm a
+        CPU may be spinning for (full, or a set bit without an owner), with
+        the owner of each bit and, for an orphan, the events that lost it
+        (emulator/observe/cid_watch.py; the minimal trace keeps them)."""
         from ...errors import HardLockup
+        from ...observe.cid_watch import cid_reports, mms_short_of_cids
+        from ..locking import spinlock_holder
+        lock = self.spun_lock(what)
+        holder = "" if lock is None else spinlock_holder(lock, self.engine.now) + "\n"
         return HardLockup(f"watchdog: hard LOCKUP on CPU {self.cpu}: {self.cur!r} {what}",
-                          "CPU states:\n" + self.cpu_states())
+                          holder + "CPU states:\n" + self.cpu_states()
+                          + cid_reports(self, mms_short_of_cids(self)))
+
+    def spun_lock(self, what):
+        """The held spinlock that *what* ("spinning on NAME for N ns") names."""
+        from itertools import chain
+        holders = [rq.idle for rq in self.rqs] + list(self.tasks.values())
+        for lock in chain(*(rq.irq_held for rq in self.rqs), *(t.held_locks for t in holders)):
+            if what.startswith(f"spinning on {lock.name} "):
+                return lock
+        return None
