@@ -50,12 +50,13 @@ def _parser():
                           "schedule with at most bound preemptions, races reversed, "
                           "equivalent schedules once), or random, pct, preempt[:key=value,...]")
     exp.add_argument("--workload", metavar="W",
-                     help="stateful (hypothesis only; its default), generated (programs "
-                          "Hypothesis draws and shrinks; systematic's default) or a selftest "
-                          "mirror (the default of random, pct and preempt: mm_cid_compaction)")
+                     help="stateful (rule sequences; hypothesis's default), generated "
+                          "(programs Hypothesis draws and shrinks; systematic's default) or a "
+                          "selftest mirror (the default of random, pct and preempt: "
+                          "mm_cid_compaction); every strategy runs over each")
     exp.add_argument("--cpus", action="append", type=int, default=[], metavar="N",
                      help="CPU count; repeatable (default 1, 2, 3, 4, 5, 8; 8 for a mirror; "
-                          "1, 2, 3, 4 for systematic)")
+                          "1, 2, 3, 4 for systematic over a mirror)")
     budget = exp.add_mutually_exclusive_group()
     budget.add_argument("--time", metavar="T", help="how long: 60s (default), 5m, 1h")
     budget.add_argument("--runs", type=int, metavar="N", help="how many runs")

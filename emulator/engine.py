@@ -98,6 +98,7 @@ class Engine:
         self.baton = threading.Lock()
         self.baton.acquire()
         self.loop = None
+        self.before_first_host = None   # called once, before the first host thread
         self.stacks = []
         self.hosts = []
         self.stopped = False
@@ -190,6 +191,9 @@ class Engine:
     # -- host contexts ----------------------------------------------------------
 
     def new_host(self, name, body, owner):
+        if self.before_first_host is not None:
+            first, self.before_first_host = self.before_first_host, None
+            first()
         ctx = HostContext(self, name, body, owner)
         self.hosts.append(ctx)
         return ctx

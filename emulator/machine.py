@@ -202,7 +202,10 @@ class Machine:
         failure = None
         stuck = []
         watchdog = _Watchdog(self.engine, self.stall_timeout)
-        pinned = _pin_to_one_host_cpu()
+        # Pinned when the first host thread is made (a run of synthetic
+        # programs or puppets has none, and a search makes thousands of runs).
+        pinned = []
+        self.engine.before_first_host = lambda: pinned.append(_pin_to_one_host_cpu())
         scope = interrupt.enter(self.engine)
         signum = None
         try:
@@ -239,7 +242,7 @@ class Machine:
             _set_running_kernel(None)
             self.engine.reap_stacks()
             _set_running_kernel(previous)
-            _unpin(pinned)
+            _unpin(pinned[0] if pinned else None)
             # A signal recorded after the loop's last safe point: the run is
             # over, so it acts now (unless a failure goes first to a caller
             # that will act on the signal itself).

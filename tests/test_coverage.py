@@ -7,8 +7,6 @@ functions that ran concurrently on different CPUs and the states
 a guided search tells Hypothesis with target() how many of them were new.
 """
 
-import pytest
-
 from emulator.explore.coverage import Coverage, fill, kernel_functions, mm_state
 from emulator.explore.generated import Case, generated_search, run_case
 from emulator.explore.stateful import lifecycle_machine, stateful_search
@@ -133,3 +131,11 @@ def test_a_guided_search_reaches_at_least_as_many_pairs_as_an_unguided_one():
             pairs += len(coverage.pairs)
         reached[guide] = pairs
     assert reached[True] >= reached[False] > 0, reached
+
+
+def test_every_coverage_adds_to_the_process_wide_one():
+    from emulator.explore.coverage import COVERAGE
+    before = COVERAGE.runs
+    coverage = observed("v7.0")
+    assert COVERAGE.runs == before + 1 and coverage.pairs <= COVERAGE.pairs
+    assert COVERAGE.parent is None and not COVERAGE.guide

@@ -30,23 +30,9 @@ from emulator.variants import get_variant
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A patch that fails as soon as a process creates a thread: campaigns over it
-# find, shrink and report failures within seconds.
-NO_THREADS = '''\
-from emulator.errors import KernelBug
-from emulator.variants import get_variant
-
-
-class NoThreads(get_variant("v6.4")):
-    """A patch that cannot give a second thread of a process a cid."""
-
-    name = "no-threads"
-
-    def sched_mm_cid_fork(self, t):
-        if t.mm is self.k.cur.mm:           # CLONE_VM: a thread
-            raise KernelBug(f"BUG: no threads in this patch ({self.k.cur!r})")
-        super().sched_mm_cid_fork(t)
-'''
+# A patch that fails as soon as a process creates a thread (test_replay's): campaigns
+# over it find, shrink and report failures within seconds.
+from test_replay import NO_THREADS  # noqa: E402
 
 
 @pytest.fixture

@@ -12,7 +12,10 @@ from emulator.checks.invariants import InvariantViolation
 from emulator.errors import EmulationFailure, HardLockup
 from emulator.kernel.cpumask import Cpumask
 from emulator.kernel.task import Task
-from emulator.observe.cid_watch import Watched
+from emulator.checks.kasan import kasan_poison, kasan_record_alloc
+from emulator.kernel.fork import mm_struct
+from emulator.observe.cid_watch import CID_EVENTS, CidBitFields, Watched, _mm_watch
+from emulator.observe.trace import Fields, Tracepoints
 from emulator.uapi.libc import (
     busy_wait, fork, gettid, pthread_create, pthread_join, pthread_self, pthread_setaffinity_np,
     sched_getcpu, sched_setaffinity, usleep, waitpid,
@@ -310,3 +313,76 @@ def test_pinned_events_are_kept_ahead_of_the_last_lines():
     assert lines[1].endswith("function: the_one_that_matters()   <- this one")
     assert lines[2].strip() == "..."
     assert [line.split(": ")[-1] for line in lines[3:]] == [f"noise_{i}()" for i in range(90, 100)]
+
+
+def test_the_tail_keeps_the_mm_cid_fields_raw_and_prints_them_as_a_subscriber_sees_them(
+        emu_variant):
+    """Where only the trace tail listens, it keeps an mm_cid event's fields
+    as a plain tuple (the cheap form) and prints it when asked: the same
+    lines, and the same fields, as the run of the same machine whose
+    subscriber has each event's Fields from emit()."""
+    tails, seen = [], []
+    for subscribed in (False, True):
+        m = Machine(nr_cpus=4, variants=[emu_variant], seed=1)
+        if subscribed:
+            m.kernel.tp.subscribe("*", lambda record: None)
+        try:
+            m.run(workload(4))
+        except EmulationFailure:
+            pass
+        tails.append(list(m.kernel.tp.tail))
+    raw, emitted = tails
+    assert [Tracepoints.format(r) for r in raw] == [Tracepoints.format(r) for r in emitted]
+    cid = [(r, e) for r, e in zip(raw, emitted) if r[4] in CID_EVENTS]
+    if emu_variant.keeps_cid_bitmap:
+        assert cid
+    for r, e in cid:
+        assert type(r[5]) is tuple and isinstance(e[5], Fields)
+        seen.append(Fields.of(r[5]).fields["where"])
+        assert Fields.of(r[5]).fields.keys() == e[5].fields.keys()
+    assert "?" not in seen
+
+
+@pytest.mark.parametrize("era", ["v6.3", "v6.4", "v7.0"])
+def test_in_names_the_same_kernel_functions_under_the_function_tracer(era):
+    """in= skips the function tracer's wrappers between the kernel functions
+    (a replay has them): the mm_cid lines of a run are the same with it."""
+    lines = []
+    for functions in (False, True):
+        m = Machine(nr_cpus=3, variants=[era], seed=2, trace=True, trace_functions=functions)
+        m.run(workload(3))
+        lines.append([line for line in m.trace_text().splitlines()
+                      if ": mm_cid_" in line and ": function: " not in line])
+    assert lines[0] == lines[1] and len(lines[0]) > 10
+    assert not any("traced" in line for line in lines[1])
+
+
+def test_an_event_names_its_mm_as_it_was_then():
+    """An event keeps its mm's name of the time: a child's mm freed (and
+    poisoned) before the trace is printed is still mm#2 in the events of
+    the child, and an event on an mm already freed names it <freed mm#N>."""
+    def child():
+        pthread_join(pthread_create(lambda _: busy_wait(100_000)))
+        return 0
+
+    def main():
+        waitpid(fork(child))
+        for _ in range(3):
+            for t in [pthread_create(lambda _: busy_wait(200_000)) for _ in range(3)]:
+                pthread_join(t)
+        return 0
+    m = Machine(nr_cpus=2, variants=["v7.0"], seed=1, trace=True)
+    m.run(main)
+    assert m.kernel.mms_freed == 1
+    lines = [line for line in m.trace_text().splitlines() if ": mm_cid_" in line]
+    assert any(" mm=mm#2 " in line for line in lines)
+    assert not any("freed" in line for line in lines)
+
+    k = Machine(nr_cpus=1, seed=1).kernel
+    mm = mm_struct(9)
+    kasan_record_alloc(mm, k, "mm#9")
+    watch, live = _mm_watch(mm), mm.__class__
+    kasan_poison(mm, k)
+    assert str(Fields.of((CidBitFields, watch, live, 1, ()))) == "mm=mm#9 cid=1 in=?"
+    assert str(Fields.of((CidBitFields, watch, mm.__class__, 1, ()))) == \
+        "mm=<freed mm#9> cid=1 in=?"

@@ -43,7 +43,7 @@ from .mirror import selftest_replay
 from .stateful import lifecycle_machine, stateful_search
 from .strategies import strategy_from_spec
 from .systematic import Outcome, SystematicSearch, mirror_outcome, program_outcome, \
-    systematic_settings
+    stateful_outcome, systematic_settings
 
 __all__ = ["Campaign", "parse_duration"]
 
@@ -88,10 +88,6 @@ class Campaign:
             strategy_from_spec(strategy)
         if workload in HYPOTHESIS_WORKLOADS or (workload is None and strategy == "hypothesis"):
             workload = workload or "stateful"
-            if workload == "stateful" and strategy != "hypothesis":
-                raise UsageError(f"--workload stateful: only with the hypothesis strategy (the "
-                                 f"rules arm their own preemptions); {strategy!r} explores "
-                                 f"generated programs or a selftest mirror")
             self.cpus = tuple(cpus or CPUS)
         elif strategy == "hypothesis":
             raise UsageError(f"--workload {workload!r}: with the hypothesis strategy one of "
@@ -169,7 +165,10 @@ class Campaign:
     def _hypothesis_batch(self, batch_seed, examples):
         campaign = self
         if self.workload == "stateful":
-            base = lifecycle_machine(self.variant, cpus=self.cpus, coverage=self.coverage)
+            seeded = self.strategy if self.strategy != "hypothesis" and not self.systematic \
+                else None
+            base = lifecycle_machine(self.variant, cpus=self.cpus, coverage=self.coverage,
+                                     strategy=seeded)
 
             class Counted(base):
                 def teardown(self):
@@ -184,6 +183,9 @@ class Campaign:
                     finally:
                         if self.m is not None:
                             campaign._ran(self.m, self.known)
+                    if campaign.systematic and failure is None and self.known is None \
+                            and self.boot_args is not None:
+                        campaign._stateful_search(self.boot_args, self.steps)
             test = stateful_search(Counted, examples, batch_seed, print_blob=False)
         else:
             test = generated_search(self._case_run, examples, batch_seed, cpus=self.cpus,
@@ -218,7 +220,8 @@ class Campaign:
                 raise
             self._ran(machines[-1], known)
             return
-        shape = {"nr_possible": case.nr_possible} if getattr(case, "nr_possible", None) else {}
+        shape = case.shape.fields()
+        del shape["nr_cpus"]
 
         def run_once(strategy):
             machines = []
@@ -243,6 +246,22 @@ class Campaign:
                                   max_delay_ns=self.systematic["max_delay_ns"]).run()
         self.searches.append(search)
         return search
+
+    def _stateful_search(self, boot, steps):
+        """The schedules of one stateful example (its rule sequence, replayed),
+        searched systematically; the first failure raises, so Hypothesis
+        shrinks the rule sequence."""
+        def run_once(strategy):
+            machines = []
+            outcome = stateful_outcome(self.variant, boot, steps, strategy,
+                                       on_machine=machines.append)
+            if machines:
+                self._ran(machines[-1], outcome.known)
+            return outcome
+        search = self._search(run_once, max_runs=self.systematic["per_case"], deadline=None)
+        if search.failures:
+            self._unshrunk = search.failures[0][0]
+            raise search.failures[0][0]
 
     def _systematic_mirror(self, step):
         """A systematic search of the mirror on one shape and seed, to its

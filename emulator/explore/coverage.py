@@ -39,9 +39,10 @@ of one example cost more than they find.  A targeted metric can also lead a
 search away from a bug that needs a quiet run (explore-anchors.md 2.9):
 targeting takes a share of each batch, it does not replace generation.
 
-``COVERAGE`` is a process-wide accumulator for tools that want one; the test
-suite's searches each keep their own, so that a search run alone draws what
-it draws in the full suite.
+``COVERAGE`` is the process-wide accumulator: every Coverage adds its runs
+to it.  A search is guided by its own Coverage (the test suite's searches
+each keep one), so that a search run alone draws what it draws in the full
+suite.
 """
 
 import time
@@ -156,11 +157,13 @@ class RunCoverage:
 
 class Coverage:
     """Pairs and states accumulated over the runs of a search (or of the
-    process: ``COVERAGE``).  With *guide* False it only observes: reached()
-    calls no target() (a search without guidance, measured)."""
+    process: ``COVERAGE``, to which every other one adds its runs too).  With
+    *guide* False it only observes: reached() calls no target() (a search
+    without guidance, measured)."""
 
-    def __init__(self, guide=True):
+    def __init__(self, guide=True, parent=None):
         self.guide = guide
+        self.parent = parent if parent is not None else globals().get("COVERAGE")
         self.pairs = set()
         self.states = set()
         self.runs = 0
@@ -177,6 +180,8 @@ class Coverage:
     def add(self, run):
         """Add *run*'s pairs and states; returns how many were new."""
         before = len(self)
+        if self.parent is not None:
+            self.parent.add(run)
         self.pairs |= run.pairs
         self.states |= run.states
         self.runs += 1
@@ -216,4 +221,4 @@ def _in_hypothesis_test():
     return _current_build_context.value is not None
 
 
-COVERAGE = Coverage()
+COVERAGE = Coverage(guide=False)

@@ -62,7 +62,6 @@ from ..kernel.irq_work import irq_work
 from ..kernel.task import TASK_INTERRUPTIBLE
 from ..kernel.wait import wait_queue_head_t
 from ..kernel.workqueue import delayed_work
-from ..machine import Machine
 from ..uapi.libc import exec_main_image, inherit_tls
 from .findings import known_finding
 from .generated import (
@@ -70,7 +69,7 @@ from .generated import (
     without_local_constants,
 )
 from .keys import make_key, replay_command
-from .strategies import ScriptStrategy
+from .strategies import ScriptStrategy, strategy_from_spec
 
 __all__ = ["Puppet", "PuppetImage", "lifecycle_machine", "replay_steps", "CPUS"]
 
@@ -198,16 +197,20 @@ class _AsyncWork(delayed_work):
         self.k.mmdrop(self.mm)
 
 
-def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None):
+def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strategy=None):
     """A RuleBasedStateMachine class driving one machine with *variant*.
     With *coverage* (an emulator.explore.coverage.Coverage) each example's
     concurrent kernel function pairs and variant states are added to it and
-    reported with Hypothesis's target() at its end (guidance)."""
+    reported with Hypothesis's target() at its end (guidance).  With
+    *strategy* (a spec: random, pct, preempt) every example's kernel paths
+    pause as that strategy decides, from the machine's seeded chooser,
+    instead of the drawn PREEMPT script (whose ``preempt`` rule is then off)."""
 
     class MmLifecycle(RuleBasedStateMachine):
         # replay_steps() sets these for a replayed example.
         machine_kwargs = {}
         on_machine = None
+        strategy_spec = strategy     # a strategy for every example (else the script)
 
         def __init__(self):
             super().__init__()
@@ -226,10 +229,19 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None):
         @initialize(shape=st.one_of(st.just(Shape(max(cpus))), machine_shapes(cpus)),
                     seed=st.integers(0, 1 << 16),
                     preempt_p=st.sampled_from([0, 0.05, 0.25, 1]))
-        def boot(self, shape=None, seed=0, preempt_p=0, **fields):
-            """Boot a machine of *shape* (a replay passes its fields instead)."""
+        def boot(self, shape=None, seed=0, preempt_p=0, strategy=None, **fields):
+            """Boot a machine of *shape* (a replay passes its fields instead).
+            *strategy* (a spec) replaces the PREEMPT kernel's script: a
+            random, pct or preempt strategy drawing from the machine's
+            chooser, or a systematic schedule (a script)."""
             shape = shape or Shape(**fields)
             kwargs = dict(self.machine_kwargs)
+            # A strategy object the caller gives (a systematic search's
+            # recording script), else the spec of the example or the class.
+            given = kwargs.pop("strategy", None)
+            spec = strategy or self.strategy_spec
+            if given is None and spec:
+                given = strategy_from_spec(spec)
             if lockup_ns is not None:
                 kwargs["lockup_ns"] = lockup_ns
             kwargs.setdefault("replay", self.replay_text)
@@ -239,7 +251,13 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None):
                 self.boot_args["preempt_p"] = preempt_p
             # A PREEMPT kernel: where other tasks wait for its CPU, a kernel
             # path is preempted at a preemptible point with this probability.
-            self.strategy = ScriptStrategy(preempt_p=preempt_p)
+            if given is None:
+                self.strategy = ScriptStrategy(preempt_p=preempt_p)
+            else:
+                if preempt_p:
+                    given.resched_p = preempt_p
+                self.boot_args["strategy"] = given.spec()
+                self.strategy = given
             self.m = shape.machine(variants=[variant], seed=seed, strategy=self.strategy,
                                    **kwargs)
             if self.on_machine is not None:
@@ -449,7 +467,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None):
             if self.running():
                 self._step(ns)
 
-        @precondition(lambda self: self.running())
+        @precondition(lambda self: self.running() and hasattr(self.strategy, "arm"))
         @rule(after=st.integers(1, 64),
               ns=st.one_of(st.integers(1, 30_000), st.integers(1, 3_000_000)),
               resched=st.booleans())
@@ -513,6 +531,13 @@ def replay_steps(variant, boot, steps, lockup_ns=None, on_machine=None, **machin
         for name, kwargs in steps:
             if name not in rules:
                 raise UsageError(f"replay key names no rule {name!r}")
+            # Under another schedule (a systematic search replays an example
+            # under each) a step's precondition may not hold: it is skipped,
+            # as Hypothesis would not have drawn it.  Under the example's own
+            # schedule every one holds, so a replay is exact.
+            preconditions = getattr(vars(cls)[name], "hypothesis_stateful_rule").preconditions
+            if not all(precondition(sm) for precondition in preconditions):
+                continue
             getattr(sm, name)(**kwargs)
             sm.no_orphan_cid_bits_when_quiet()
     finally:

@@ -18,7 +18,9 @@ word, a bitmap, a runqueue: the primitive's first argument) and whether it
 writes it.  A preemption at point x of a path is kept only when, later in the
 run, another context touches x's object and one of the two writes: a *race*
 the preemption can reverse.  It pauses the path just long enough for that
-access to go first (its virtual time minus x's, plus 1 ns), or, when the other
+access to go first (its virtual time minus x's, plus 1 ns), and, as another
+schedule, until that context's last racing access within the window (so it
+can go through several steps of its own meanwhile); or, when the other
 access came from a task queued on the same CPU, preempts the path at x by
 that CPU's queued tasks (where the point is preemptible).  A point with no
 race after it is *pruned as independent*: pausing there only shifts the run
@@ -60,7 +62,7 @@ from .keys import make_key, replay_command
 from .strategies import ScriptStrategy
 
 __all__ = ["RecordingScript", "SystematicSearch", "Outcome", "mirror_outcome", "program_outcome",
-           "systematic_settings"]
+           "stateful_outcome", "systematic_settings"]
 
 # Scheduling points that only read their object; every other one writes it
 # (a lock acquire or release, a store, an atomic or bit operation).
@@ -305,23 +307,21 @@ class SystematicSearch:
                 else:
                     choice = ("p", point, delay + 1)
                     lasts[b] = delay
-                found |= self._add(out, seen, schedule, point, choice, sites[x[SITE]])
+                found = True
+                self._add(out, seen, schedule, point, choice, sites[x[SITE]])
             # The other side's last racing access in the window too: the path
             # stays stopped while that context goes through several of its
             # own steps (schedules in, sleeps, wakes elsewhere, schedules in).
             for b, delay in lasts.items():
-                found |= self._add(out, seen, schedule, point, ("p", point, delay + 1),
-                                   sites[x[SITE]])
+                self._add(out, seen, schedule, point, ("p", point, delay + 1), sites[x[SITE]])
             if not found:
                 self.independent += 1
         return out
 
     def _add(self, out, seen, schedule, point, choice, rarity):
-        if choice in seen:
-            return False
-        seen.add(choice)
-        out.append((rarity, self._extend(schedule, point, choice)))
-        return True
+        if choice not in seen:
+            seen.add(choice)
+            out.append((rarity, self._extend(schedule, point, choice)))
 
     @staticmethod
     def _extend(schedule, point, choice):
@@ -382,15 +382,17 @@ def program_key(variant, nr_cpus, seed, program, strategy, machine_kwargs):
 def program_outcome(variant, nr_cpus, seed, program, strategy, on_machine=None, machine=None,
                     **machine_kwargs):
     """Run *program* once on a new machine with *strategy*; its Outcome.
-    *machine* holds the machine options its replay key carries (nr_possible);
-    *machine_kwargs* others (tracing)."""
-    from ..machine import Machine
+    *machine* holds the rest of its shape, which its replay key carries
+    (nr_possible, affinity: emulator.explore.generated.Shape);
+    *machine_kwargs* other machine options (tracing)."""
+    from .generated import Shape
     machine = dict(machine or {})
     key = program_key(variant, nr_cpus, seed, program, strategy, machine)
-    m = Machine(nr_cpus=nr_cpus, variants=[variant], seed=seed, strategy=strategy,
-                replay=replay_command(key) or
-                f"program {program!r} on {nr_cpus} CPUs, seed {seed}, {strategy.spec()}",
-                **machine, **machine_kwargs)
+    m = Shape(nr_cpus, **machine).machine(
+        variants=[variant], seed=seed, strategy=strategy,
+        replay=replay_command(key) or
+        f"program {program!r} on {nr_cpus} CPUs, seed {seed}, {strategy.spec()}",
+        **machine_kwargs)
     if on_machine is not None:
         on_machine(m)
     return run_outcome(variant, m, lambda: m.run(program))
@@ -407,3 +409,15 @@ def mirror_outcome(variant, selftest, nr_cpus, seed, strategy, on_machine=None):
     if on_machine is not None:
         on_machine(m)
     return run_outcome(variant, m, lambda: module.run(m))
+
+
+def stateful_outcome(variant, boot, steps, strategy, on_machine=None):
+    """Replay a stateful example (its boot and rule steps) with *strategy*
+    as its machine's strategy; its Outcome.  The example's own ``preempt``
+    rules still arm their pauses on it."""
+    from .stateful import replay_steps
+    try:
+        known = replay_steps(variant, boot, steps, on_machine=on_machine, strategy=strategy)
+    except EmulationFailure as exc:
+        return Outcome(failure=exc)
+    return Outcome(known=known)

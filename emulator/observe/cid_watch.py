@@ -30,49 +30,132 @@ minimal trace keeps them however old they are in the tail.
 """
 
 import os
-import sys
+from sys import _getframe
 
+from ..kernel import locking as _locking
 from ..kernel.cpumask import Cpumask, cpus_of
-from ..kernel.locking import running_kernel
 from ..kernel.task import state_char
+from . import trace as _trace
 from .trace import Fields
-
-# Frames that are not where a cid was stored: this package (the watches, the
-# function tracer's wrappers) and the shared-memory primitives.
-_OBSERVE = os.path.dirname(os.path.abspath(__file__))
-_LOCKING = os.path.join(os.path.dirname(_OBSERVE), "kernel", "locking.py")
-_NOT_THE_STORE = (_OBSERVE, _LOCKING)
 
 CID_EVENTS = ("mm_cid_get", "mm_cid_put", "mm_cid_owner")
 TABLE_LINES = 16          # a report's owner table lists at most this many cids one by one
 STORIES = 4               # and tells how the first this many set bits without an owner lost it
 
 
-_skipped = {}              # code object -> whether its frames are not where a cid is stored
-
-
-def stored_in(depth=3):
-    """The innermost *depth* kernel functions on the stack, innermost first,
-    as seen from an emitter called by a watch's store hook."""
-    names = []
-    frame = sys._getframe(3)
-    while frame is not None:
-        code = frame.f_code
-        skip = _skipped.get(code)
-        if skip is None:
-            skip = _skipped[code] = code.co_filename.startswith(_NOT_THE_STORE)
-        if not skip:
-            names.append(code.co_name)
-            if len(names) == depth:
-                break
-        frame = frame.f_back
-    return "<-".join(names) or "?"
-
-
 def tracing_cids(k):
     """Whether stores to the cid storage are to be watched."""
     tp = k.tp
     return tp.mm_cid_get or tp.mm_cid_put or tp.mm_cid_owner
+
+
+# -- where a store happened -------------------------------------------------------------------
+#
+# An event keeps the code objects of the innermost kernel functions on the
+# stack (a few attribute loads); their names are joined only when the text
+# is made.  Frames that are not where a cid was stored: this package (the
+# watches, the function tracer's wrappers) and the shared-memory primitives.
+
+_OBSERVE = os.path.dirname(os.path.abspath(__file__))
+_LOCKING = os.path.join(os.path.dirname(_OBSERVE), "kernel", "locking.py")
+_NOT_THE_STORE = frozenset([_LOCKING, _locking.__file__, __file__, _trace.__file__] + [
+    os.path.join(_OBSERVE, name) for name in os.listdir(_OBSERVE) if name.endswith(".py")])
+SITE_DEPTH = 3            # in= names this many kernel functions, innermost first
+
+
+def store_site(frame, tp):
+    """The code objects of the innermost SITE_DEPTH kernel functions on the
+    stack from *frame* (the hook's caller) outwards: where a store happened."""
+    skip = _NOT_THE_STORE
+    code = frame.f_code
+    while code.co_filename in skip:           # a primitive (cmpxchg(), ...) stored
+        frame = frame.f_back
+        if frame is None:
+            return ()
+        code = frame.f_code
+    if not tp.function:
+        # The kernel function that stored, or whose primitive did, and its
+        # callers: kernel functions, unless the function tracer's wrappers
+        # are between them (the frames are read, not checked: a frame's
+        # attributes are the event's largest cost).
+        try:
+            up = frame.f_back
+            return (code, up.f_code, up.f_back.f_code)
+        except AttributeError:                # the stack's end
+            pass
+    codes = []
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename not in skip:
+            codes.append(code)
+            if len(codes) == SITE_DEPTH:
+                break
+        frame = frame.f_back
+    return tuple(codes)
+
+
+def site_names(site):
+    """A store_site() as ``in=`` says it: ``_mm_get_cid<-mm_get_cid<-sched_mm_cid_fork``."""
+    return "<-".join(code.co_name for code in site) or "?"
+
+
+# -- the events -------------------------------------------------------------------------------
+#
+# An event's fields are a tuple whose first item is its Fields class; where
+# only the trace tail listens, the tail keeps the plain tuple (Fields.of()
+# makes the Fields of it when a report or a trace is printed), and the
+# emitter appends the record itself: an mm_cid event is a change of state,
+# never the repeat of the event before, which is all emit() would add.
+
+def _mm_watch(mm):
+    """What a watch keeps of its mm: (mm, its name, its class).  An event
+    keeps it and the mm's class at the time: the mm's name then is the name
+    kept while the mm has its class, what a freed one's repr says once KASAN
+    poisoned it (a class of its own)."""
+    return (mm, repr(mm), mm.__class__)
+
+
+def _mm_name(watch, then):
+    mm, name, live = watch
+    return name if then is live else repr(mm)
+
+
+class CidBitFields(Fields):
+    """mm_cid_get's and mm_cid_put's fields: ``mm=mm#1 cid=2 in=...``."""
+
+    __slots__ = ()
+    # (CidBitFields, _mm_watch(mm), mm's class then, cid, store_site())
+
+    @property
+    def fields(self):
+        return {"mm": self[1][0], "cid": self[3], "where": site_names(self[4])}
+
+    def text(self):
+        return f"mm={_mm_name(self[1], self[2])} cid={self[3]} in={site_names(self[4])}"
+
+
+class CidOwnerFields(Fields):
+    """mm_cid_owner's fields: ``mm=mm#1 owner=main[5] old=UNSET new=2 got=2
+    in=...`` (``owner=cpu3`` for a CPU's slot; ``lost=``, ``got=``: the cid
+    the store gave up, took, if any)."""
+
+    __slots__ = ()
+    # (CidOwnerFields, variant, _mm_watch(mm), mm's class then, owner, the
+    #  owner task's comm and pid then (None for a CPU), old, new, lost, got,
+    #  store_site())
+
+    @property
+    def fields(self):
+        _, _, watch, _, owner, _, _, old, new, lost, got, site = self
+        return {"mm": watch[0], "owner": owner, "old": old, "new": new, "lost": lost, "got": got,
+                "where": site_names(site)}
+
+    def text(self):
+        _, v, watch, then, owner, comm, pid, old, new, lost, got, site = self
+        who = f"cpu{owner}" if comm is None else f"{comm}[{pid}]"
+        change = (f" lost={lost}" if lost >= 0 else "") + (f" got={got}" if got >= 0 else "")
+        return (f"mm={_mm_name(watch, then)} owner={who} old={v.cid_text(old)} "
+                f"new={v.cid_text(new)}{change} in={site_names(site)}")
 
 
 class Watched:
@@ -86,16 +169,48 @@ class Watched:
 class WatchedCidmask(Cpumask, Watched):
     """An mm's cid bitmap whose stores emit mm_cid_get and mm_cid_put."""
 
-    __slots__ = ("mm",)
+    __slots__ = ("watch",)        # _mm_watch(mm)
 
     def __setattr__(self, name, value):
         if name != "bits":
             object.__setattr__(self, name, value)
             return
         old = self.bits
-        object.__setattr__(self, name, value)
-        if value != old:
-            _bits_stored(self.mm, old, value)
+        _set_bits(self, value)
+        if value == old:
+            return
+        k = _locking._machine                 # running_kernel()
+        if k is None:
+            return
+        tp = k.tp
+        got = value & ~old if tp.mm_cid_get else 0
+        put = old & ~value if tp.mm_cid_put else 0
+        changed = got | put
+        if not changed:
+            return
+        watch = self.watch
+        site = store_site(_getframe(1), tp)
+        if changed & (changed - 1) or not tp.tail_only:
+            _bits_emit(tp, watch, got, put, site)
+            return
+        cur = k.cur                           # one bit set or cleared
+        tp.tail.append((k.engine.now, k.cpu, cur.comm, cur.pid,
+                        "mm_cid_get" if got else "mm_cid_put",
+                        (CidBitFields, watch, watch[0].__class__, changed.bit_length() - 1, site),
+                        0, 0))
+
+
+_set_bits = Cpumask.__dict__["bits"].__set__
+
+
+def _bits_emit(tp, watch, got, put, site):
+    """The events of a store to a watched bitmap that set the bits *got* and
+    cleared *put*, through emit()."""
+    then = watch[0].__class__
+    for cid in cpus_of(got):
+        tp.emit("mm_cid_get", CidBitFields((CidBitFields, watch, then, cid, site)))
+    for cid in cpus_of(put):
+        tp.emit("mm_cid_put", CidBitFields((CidBitFields, watch, then, cid, site)))
 
 
 def watched_cidmask(mask, mm):
@@ -104,27 +219,137 @@ def watched_cidmask(mask, mm):
         return mask
     watched = WatchedCidmask.__new__(WatchedCidmask)
     object.__setattr__(watched, "bits", mask.bits)
-    object.__setattr__(watched, "mm", mm)
+    object.__setattr__(watched, "watch", _mm_watch(mm))
     return watched
 
 
-def _bits_stored(mm, old, new):
-    k = running_kernel()
+# -- the owners: a CPU slot, a task ----------------------------------------------------------
+#
+# A task's own field (its __dict__'s) is watched by a data descriptor without
+# __get__ on a subclass of its class: a store calls the descriptor, a read
+# finds the instance dict at the cost of a plain attribute.  A slotted struct
+# (a CPU's slot, a task's struct of cid fields) is copied to a subclass that
+# either intercepts every store (__setattr__: its reads stay a slot's, a
+# store to another field costs a call), where the cid field is the only one
+# or is read far more often than the others are stored (v7.0's task cid:
+# ~4 reads a context switch), or keeps the cid in the copy's __dict__ under
+# the same descriptor as a task's (only the cid's stores cost a call, its
+# reads an unspecialized attribute), where another field is stored at every
+# switch (v6.4's slot time).  The emitter is each store hook's own body: a
+# call would add a tenth to an event, which one context switch in two
+# emits in some eras.
+
+class _WatchedTaskField:
+    """A task's own field (in its ``__dict__``) whose stores emit mm_cid_owner."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __set__(self, t, value):
+        d = t.__dict__
+        name = self.name
+        old = d.get(name)
+        d[name] = value
+        if value == old or old is None:
+            return
+        k = _locking._machine                 # running_kernel()
+        if k is None:
+            return
+        tp = k.tp
+        if not tp.mm_cid_owner:
+            return
+        v = k.mm_cid
+        lost = v.owned_cid("task", old)
+        got = v.owned_cid("task", value)
+        if lost == got:
+            return
+        mm = t.mm
+        if mm is None:
+            return
+        watch = tp.names.get(mm)
+        if watch is None:
+            watch = tp.names[mm] = _mm_watch(mm)
+        fields = (CidOwnerFields, v, watch, mm.__class__, t, t.comm, t.pid, old, value, lost, got,
+                  store_site(_getframe(1), tp))
+        if tp.tail_only:
+            cur = k.cur
+            tp.tail.append((k.engine.now, k.cpu, cur.comm, cur.pid, "mm_cid_owner", fields, 0, 0))
+        else:
+            tp.emit("mm_cid_owner", CidOwnerFields(fields))
+
+
+def _struct_owner_stored(obj, old, value, depth):
+    """The event of a store of *value* over *old* to a watched struct *obj*
+    (``obj._watch``: its kind of owner, the owner, _mm_watch() of its mm or
+    None, a task's mm at the time), *depth* frames up."""
+    k = _locking._machine                     # running_kernel()
     if k is None:
         return
     tp = k.tp
-    where = None
-    for event, bits in (("mm_cid_get", new & ~old), ("mm_cid_put", old & ~new)):
-        if bits and getattr(tp, event):
-            where = where or stored_in()
-            for cid in cpus_of(bits):
-                text = Fields(f"mm={mm!r} cid={cid} in={where}")
-                text.fields = {"mm": mm, "cid": cid, "where": where}
-                tp.emit(event, text)
+    if not tp.mm_cid_owner:
+        return
+    kind, owner, watch = obj._watch
+    v = k.mm_cid
+    lost = v.owned_cid(kind, old)
+    got = v.owned_cid(kind, value)
+    if lost == got:
+        return
+    if watch is None:                         # a task's: its mm now
+        mm = owner.mm
+        if mm is None:
+            return
+        watch = tp.names.get(mm)
+        if watch is None:
+            watch = tp.names[mm] = _mm_watch(mm)
+    if kind == "cpu":
+        fields = (CidOwnerFields, v, watch, watch[0].__class__, owner, None, None, old, value,
+                  lost, got, store_site(_getframe(depth), tp))
+    else:
+        fields = (CidOwnerFields, v, watch, watch[0].__class__, owner, owner.comm, owner.pid,
+                  old, value, lost, got, store_site(_getframe(depth), tp))
+    if tp.tail_only:
+        cur = k.cur
+        tp.tail.append((k.engine.now, k.cpu, cur.comm, cur.pid, "mm_cid_owner", fields, 0, 0))
+    else:
+        tp.emit("mm_cid_owner", CidOwnerFields(fields))
 
 
-# -- the owners: a CPU slot, a task ----------------------------------------------------------
+class _WatchedStructField:
+    """The field of a watched copy of a slotted struct, kept in the copy's
+    ``__dict__``, whose stores emit mm_cid_owner for the copy's owner."""
 
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __set__(self, obj, value):
+        d = obj.__dict__
+        old = d[self.name]
+        d[self.name] = value
+        if value != old:
+            _struct_owner_stored(obj, old, value, 2)
+
+
+def _struct_setattr(field, slot):
+    """The __setattr__ of a watched copy of a slotted struct whose stores to
+    *field* (*slot*, the struct's member descriptor) emit mm_cid_owner."""
+    read, write = slot.__get__, slot.__set__
+
+    def __setattr__(obj, name, value):
+        if name != field:
+            _object_setattr(obj, name, value)
+            return
+        old = read(obj)
+        write(obj, value)
+        if value != old:
+            _struct_owner_stored(obj, old, value, 2)
+    return __setattr__
+
+
+_object_setattr = object.__setattr__
 _watched_classes = {}
 
 
@@ -133,57 +358,62 @@ def _slots_of(cls):
             if name not in ("__dict__", "__weakref__")]
 
 
-def _watched_class(cls, field):
-    key = (cls, field)
+def _watched_class(cls, field, by_setattr=None):
+    key = (cls, field, by_setattr)
     watched = _watched_classes.get(key)
     if watched is None:
-        def __setattr__(self, name, value):
-            if name != field:
-                object.__setattr__(self, name, value)
-                return
-            old = getattr(self, field)
-            object.__setattr__(self, name, value)
-            if value != old:
-                _owner_stored(self._watch_mm, self._watch_owner, self._watch_kind, old, value)
+        slots = _slots_of(cls)
+        if by_setattr is None:
+            by_setattr = slots == [field]
+        if by_setattr:
+            how = {"__slots__": ("_watch",), "_copied": slots,
+                   "__setattr__": _struct_setattr(field, getattr(cls, field))}
+        else:
+            how = {"__slots__": ("__dict__", "_watch"), field: _WatchedStructField(field),
+                   "_copied": [name for name in slots if name != field]}
         watched = type(f"watched_{cls.__name__}", (cls, Watched),
-                       {"__slots__": ("_watch_mm", "_watch_owner", "_watch_kind"),
-                        "__setattr__": __setattr__,
-                        "__doc__": f"{cls.__name__} whose stores to .{field} emit mm_cid_owner."})
+                       dict(how, __doc__=f"{cls.__name__} whose stores to .{field} emit "
+                                         f"mm_cid_owner."))
         _watched_classes[key] = watched
     return watched
 
 
-def watched_copy(obj, field, mm, owner):
-    """A copy of *obj* (a slotted storage object) whose stores to *field*
-    emit mm_cid_owner for *owner* (a CPU number, or a task) in *mm* (None:
-    the task's mm at the time of the store)."""
-    if isinstance(obj, Watched):
-        return obj
-    cls = _watched_class(type(obj), field)
+def _copy(obj, cls, field, watch):
     copy = cls.__new__(cls)
-    for name in _slots_of(type(obj)):
-        if hasattr(obj, name):
-            object.__setattr__(copy, name, getattr(obj, name))
-    object.__setattr__(copy, "_watch_mm", mm)
-    object.__setattr__(copy, "_watch_owner", owner)
-    object.__setattr__(copy, "_watch_kind", "cpu" if isinstance(owner, int) else "task")
+    for name in cls._copied:
+        value = getattr(obj, name, _copy)
+        if value is not _copy:                # a slot never set stays unset
+            _object_setattr(copy, name, value)
+    if "__dict__" in cls.__slots__:
+        copy.__dict__[field] = getattr(obj, field)
+    _object_setattr(copy, "_watch", watch)
     return copy
 
 
-class _WatchedTaskField:
-    """A task's own field (in its ``__dict__``) whose stores emit
-    mm_cid_owner.  It has no ``__get__``: a read finds the instance dict,
-    at the cost of a plain attribute."""
+def watched_copy(obj, field, mm, owner, by_setattr=None):
+    """A copy of *obj* (a slotted storage object) whose stores to *field*
+    emit mm_cid_owner for *owner* (a CPU number, or a task) in *mm* (None:
+    the task's mm at the time of the store).  *by_setattr*: whether the copy
+    intercepts every store, which keeps the reads of *field* a slot's
+    (default: if *field* is *obj*'s only field)."""
+    if isinstance(obj, Watched):
+        return obj
+    return _copy(obj, _watched_class(type(obj), field, by_setattr), field,
+                 ("cpu" if isinstance(owner, int) else "task", owner,
+                  None if mm is None else _mm_watch(mm)))
 
-    def __init__(self, name):
-        self.name = name
 
-    def __set__(self, t, value):
-        d = t.__dict__
-        old = d.get(self.name)
-        d[self.name] = value
-        if old is not None and value != old:
-            _owner_stored(None, t, "task", old, value)
+def watch_slots(slots, field, mm):
+    """Watch *mm*'s per-CPU *slots* (a list of slotted structs, by CPU) in
+    place: each a watched_copy() of its CPU's."""
+    watch = _mm_watch(mm)
+    cls = watched = None
+    for cpu, slot in enumerate(slots):
+        if slot.__class__ is not cls:
+            cls = slot.__class__
+            watched = None if issubclass(cls, Watched) else _watched_class(cls, field)
+        if watched is not None:
+            slots[cpu] = _copy(slot, watched, field, ("cpu", cpu, watch))
 
 
 def watch_task_field(t, field):
@@ -199,28 +429,6 @@ def watch_task_field(t, field):
                        {"__slots__": (), field: _WatchedTaskField(field)})
         _watched_classes[key] = watched
     t.__class__ = watched
-
-
-def _owner_stored(mm, owner, kind, old, new):
-    k = running_kernel()
-    if k is None or not k.tp.mm_cid_owner:
-        return
-    if mm is None:
-        mm = owner.mm
-        if mm is None:
-            return
-    v = k.mm_cid
-    lost, got = v.owned_cid(kind, old), v.owned_cid(kind, new)
-    if lost == got:
-        return
-    where = stored_in()
-    change = (f" lost={lost}" if lost >= 0 else "") + (f" got={got}" if got >= 0 else "")
-    who = f"cpu{owner}" if kind == "cpu" else repr(owner)
-    text = Fields(f"mm={mm!r} owner={who} old={v.cid_text(old)} new={v.cid_text(new)}{change} "
-                  f"in={where}")
-    text.fields = {"mm": mm, "owner": owner, "old": old, "new": new, "lost": lost, "got": got,
-                   "where": where}
-    k.tp.emit("mm_cid_owner", text)
 
 
 # -- reports ----------------------------------------------------------------------------------
@@ -296,25 +504,24 @@ def _history(records, mm, cid):
     set, the last holder's taking of it, the event that left it without a
     holder, and the holders the events leave it with."""
     story = {"set": None, "taken": None, "lost": None, "holders": {}}
-    for r in records:
-        fields = r[5].fields
+    for event in records:
+        r, fields = event
         if fields["mm"] is not mm:
             continue
-        event = r[4]
-        if event == "mm_cid_owner":
+        if r[4] == "mm_cid_owner":
             holders = story["holders"]
             if fields["got"] == cid:
-                holders[_key(fields["owner"])] = r
-                story["taken"] = r
+                holders[_key(fields["owner"])] = event
+                story["taken"] = event
                 story["lost"] = None
             if fields["lost"] == cid:
                 holders.pop(_key(fields["owner"]), None)
                 if not holders:
-                    story["lost"] = r
+                    story["lost"] = event
         elif fields["cid"] == cid:
             # A set starts the story anew; a put ends it (a set comes later
             # if the bit is set now).
-            story = {"set": r if event == "mm_cid_get" else None, "taken": None,
+            story = {"set": event if r[4] == "mm_cid_get" else None, "taken": None,
                      "lost": None, "holders": {}}
     return story
 
@@ -323,9 +530,11 @@ def _key(owner):
     return owner if isinstance(owner, int) else id(owner)
 
 
-def _event(r):
-    """When and where an event happened, as the orphan lines say it."""
-    return f"at {_seconds(r[0])} on CPU {r[1]} ({r[2]}-{r[3]}, in {r[5].fields['where']})"
+def _event(event):
+    """When and where an event (a record and its fields) happened, as the
+    orphan lines say it."""
+    r, fields = event
+    return f"at {_seconds(r[0])} on CPU {r[1]} ({r[2]}-{r[3]}, in {fields['where']})"
 
 
 def _orphan_lines(k, mm, cid, story, oldest):
@@ -334,25 +543,25 @@ def _orphan_lines(k, mm, cid, story, oldest):
     what = f"cid {cid} of {mm!r}"
     if story["set"] is not None:
         lines.append(f"set {_event(story['set'])}")
-        tp.pin(story["set"], f"{what} set")
+        tp.pin(story["set"][0], f"{what} set")
     else:
         lines.append(f"set before the oldest event kept ({_seconds(oldest)})")
     taken, lost = story["taken"], story["lost"]
     if taken is not None:
-        holder = taken[5].fields["owner"]
+        r, f = taken
+        holder = f["owner"]
         name = repr(holder) if not isinstance(holder, int) else f"CPU {holder}'s slot"
-        lines.append(f"last held by {name}, from {_seconds(taken[0])} "
-                     f"(in {taken[5].fields['where']})")
-        tp.pin(taken, f"{what} taken")
+        lines.append(f"last held by {name}, from {_seconds(r[0])} (in {f['where']})")
+        tp.pin(r, f"{what} taken")
     if lost is not None:
-        f = lost[5].fields
+        r, f = lost
         holder = repr(f["owner"]) if not isinstance(f["owner"], int) else f"CPU {f['owner']}'s slot"
         lines.append(f"dropped by {holder} {_event(lost)}: {k.mm_cid.cid_text(f['old'])} -> "
                      f"{k.mm_cid.cid_text(f['new'])}, the bit left set")
-        tp.pin(lost, f"{what} lost: the bit left set")
+        tp.pin(r, f"{what} lost: the bit left set")
     elif story["holders"]:
-        for r in story["holders"].values():
-            owner = r[5].fields["owner"]
+        for _, f in story["holders"].values():
+            owner = f["owner"]
             lines.append(f"no event of {describe_owner(k, mm, owner, _owner_value(k, mm, owner))} "
                          f"giving it up: the store that did was not watched")
     elif story["set"] is not None:
@@ -374,10 +583,12 @@ def cid_report(k, mm):
     lines = [f"cid bitmap of {mm!r}: {_cid_list(cpus_of(bits))} set, bound {v.cid_bound(mm)}, "
              f"{len(orphans)} without an owner{'; ' + state if state else ''}"]
     tail = k.tp.tail
-    records = [r for r in (tail or ()) if r[4] in CID_EVENTS and isinstance(r[5], Fields)]
+    # The tail's mm_cid events, each a record and its fields by name.
+    records = [(r, text.fields) for r in (tail or ()) if r[4] in CID_EVENTS
+               for text in (Fields.of(r[5]),) if isinstance(text, Fields)]
     oldest = tail[0][0] if tail else 0
-    gains = {(_key(r[5].fields["owner"]), r[5].fields["got"]): r for r in records
-             if r[4] == "mm_cid_owner" and r[5].fields["mm"] is mm}
+    gains = {(_key(f["owner"]), f["got"]): r for r, f in records
+             if r[4] == "mm_cid_owner" and f["mm"] is mm}
     told, shown = orphans[:STORIES], 0
     for cid in sorted(set(cpus_of(bits)) | set(holders)):
         if cid in holders:

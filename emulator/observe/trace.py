@@ -22,10 +22,12 @@ occurrence and a count, and the events the report *pinned* (``pin()``: the
 ones that explain it, such as where a concurrency id lost its owner) however
 old they are in the tail.
 
-An event's text may carry its fields by name (`Fields`): the mm_cid events
+An event's text is a str, or its fields (`Fields`): the mm_cid events
 (``mm_cid_get``, ``mm_cid_put``, ``mm_cid_owner``, emitted by the watched cid
-storage of emulator/observe/cid_watch.py) do, so that a report or a metric
-reads ``record[5].fields["cid"]`` rather than parsing the text.
+storage of emulator/observe/cid_watch.py) are, so that a report or a metric
+reads ``record[5].fields["cid"]`` rather than parsing the text, and an event
+costs a tuple: its text is made only when printed (``str(record[5])``: a
+report, the minimal trace, --trace).
 """
 
 import re
@@ -40,12 +42,41 @@ EVENTS = (
 )
 
 
-class Fields(str):
-    """An event's text that also keeps its fields by name, as ftrace's events
-    have a format with named fields: ``text = Fields(...); text.fields =
-    {...}``.  It compares and prints as its text."""
+_NO_RECORD = (None,) * 8       # what emit() compares the first event of the tail with
 
-    fields = None
+
+class Fields(tuple):
+    """An event's fields, as ftrace's events have a format with named fields:
+    a tuple of its class and the values the event records, by position,
+    which prints as the event's text (``str()``, made only then).  A
+    subclass says what the positions are: ``fields`` (their names and
+    values, a dict) and ``text()``.  The values are those of the time of the
+    event (what may change later, a task's comm, is copied); two events with
+    equal fields are equal, so repeats fold as their texts would.
+
+    The tail may keep an event's fields as the plain tuple of the same items
+    (cheaper to make, for an emitter that appends to the tail itself):
+    ``Fields.of(record[5])`` is a record's text, or its Fields either way."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def of(text):
+        """*text* (a record's), its plain tuple of fields as their Fields."""
+        return text[0](text) if text.__class__ is tuple else text
+
+    @property
+    def fields(self):
+        raise NotImplementedError
+
+    def text(self):
+        raise NotImplementedError
+
+    def __str__(self):
+        return self.text()
+
+    def __repr__(self):
+        return repr(self.text())
 
 
 class Tracepoints:
@@ -55,6 +86,11 @@ class Tracepoints:
         self.tail = deque(maxlen=tail) if tail else None
         self.full = None
         self.pinned = {}         # id(record) -> (record, note): what minimal_trace() always keeps
+        self.names = {}          # an emitter's cache: an object -> what its events call it
+        # Only the tail listens: an emitter of events that never repeat the one
+        # before them (each a change of state) may append its record to the
+        # tail itself, as emit() would, saving emit()'s call (the mm_cid events).
+        self.tail_only = self.tail is not None
         for name in EVENTS:
             setattr(self, name, False)
         if tail:
@@ -69,35 +105,40 @@ class Tracepoints:
                 raise ValueError(f"unknown tracepoint {name!r}")
             self._listeners[name].append(fn)
             setattr(self, name, True)
+        self.tail_only = False
 
     def record_all(self):
         """Keep every event (for --trace FILE and determinism checks)."""
         self.full = []
+        self.tail_only = False
         for name in EVENTS:
             setattr(self, name, name != "function" or self.function)
 
     def emit(self, event, text):
         k = self._k
         cur = k.cur
-        record = (k.engine.now, k.cpu, cur.comm, cur.pid, event, text)
+        now, cpu = k.engine.now, k.cpu
         tail = self.tail
         if tail is not None:
             # A loop emitting the same event on the same CPU and task is kept as one
             # record and a count (a spinning CPU must not push the story out of the tail).
-            last = tail[-1] if tail else None
-            if last is not None and last[5] == text and last[3] == cur.pid and \
-                    last[1] == k.cpu and last[4] == event:
-                tail[-1] = last[:6] + (last[6] + 1, record[0])
+            last = tail[-1] if tail else _NO_RECORD
+            if last[5] == text and last[3] == cur.pid and last[1] == cpu and last[4] == event:
+                tail[-1] = last[:6] + (last[6] + 1, now)
             else:
-                tail.append(record + (0, 0))
-        if self.full is not None:
-            self.full.append(record)
-        for fn in self._listeners[event]:
-            fn(record)
+                tail.append((now, cpu, cur.comm, cur.pid, event, text, 0, 0))
+        listeners = self._listeners[event]
+        if self.full is not None or listeners:
+            record = (now, cpu, cur.comm, cur.pid, event, text)
+            if self.full is not None:
+                self.full.append(record)
+            for fn in listeners:
+                fn(record)
 
     @staticmethod
     def format(record):
         now, cpu, comm, pid, event, text = record[:6]
+        text = Fields.of(text)
         sec, ns = divmod(now, 1_000_000_000)
         line = f"{comm + '-' + str(pid):>20} [{cpu:03d}] {sec:5d}.{ns:09d}: {event}: {text}"
         if len(record) > 6 and record[6]:

@@ -25,7 +25,7 @@ stubs of the kernel headers: a variant overrides the ones its era implements.
 | task_mm_cid(t)                    | rseq_update_cpu_node_id()                              |
 """
 
-from ..observe.cid_watch import tracing_cids, watched_cidmask, watched_copy
+from ..observe.cid_watch import tracing_cids, watch_slots, watched_cidmask
 
 
 class Finding:
@@ -206,9 +206,7 @@ class SchedMmCid(Variant):
         if not tracing_cids(self.k):
             return
         mm.cidmask = watched_cidmask(mm.cidmask, mm)
-        slots = self.cid_slots(mm)
-        for cpu, slot in enumerate(slots):
-            slots[cpu] = watched_copy(slot, "cid", mm, cpu)
+        watch_slots(self.cid_slots(mm), "cid", mm)
 
     def watch_task_cid(self, t):
         """Not kernel code: called from init_task_fields() of an era whose

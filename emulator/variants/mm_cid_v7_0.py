@@ -1045,7 +1045,7 @@ class MmCidV7_0(SchedMmCid):
 
     def watch_task_cid(self, t):
         if tracing_cids(self.k):
-            t.mm_cid = watched_copy(t.mm_cid, "cid", None, t)
+            t.mm_cid = watched_copy(t.mm_cid, "cid", None, t, by_setattr=True)   # cid: read often
 
     def cidmask_bits(self, mm):
         return mm.cidmask.bits
