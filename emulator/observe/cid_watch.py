@@ -21,6 +21,14 @@ more.  Departure: the kernel would have tracepoints at its call sites; a
 watch also sees the stores of code that has none, which is what a report on
 a patch needs.
 
+Cost.  The tail is kept by default, so the watches are on in every run, and
+an era may store a cid at every context switch: an event records values
+only (a tuple of its fields, the code objects of the functions that stored)
+and its text, the names of ``in=`` included, is made when a report, the
+minimal trace or ``--trace`` prints it.  The values are those of the time of
+the store: a task's comm and pid are copied, an mm's name is kept with the
+class it had (KASAN's poisoning of a freed mm changes its class).
+
 Reports.  ``cid_report()`` is the section a hard lockup or a P4 violation
 adds for an mm: who owns each set bit (a task, with its state, or a CPU
 slot), which set bit has no owner and, from the trace tail, when it was last
@@ -177,25 +185,43 @@ class WatchedCidmask(Cpumask, Watched):
             return
         old = self.bits
         _set_bits(self, value)
-        if value == old:
+        changed = old ^ value                 # (a mask of 1024 CPUs is a long int: few operations)
+        if not changed:
             return
         k = _locking._machine                 # running_kernel()
         if k is None:
             return
         tp = k.tp
-        got = value & ~old if tp.mm_cid_get else 0
-        put = old & ~value if tp.mm_cid_put else 0
-        changed = got | put
-        if not changed:
-            return
-        watch = self.watch
-        site = store_site(_getframe(1), tp)
         if changed & (changed - 1) or not tp.tail_only:
-            _bits_emit(tp, watch, got, put, site)
+            if tp.mm_cid_get or tp.mm_cid_put:
+                _bits_emit(tp, self.watch, value & changed if tp.mm_cid_get else 0,
+                           old & changed if tp.mm_cid_put else 0, store_site(_getframe(1), tp))
             return
-        cur = k.cur                           # one bit set or cleared
-        tp.tail.append((k.engine.now, k.cpu, cur.comm, cur.pid,
-                        "mm_cid_get" if got else "mm_cid_put",
+        # One bit set or cleared, only the tail listening.
+        if value & changed:
+            if not tp.mm_cid_get:
+                return
+            event = "mm_cid_get"
+        elif tp.mm_cid_put:
+            event = "mm_cid_put"
+        else:
+            return
+        # store_site(), inline: the primitive that stored, its caller and theirs.
+        f = _getframe(1)
+        if f.f_code.co_filename in _NOT_THE_STORE:
+            f = f.f_back
+        code = f.f_code
+        if code.co_filename in _NOT_THE_STORE or tp.function:
+            site = store_site(f, tp)
+        else:
+            try:
+                up = f.f_back
+                site = (code, up.f_code, up.f_back.f_code)
+            except AttributeError:
+                site = store_site(f, tp)
+        watch = self.watch
+        cur = k.cur
+        tp.tail.append((k.engine.now, k.cpu, cur.comm, cur.pid, event,
                         (CidBitFields, watch, watch[0].__class__, changed.bit_length() - 1, site),
                         0, 0))
 
@@ -206,6 +232,8 @@ _set_bits = Cpumask.__dict__["bits"].__set__
 def _bits_emit(tp, watch, got, put, site):
     """The events of a store to a watched bitmap that set the bits *got* and
     cleared *put*, through emit()."""
+    if not got and not put:
+        return
     then = watch[0].__class__
     for cid in cpus_of(got):
         tp.emit("mm_cid_get", CidBitFields((CidBitFields, watch, then, cid, site)))
@@ -271,8 +299,18 @@ class _WatchedTaskField:
         watch = tp.names.get(mm)
         if watch is None:
             watch = tp.names[mm] = _mm_watch(mm)
+        f = _getframe(1)                      # store_site(), inline
+        code = f.f_code
+        if code.co_filename in _NOT_THE_STORE or tp.function:
+            site = store_site(f, tp)
+        else:
+            try:
+                up = f.f_back
+                site = (code, up.f_code, up.f_back.f_code)
+            except AttributeError:
+                site = store_site(f, tp)
         fields = (CidOwnerFields, v, watch, mm.__class__, t, t.comm, t.pid, old, value, lost, got,
-                  store_site(_getframe(1), tp))
+                  site)
         if tp.tail_only:
             cur = k.cur
             tp.tail.append((k.engine.now, k.cpu, cur.comm, cur.pid, "mm_cid_owner", fields, 0, 0))
@@ -280,35 +318,32 @@ class _WatchedTaskField:
             tp.emit("mm_cid_owner", CidOwnerFields(fields))
 
 
-def _struct_owner_stored(obj, old, value, depth):
-    """The event of a store of *value* over *old* to a watched struct *obj*
-    (``obj._watch``: its kind of owner, the owner, _mm_watch() of its mm or
-    None, a task's mm at the time), *depth* frames up."""
-    k = _locking._machine                     # running_kernel()
-    if k is None:
-        return
-    tp = k.tp
-    if not tp.mm_cid_owner:
-        return
-    kind, owner, watch = obj._watch
-    v = k.mm_cid
-    lost = v.owned_cid(kind, old)
-    got = v.owned_cid(kind, value)
+def _owner_event(k, tp, kind, owner, watch, old, value):
+    """The mm_cid_owner event, if any, of a store of *value* over *old* by
+    the caller's caller to a watched struct of *owner* (*kind* "cpu" or
+    "task"; *watch*: _mm_watch() of its mm, None: a task's mm at the time)."""
+    names = tp.names
+    lost = names.get((kind, old))             # owned_cid(), memoized
+    if lost is None:
+        lost = names[kind, old] = k.mm_cid.owned_cid(kind, old)
+    got = names.get((kind, value))
+    if got is None:
+        got = names[kind, value] = k.mm_cid.owned_cid(kind, value)
     if lost == got:
         return
     if watch is None:                         # a task's: its mm now
         mm = owner.mm
         if mm is None:
             return
-        watch = tp.names.get(mm)
+        watch = names.get(mm)
         if watch is None:
-            watch = tp.names[mm] = _mm_watch(mm)
+            watch = names[mm] = _mm_watch(mm)
     if kind == "cpu":
-        fields = (CidOwnerFields, v, watch, watch[0].__class__, owner, None, None, old, value,
-                  lost, got, store_site(_getframe(depth), tp))
+        fields = (CidOwnerFields, k.mm_cid, watch, watch[0].__class__, owner, None, None, old,
+                  value, lost, got, store_site(_getframe(2), tp))
     else:
-        fields = (CidOwnerFields, v, watch, watch[0].__class__, owner, owner.comm, owner.pid,
-                  old, value, lost, got, store_site(_getframe(depth), tp))
+        fields = (CidOwnerFields, k.mm_cid, watch, watch[0].__class__, owner, owner.comm,
+                  owner.pid, old, value, lost, got, store_site(_getframe(2), tp))
     if tp.tail_only:
         cur = k.cur
         tp.tail.append((k.engine.now, k.cpu, cur.comm, cur.pid, "mm_cid_owner", fields, 0, 0))
@@ -318,7 +353,8 @@ def _struct_owner_stored(obj, old, value, depth):
 
 class _WatchedStructField:
     """The field of a watched copy of a slotted struct, kept in the copy's
-    ``__dict__``, whose stores emit mm_cid_owner for the copy's owner."""
+    ``__dict__``, whose stores emit mm_cid_owner for the copy's owner
+    (``_watch``: the kind of owner, the owner, _mm_watch() of its mm)."""
 
     __slots__ = ("name",)
 
@@ -330,22 +366,33 @@ class _WatchedStructField:
         old = d[self.name]
         d[self.name] = value
         if value != old:
-            _struct_owner_stored(obj, old, value, 2)
+            k = _locking._machine             # running_kernel()
+            if k is not None and k.tp.mm_cid_owner:
+                kind, owner, watch = obj._watch
+                _owner_event(k, k.tp, kind, owner, watch, old, value)
 
 
 def _struct_setattr(field, slot):
-    """The __setattr__ of a watched copy of a slotted struct whose stores to
-    *field* (*slot*, the struct's member descriptor) emit mm_cid_owner."""
-    read, write = slot.__get__, slot.__set__
+    """The __setattr__ of a watched slotted struct whose stores to *field*
+    (*slot*, the struct's member descriptor) emit mm_cid_owner for the
+    owner the kernel's table says (``tp.names[id(obj)]``: the struct, the
+    kind of owner, the owner, _mm_watch() of its mm)."""
+    write = slot.__set__
 
     def __setattr__(obj, name, value):
         if name != field:
             _object_setattr(obj, name, value)
             return
-        old = read(obj)
+        old = getattr(obj, field)
         write(obj, value)
         if value != old:
-            _struct_owner_stored(obj, old, value, 2)
+            k = _locking._machine             # running_kernel()
+            if k is not None:
+                tp = k.tp
+                if tp.mm_cid_owner:
+                    entry = tp.names.get(id(obj))
+                    if entry is not None and entry[0] is obj:
+                        _owner_event(k, tp, entry[1], entry[2], entry[3], old, value)
     return __setattr__
 
 
@@ -365,9 +412,8 @@ def _watched_class(cls, field, by_setattr=None):
         slots = _slots_of(cls)
         if by_setattr is None:
             by_setattr = slots == [field]
-        if by_setattr:
-            how = {"__slots__": ("_watch",), "_copied": slots,
-                   "__setattr__": _struct_setattr(field, getattr(cls, field))}
+        if by_setattr:                        # the layout of cls: watched in place
+            how = {"__slots__": (), "__setattr__": _struct_setattr(field, getattr(cls, field))}
         else:
             how = {"__slots__": ("__dict__", "_watch"), field: _WatchedStructField(field),
                    "_copied": [name for name in slots if name != field]}
@@ -378,42 +424,49 @@ def _watched_class(cls, field, by_setattr=None):
     return watched
 
 
-def _copy(obj, cls, field, watch):
+def _watched(tp, obj, cls, field, kind, owner, watch):
+    """*obj* as an instance of its watched class *cls*: itself, its class
+    switched, if *cls* has its layout, else a copy."""
+    if "_copied" not in cls.__dict__:
+        obj.__class__ = cls
+        tp.names[id(obj)] = (obj, kind, owner, watch)
+        return obj
     copy = cls.__new__(cls)
     for name in cls._copied:
-        value = getattr(obj, name, _copy)
-        if value is not _copy:                # a slot never set stays unset
+        value = getattr(obj, name, _watched)
+        if value is not _watched:             # a slot never set stays unset
             _object_setattr(copy, name, value)
-    if "__dict__" in cls.__slots__:
-        copy.__dict__[field] = getattr(obj, field)
-    _object_setattr(copy, "_watch", watch)
+    copy.__dict__[field] = getattr(obj, field)
+    copy._watch = (kind, owner, watch)
     return copy
 
 
-def watched_copy(obj, field, mm, owner, by_setattr=None):
-    """A copy of *obj* (a slotted storage object) whose stores to *field*
-    emit mm_cid_owner for *owner* (a CPU number, or a task) in *mm* (None:
-    the task's mm at the time of the store).  *by_setattr*: whether the copy
-    intercepts every store, which keeps the reads of *field* a slot's
-    (default: if *field* is *obj*'s only field)."""
+def watch_struct(k, obj, field, mm, owner, by_setattr=None):
+    """*obj* (a slotted storage object of kernel *k*) watched: its stores to
+    *field* emit mm_cid_owner for *owner* (a CPU number, or a task) in *mm*
+    (None: the task's mm at the time of the store).  *by_setattr*: whether
+    its class intercepts every store, which keeps the reads of *field* a
+    slot's and watches *obj* itself (default: if *field* is its only field);
+    else the result is a copy whose *field* is in its ``__dict__``."""
     if isinstance(obj, Watched):
         return obj
-    return _copy(obj, _watched_class(type(obj), field, by_setattr), field,
-                 ("cpu" if isinstance(owner, int) else "task", owner,
-                  None if mm is None else _mm_watch(mm)))
+    return _watched(k.tp, obj, _watched_class(type(obj), field, by_setattr), field,
+                    "cpu" if isinstance(owner, int) else "task", owner,
+                    None if mm is None else _mm_watch(mm))
 
 
-def watch_slots(slots, field, mm):
-    """Watch *mm*'s per-CPU *slots* (a list of slotted structs, by CPU) in
-    place: each a watched_copy() of its CPU's."""
+def watch_slots(k, slots, field, mm):
+    """Watch *mm*'s per-CPU *slots* (a list of slotted structs of kernel *k*,
+    by CPU) in place: each as watch_struct() watches its CPU's."""
     watch = _mm_watch(mm)
     cls = watched = None
+    tp = k.tp
     for cpu, slot in enumerate(slots):
         if slot.__class__ is not cls:
             cls = slot.__class__
             watched = None if issubclass(cls, Watched) else _watched_class(cls, field)
         if watched is not None:
-            slots[cpu] = _copy(slot, watched, field, ("cpu", cpu, watch))
+            slots[cpu] = _watched(tp, slot, watched, field, "cpu", cpu, watch)
 
 
 def watch_task_field(t, field):

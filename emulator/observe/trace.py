@@ -27,7 +27,9 @@ An event's text is a str, or its fields (`Fields`): the mm_cid events
 storage of emulator/observe/cid_watch.py) are, so that a report or a metric
 reads ``record[5].fields["cid"]`` rather than parsing the text, and an event
 costs a tuple: its text is made only when printed (``str(record[5])``: a
-report, the minimal trace, --trace).
+report, the minimal trace, --trace).  Where only the tail listens
+(``tail_only``), their emitter appends the record to the tail itself, the
+fields a plain tuple there: ``Fields.of(record[5])`` reads a tail's record.
 """
 
 import re

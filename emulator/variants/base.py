@@ -172,7 +172,8 @@ class SchedMmCid(Variant):
 
     def owned_cid(self, kind, value):
         """The cid (the bit of the bitmap) that a stored *value* owns, or -1:
-        *kind* says whose it is, "task" or "cpu" (a slot)."""
+        *kind* says whose it is, "task" or "cpu" (a slot).  A function of
+        its arguments alone: the mm_cid watches remember its answers."""
         return -1
 
     def cid_text(self, value):
@@ -206,7 +207,7 @@ class SchedMmCid(Variant):
         if not tracing_cids(self.k):
             return
         mm.cidmask = watched_cidmask(mm.cidmask, mm)
-        watch_slots(self.cid_slots(mm), "cid", mm)
+        watch_slots(self.k, self.cid_slots(mm), "cid", mm)
 
     def watch_task_cid(self, t):
         """Not kernel code: called from init_task_fields() of an era whose

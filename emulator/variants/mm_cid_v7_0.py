@@ -67,7 +67,7 @@ from ..kernel.locking import (
     raw_spinlock_t, smp_mb,
 )
 from ..kernel.workqueue import work_struct
-from ..observe.cid_watch import tracing_cids, watched_copy
+from ..observe.cid_watch import tracing_cids, watch_struct
 from . import register
 from .base import Finding, SchedMmCid
 
@@ -1045,7 +1045,7 @@ class MmCidV7_0(SchedMmCid):
 
     def watch_task_cid(self, t):
         if tracing_cids(self.k):
-            t.mm_cid = watched_copy(t.mm_cid, "cid", None, t, by_setattr=True)   # cid: read often
+            t.mm_cid = watch_struct(self.k, t.mm_cid, "cid", None, t, by_setattr=True)  # read often
 
     def cidmask_bits(self, mm):
         return mm.cidmask.bits
