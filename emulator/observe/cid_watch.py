@@ -206,19 +206,7 @@ class WatchedCidmask(Cpumask, Watched):
             event = "mm_cid_put"
         else:
             return
-        # store_site(), inline: the primitive that stored, its caller and theirs.
-        f = _getframe(1)
-        if f.f_code.co_filename in _NOT_THE_STORE:
-            f = f.f_back
-        code = f.f_code
-        if code.co_filename in _NOT_THE_STORE or tp.function:
-            site = store_site(f, tp)
-        else:
-            try:
-                up = f.f_back
-                site = (code, up.f_code, up.f_back.f_code)
-            except AttributeError:
-                site = store_site(f, tp)
+        site = store_site(_getframe(1), tp)
         watch = self.watch
         cur = k.cur
         tp.tail.append((k.engine.now, k.cpu, cur.comm, cur.pid, event,
@@ -299,16 +287,7 @@ class _WatchedTaskField:
         watch = tp.names.get(mm)
         if watch is None:
             watch = tp.names[mm] = _mm_watch(mm)
-        f = _getframe(1)                      # store_site(), inline
-        code = f.f_code
-        if code.co_filename in _NOT_THE_STORE or tp.function:
-            site = store_site(f, tp)
-        else:
-            try:
-                up = f.f_back
-                site = (code, up.f_code, up.f_back.f_code)
-            except AttributeError:
-                site = store_site(f, tp)
+        site = store_site(_getframe(1), tp)
         fields = (CidOwnerFields, v, watch, mm.__class__, t, t.comm, t.pid, old, value, lost, got,
                   site)
         if tp.tail_only:
