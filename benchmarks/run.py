@@ -1,8 +1,10 @@
 """Benchmarks: one command, ratios and rates.
 
-    python benchmarks/run.py [--quick]
+    python benchmarks/run.py [--quick] [--forks]
 
-Prints the wall time of the mm_cid_compaction mirror at 8, 128 and 1024 CPUs,
+Prints forks per second (a Python body forking and waiting, the synthetic
+fork loop with and without wait()) at 4 and 128 CPUs, the wall time of the
+mm_cid_compaction mirror at 8, 128 and 1024 CPUs,
 synthetic context switches and events per second at 8 and 128 CPUs (the cost
 of an event must not grow with the CPU count), and host baton hand-offs per
 second, Hypothesis-generated cases and stateful examples run per second at 8
@@ -17,8 +19,9 @@ import time
 
 from emulator import Machine
 from emulator.explore import PreemptStrategy
-from emulator.workload import Program, repeat, run, sleep, yield_
-from emulator.uapi.libc import sched_yield
+from emulator.workload import Program, repeat, run, sleep, wait, yield_
+from emulator.workload import fork as workload_fork
+from emulator.uapi.libc import fork, sched_yield, waitpid
 
 
 def bench_compaction(nr_cpus, seed=1):
@@ -46,6 +49,36 @@ def bench_switches(nr_cpus, virtual_s, shape, seed=1, invariants=True):
     t0, c0 = time.perf_counter(), time.process_time()
     m.run(main)
     return time.perf_counter() - t0, time.process_time() - c0, m.kernel.nr_switches, m.engine.events
+
+
+FORK_LOOPS = {
+    "body": "Python body, fork() + waitpid()",
+    "reaped": "synthetic fork(), run(20 us), wait()",
+    "zombies": "synthetic fork(), run(20 us), no wait (zombies until exit)",
+}
+
+
+def bench_forks(kind, nr_cpus, forks, seed=1):
+    """*forks* children, each exiting at once, forked by a Python body that
+    waits for each ("body") or by the synthetic loop, waiting for each
+    ("reaped") or leaving them zombies until it exits, when init reaps them
+    ("zombies").  Returns (wall, CPU time of this process)."""
+    if kind == "body":
+        def child():
+            return 0
+
+        def main():
+            for _ in range(forks):
+                waitpid(fork(child))
+            return 0
+    else:
+        body = (workload_fork(Program(comm="child")), run(20_000))
+        main = Program(repeat(forks, *body, *((wait(),) if kind == "reaped" else ())),
+                       comm="forker")
+    m = Machine(nr_cpus=nr_cpus, seed=seed)
+    t0, c0 = time.perf_counter(), time.process_time()
+    m.run(main)
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def bench_handoffs(n=4000, seed=1):
@@ -155,8 +188,22 @@ def bench_lockup():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller runs")
+    ap.add_argument("--forks", action="store_true", help="the fork figures only")
     args = ap.parse_args(argv)
     vs = 0.02 if args.quick else 0.1
+
+    print("forks per second, wall (CPU time of this process), best of three; "
+          "the children exit at once")
+    for kind, what in FORK_LOOPS.items():
+        forks = (300 if kind == "body" else 1000) if args.quick else \
+            (1000 if kind == "body" else 5000)
+        figures = []
+        for n in (4, 128):
+            wall, cpu = min(bench_forks(kind, n, forks) for _ in range(3))
+            figures.append(f"{n:3d} CPUs {forks / wall:7,.0f}/s ({forks / cpu:7,.0f}/s)")
+        print(f"  {what:58s} {'   '.join(figures)}")
+    if args.forks:
+        return 0
 
     print("mm_cid_compaction mirror (v6.3), wall time per run")
     for n in (8, 128, 1024):

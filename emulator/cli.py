@@ -86,15 +86,14 @@ def _open_trace(path):
 def cmd_run(args):
     from .explore.mirror import run_selftest
     from .explore.strategies import strategy_from_spec
-    from .machine import DEFAULT_MM_CID
     from .selftest import find_selftest
-    from .variants import load_variant
+    from .variants import DEFAULTS, load_variant
     find_selftest(args.selftest)
     if not 1 <= args.cpus <= 1024:
         raise UsageError(f"--cpus {args.cpus}: must be in 1..1024")
     if len(args.variant) > 1:
-        raise UsageError("one --variant per run (every variant is an mm_cid variant)")
-    variant = load_variant(args.variant[0] if args.variant else DEFAULT_MM_CID)
+        raise UsageError("one --variant per run (every other subsystem has its default variant)")
+    variant = load_variant(args.variant[0] if args.variant else DEFAULTS["mm_cid"])
     if args.strategy:
         strategy_from_spec(args.strategy)
     trace_file = _open_trace(args.trace)
@@ -154,9 +153,12 @@ def cmd_replay(args):
 
 
 def cmd_variants(args):
-    from .variants import registered
-    for cls in registered().values():
-        print(cls.describe())
+    from .variants import DEFAULTS, registered
+    for subsystem, default in DEFAULTS.items():
+        print(f"{subsystem}:")
+        for cls in registered(subsystem).values():
+            mark = " (default)" if cls.name == default else ""
+            print(f"  {cls.describe()}{mark}")
     return 0
 
 

@@ -23,7 +23,9 @@ callback is half done there.  Ctrl-C and SIGTERM (emulator.interrupt) only
 stop the loop, which raises `Interrupted` at that point.
 """
 
+import contextvars
 import ctypes
+import gc
 import heapq
 import random
 import threading
@@ -67,10 +69,40 @@ class Chooser:
         return (mask & -mask).bit_length() - 1
 
 
+# The collector's youngest generation while runs go on: a fork makes some
+# forty container objects (task_struct, mm, locks, wait queues, a kernel
+# stack's frames), most of them dead within a few forks.  At CPython's
+# default threshold (700) they outlive a young collection or two first and
+# the old generations' collections, which rescan every live object, took
+# 15-25 % of a fork storm's time.  Collections are invisible to the model:
+# no run changes.
+_YOUNG_THRESHOLD = 10_000
+_gc_runs = [0, None]             # runs going on, the threshold before the first
+
+
+def _gc_enter():
+    if _gc_runs[0] == 0:
+        before = gc.get_threshold()
+        _gc_runs[1] = before
+        gc.set_threshold(max(before[0], _YOUNG_THRESHOLD), *before[1:])
+    _gc_runs[0] += 1
+
+
+def _gc_leave():
+    _gc_runs[0] -= 1
+    if _gc_runs[0] == 0:
+        gc.set_threshold(*_gc_runs[1])
+
+
 # An event is ``[key, seq, time, fn, arg]``: the key packs time and a tiebreak
 # drawn from the chooser into one int, the insertion sequence breaks the rare
 # remaining tie.
 _TIME_SHIFT = 24
+
+
+class _StackFreed(BaseException):
+    """Thrown into a dead task's kernel stack by free_stack(): it unwinds
+    to the stack's base, which parks the greenlet for the next task."""
 
 
 class Engine:
@@ -98,9 +130,12 @@ class Engine:
         self.baton = threading.Lock()
         self.baton.acquire()
         self.loop = None
+        self.starter = None             # begins new kernel stacks (start_stack())
         self.before_first_host = None   # called once, before the first host thread
-        self.stacks = []
+        self.stacks = {}                # live kernel stacks (an ordered set)
+        self.free_stacks = []           # task stacks parked for the next task
         self.hosts = []
+        self.idle_hosts = []            # host threads waiting for a body (_HostThread)
         self.stopped = False
         self.interrupted = None       # the signal that stopped the loop (interrupt())
         self.baton_held = False       # a host body runs; its own timeout watches it
@@ -135,19 +170,26 @@ class Engine:
         first, ``on_empty()`` must raise (a deadlock) or schedule something.
         Raises `Interrupted` if interrupt() stopped it."""
         self.loop = getcurrent()
+        if self.starter is None:
+            self.starter = greenlet(self._start_stacks, parent=self.loop)
+            self.starter.switch()
         queue = self._queue
         pop = heapq.heappop
-        while not self.stopped:
-            if not queue:
-                on_empty()
-                continue
-            entry = pop(queue)
-            fn = entry[3]
-            if fn is None:
-                continue
-            self.now = entry[2]
-            self.events += 1
-            fn(entry[4])
+        _gc_enter()
+        try:
+            while not self.stopped:
+                if not queue:
+                    on_empty()
+                    continue
+                entry = pop(queue)
+                fn = entry[3]
+                if fn is None:
+                    continue
+                self.now = entry[2]
+                self.events += 1
+                fn(entry[4])
+        finally:
+            _gc_leave()
         if self.interrupted is not None:
             _interrupt.take()
             raise Interrupted(self.interrupted)
@@ -162,11 +204,79 @@ class Engine:
     # -- kernel stacks ----------------------------------------------------------
 
     def new_stack(self, fn):
-        """A kernel stack (greenlet) whose first switch calls ``fn(*args)``.
-        Its parent is the loop, so an exception in it surfaces in ``run``."""
+        """A kernel stack (greenlet) whose first switch, from the loop,
+        calls ``fn(*args)`` (an idle task's).  Its parent is the loop, so an
+        exception in it surfaces in ``run``."""
         stack = greenlet(fn, parent=self.loop)
-        self.stacks.append(stack)
+        self.stacks[stack] = None
         return stack
+
+    def task_stack(self):
+        """A kernel stack for a new task, begun with start_stack(): one a
+        dead task left (free_stack()), or a new one."""
+        free = self.free_stacks
+        stack = free.pop() if free else greenlet(self._stack_base, parent=self.loop)
+        self.stacks[stack] = None
+        return stack
+
+    def start_stack(self, stack, fn, arg):
+        """Switch from the current kernel stack to *stack* (task_stack()),
+        which runs ``fn(arg)`` from its base; returns what the current stack
+        is later switched back to with, as ``stack.switch()`` would.
+
+        A greenlet begins on top of the C stack, and with the Python
+        recursion depth, of the greenlet that first switches to it.  A new
+        task's kernel stack begins on its own, in the kernel (copy_thread()
+        sets up ret_from_fork at the top of a fresh stack): begun from the
+        task switching to it, a dead task's successor would sit on the dead
+        one, and a run of new tasks each switched to by the one before it as
+        it exits (children forked faster than they run) would nest without
+        bound, to a RecursionError in the first deep call (__mmdrop()'s
+        KASAN poisoning, about 100 forks in).  The starter begins each new
+        greenlet at the loop's depth instead, and a stack given back by a
+        dead task is already there, at its base."""
+        if stack:                               # parked at its base
+            return stack.switch((fn, arg))
+        return self.starter.switch((stack, (fn, arg)))
+
+    def _start_stacks(self):
+        """The starter's body: park at the loop's depth, then begin each
+        greenlet start_stack() hands over from here."""
+        stack, work = self.loop.switch()
+        while True:
+            stack, work = stack.switch(work)
+
+    def _stack_base(self, work):
+        """The base of a task's kernel stack: run ``fn(arg)``; when
+        free_stack() unwinds it, park for the next task (a greenlet's start
+        and end cost 15 us, a task's whole fork and exit 100-200 us)."""
+        me = getcurrent()
+        while True:
+            fn, arg = work
+            try:
+                return fn(arg)
+            except _StackFreed:
+                pass
+            back, me.parent = me.parent, self.loop
+            self.free_stacks.append(me)
+            work = back.switch()
+
+    def free_stack(self, stack):
+        """Unwind the suspended kernel *stack* of a task that never runs
+        again, now, from the current kernel stack: a dead task's stack goes
+        at its last switch (put_task_stack()), as in the kernel, not at the
+        end of the run (a fork storm would keep every child's, about 10 KB
+        of saved C stack each), and the greenlet serves the next new task.
+        What the unwinding raises is dropped (the task is gone), and with
+        it the greenlet."""
+        del self.stacks[stack]
+        stack.parent = getcurrent()             # its unwinding ends back here
+        try:
+            stack.throw(_StackFreed)
+        except _StackFreed:
+            pass                                # not a task's stack: it ended
+        except Exception:                       # noqa: BLE001 - see above
+            pass
 
     def reap_stacks(self):
         """Unwind every kernel stack still suspended; called from the loop's
@@ -178,15 +288,23 @@ class Engine:
         in whatever run is going on then.  Here each gets GreenletExit where
         it waits, now; one that switches away while unwinding gets it again.
         What its unwinding raises instead is dropped: the run is over."""
-        stacks, self.stacks = self.stacks, []
+        stacks, self.stacks = list(self.stacks) + self.free_stacks, {}
+        self.free_stacks = []
+        if self.starter is not None:
+            stacks.append(self.starter)
+            self.starter = None
         for stack in stacks:
-            for _ in range(100):
-                if not stack:               # dead, or never started
-                    break
-                try:
-                    stack.throw(GreenletExit)
-                except Exception:           # noqa: BLE001 - see above
-                    pass
+            self._unwind(stack)
+
+    @staticmethod
+    def _unwind(stack):
+        for _ in range(100):
+            if not stack:                   # dead, or never started
+                break
+            try:
+                stack.throw(GreenletExit)
+            except Exception:               # noqa: BLE001 - see reap_stacks()
+                pass
 
     # -- host contexts ----------------------------------------------------------
 
@@ -204,6 +322,9 @@ class Engine:
         for ctx in self.hosts:
             if not ctx.terminate():
                 stuck.append(ctx)
+        idle, self.idle_hosts = self.idle_hosts, []
+        for worker in idle:
+            worker.quit()
         self.hosts = [c for c in self.hosts if c.thread.is_alive()]
         return stuck
 
@@ -217,26 +338,68 @@ def current_host():
     return getattr(_tls, "ctx", None)
 
 
+class _HostThread:
+    """A host thread that runs a run's bodies one after another: once a
+    body's task is gone (HostContext.terminate()), the thread waits for the
+    next body (starting and joining a thread costs about 60 us, the fork,
+    exit and wait of a body about 300 us).  Each body begins in a new
+    contextvars context, as on a new thread; what it left in a
+    threading.local() the next body on the thread sees (bodies keep their
+    per-thread state in their emulated thread's, as libc's TLS does)."""
+
+    __slots__ = ("thread", "go", "ctx")
+
+    def __init__(self, name):
+        self.go = threading.Lock()      # the baton's way to the body, or the next body
+        self.go.acquire()
+        self.ctx = None
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    def _serve(self):
+        while True:
+            ctx = self.ctx
+            if ctx is None:
+                return
+            contextvars.Context().run(ctx._bootstrap)
+            _tls.ctx = None
+            if ctx.runaway:
+                return                  # stopped by an asynchronous exception: not reused
+            ctx.done.release()
+            self.go.acquire()
+
+    def quit(self, timeout=2.0):
+        """End the thread, which waits for a body (or was never started)."""
+        self.ctx = None
+        if self.thread.ident is not None:
+            self.go.release()
+            self.thread.join(timeout)
+
+
 class HostContext:
     """A real host thread running one emulated body, one baton hand-off at a time.
 
     Engine side: ``resume(reply)`` gives the baton to the body, which continues
     with *reply* as the result of the call it made, and returns the body's next
     request once it hands the baton back.  Body side: ``call(request)`` hands
-    the baton back with *request* and waits for the reply.
+    the baton back with *request* and waits for the reply.  The thread is
+    one the run's ended bodies left (`_HostThread`), or a new one.
     """
 
-    __slots__ = ("engine", "name", "body", "owner", "thread", "_go", "request",
-                 "reply", "started", "finished", "terminated", "runaway")
+    __slots__ = ("engine", "name", "body", "owner", "worker", "thread", "_go", "done",
+                 "request", "reply", "started", "finished", "terminated", "runaway")
 
     def __init__(self, engine, name, body, owner):
         self.engine = engine
         self.name = name
         self.body = body
         self.owner = owner          # the emulated task, for the body's API calls
-        self._go = threading.Lock()
-        self._go.acquire()
-        self.thread = threading.Thread(target=self._bootstrap, name=name, daemon=True)
+        idle = engine.idle_hosts
+        worker = self.worker = idle.pop() if idle else _HostThread(name)
+        worker.ctx = self
+        self.thread = worker.thread
+        self._go = worker.go
+        self.done = threading.Lock()    # released once the body has ended
+        self.done.acquire()
         self.request = None
         self.reply = None
         self.started = False
@@ -253,7 +416,11 @@ class HostContext:
         engine.baton_held = True
         if not self.started:
             self.started = True
-            self.thread.start()
+            if self.thread.is_alive():
+                self.thread.name = self.name
+                self._go.release()
+            else:
+                self.thread.start()
         else:
             self._go.release()
         got = engine.baton.acquire(timeout=engine.baton_timeout)
@@ -266,23 +433,35 @@ class HostContext:
         return self.request
 
     def terminate(self, timeout=2.0):
-        """End the host thread: unwind its body with `Terminated`.  True if it ended."""
+        """End the body: unwind it with `Terminated`.  True if it ended; its
+        thread then waits for the run's next body."""
+        worker = self.worker
+        if worker is None:
+            return True                 # ended already
         if not self.started:
             self.terminated = True
+            self.worker = None
+            worker.ctx = None
+            self.engine.idle_hosts.append(worker)
             return True
         if not self.finished and not self.terminated:
             self.terminated = True
             self.reply = TERMINATE
             if not self.runaway:
                 self._go.release()
-        if not self.runaway:
-            self.thread.join(timeout)
+        if not self.runaway and self.done.acquire(timeout=timeout):
+            self.worker = None
+            self.engine.idle_hosts.append(worker)
+            return True
+        # The body is spinning in Python without calling the API: raise in it.
+        self.runaway = True             # its thread ends with it
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(self.thread.ident), ctypes.py_object(Terminated))
+        self.thread.join(timeout)
         if self.thread.is_alive():
-            # The body is spinning in Python without calling the API: raise in it.
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(self.thread.ident), ctypes.py_object(Terminated))
-            self.thread.join(timeout)
-        return not self.thread.is_alive()
+            return False
+        self.worker = None
+        return True
 
     # body side
 

@@ -20,10 +20,8 @@ from .errors import Deadlock, EmulationFailure, HardLockup, Interrupted, KernelB
 from .kernel import Kernel
 from .kernel.locking import _set_running_kernel, running_kernel
 from .kernel.task import TASK_RUNNING
-from .variants import load_variant
-from .variants.base import SchedMmCid
-
-DEFAULT_MM_CID = "v6.3"
+from .observe.osnoise import Osnoise
+from .variants import load_variant, select_variants
 
 
 def _pin_to_one_host_cpu():
@@ -113,11 +111,37 @@ def first_failure(exc):
     return first
 
 
+def cpu_list_mask(cpus, what, nr_cpus):
+    """The mask of a CPU list: None, an iterable of CPU numbers, or the
+    kernel's cpulist syntax ("1-3,5")."""
+    if cpus is None:
+        return 0
+    if isinstance(cpus, str):
+        numbers = []
+        try:
+            for part in filter(None, cpus.split(",")):
+                first, _, last = part.partition("-")
+                numbers.extend(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise UsageError(f"{what}={cpus!r}: not a CPU list such as 1-3,5") from None
+        cpus = numbers
+    mask = 0
+    try:
+        for cpu in cpus:
+            if isinstance(cpu, bool) or not isinstance(cpu, int) or not 0 <= cpu < nr_cpus:
+                raise UsageError(f"{what}: CPU {cpu!r} is not an online CPU (0..{nr_cpus - 1})")
+            mask |= 1 << cpu
+    except TypeError:
+        raise UsageError(f"{what} must be a CPU list, not {cpus!r}") from None
+    return mask
+
+
 class Machine:
     def __init__(self, nr_cpus=8, variants=(), seed=0, *, nr_possible=None, nr_nodes=1,
                  hz=1000, glibc_rseq=True, lockup_ns=1_000_000_000, baton_timeout=10.0,
                  trace_tail=512, trace=False, max_threads=1 << 16, costs=None, replay=None,
-                 stall_timeout=30.0, invariants=True, strategy=None, trace_functions=False):
+                 stall_timeout=30.0, invariants=True, strategy=None, trace_functions=False,
+                 nohz_full=None, isolcpus=None):
         if isinstance(nr_cpus, bool) or not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= 1024:
             raise UsageError(f"nr_cpus must be an int in 1..1024, not {nr_cpus!r}")
         nr_possible = nr_cpus if nr_possible is None else nr_possible
@@ -129,13 +153,18 @@ class Machine:
             raise UsageError(f"hz must be one of 100, 250, 300, 1000, not {hz!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise UsageError(f"seed must be an int, not {seed!r}")
-        if isinstance(variants, str):
+        if isinstance(variants, (str, type)):
             variants = [variants]
-        self.variant_classes = [load_variant(v) for v in variants]
-        mm_cid = [v for v in self.variant_classes if issubclass(v, SchedMmCid)]
-        if len(mm_cid) > 1:
-            raise UsageError(f"one mm_cid variant per machine, not {[v.name for v in mm_cid]}")
-        self.mm_cid_class = mm_cid[0] if mm_cid else load_variant(DEFAULT_MM_CID)
+        self.variant_classes = select_variants(variants)     # by subsystem
+        # The selected ones (the others are their subsystem's default): what
+        # a replay command names.
+        self.selected = [cls for cls in self.variant_classes.values()
+                         if any(load_variant(v) is cls for v in variants)]
+        self.mm_cid_class = self.variant_classes["mm_cid"]
+        nohz_full = cpu_list_mask(nohz_full, "nohz_full", nr_cpus)
+        isolcpus = cpu_list_mask(isolcpus, "isolcpus", nr_cpus)
+        if (nohz_full | isolcpus) == (1 << nr_cpus) - 1:
+            raise UsageError("nohz_full and isolcpus leave no housekeeping CPU")
         self.nr_cpus = nr_cpus
         self.seed = seed
         self.stall_timeout = stall_timeout
@@ -146,10 +175,12 @@ class Machine:
         self.strategy = strategy
         self.engine = Engine(seed, baton_timeout)
         self.kernel = Kernel(self.engine, nr_cpus=nr_cpus, nr_possible=nr_possible,
-                             nr_nodes=nr_nodes, hz=hz, mm_cid=self.mm_cid_class,
+                             nr_nodes=nr_nodes, hz=hz, variants=self.variant_classes,
                              glibc_rseq=glibc_rseq, lockup_ns=lockup_ns,
                              trace_tail=trace_tail, max_threads=max_threads, costs=costs,
-                             invariants=invariants)
+                             invariants=invariants, nohz_full=nohz_full, isolcpus=isolcpus)
+        # osnoise's view of the isolated CPUs, if there are any.
+        self.osnoise = Osnoise(self.kernel, nohz_full | isolcpus) if nohz_full | isolcpus else None
         if strategy is not None:
             strategy.install(self.kernel)
         if trace_functions:
@@ -387,9 +418,9 @@ class Machine:
             return self.replay()
         if self.replay:
             return self.replay
-        variant = self.mm_cid_class.source or self.mm_cid_class.name
+        variants = [cls.source or cls.name for cls in self.selected]
         strategy = f", strategy={self.strategy.spec()!r}" if self.strategy else ""
-        return f"Machine(nr_cpus={self.nr_cpus}, variants=[{variant!r}], seed={self.seed}{strategy})"
+        return f"Machine(nr_cpus={self.nr_cpus}, variants={variants!r}, seed={self.seed}{strategy})"
 
     def failure_report(self, failure=None):
         """Where the run was, the minimal trace of *failure* (the events of
@@ -399,7 +430,8 @@ class Machine:
         about = "" if failure is None else f"{failure.message}\n{failure.detail}"
         functions = "" if k.tp.function else \
             " (the replay adds the variant's function calls)"
-        return (f"seed={self.seed} variant={self.mm_cid_class.name} cpus={self.nr_cpus}{strategy} "
+        variants = ",".join(cls.name for cls in self.variant_classes.values())
+        return (f"seed={self.seed} variant={variants} cpus={self.nr_cpus}{strategy} "
                 f"virtual time={self.engine.now} ns\n"
                 f"minimal trace{functions}:\n{k.tp.minimal_trace(about)}\n"
                 f"replay: {self.replay_command()}")
@@ -429,6 +461,15 @@ class Machine:
             "mm_allocated": k.mms_allocated,
             "mm_freed": k.mms_freed,
         }
+        stats["ipis"] = " ".join(f"cpu{rq.cpu}={rq.ipis}" for rq in k.rqs if rq.ipis) or "0"
+        stats.update(k.page_alloc_stats.as_stats(k))
+        if self.osnoise is not None:
+            for cpu, s in sorted(self.osnoise.summary().items()):
+                causes = ", ".join(f"{c} {n}" for c, n in sorted(s["causes"].items()))
+                stats[f"isolated cpu{cpu} interruptions"] = (
+                    f"{s['count']} total={s['total_ns'] / 1000:.1f} us "
+                    f"longest={s['max_ns'] / 1000:.1f} us ({causes})")
+        stats.update(k.lazy_tlb_stats())         # lazy_tlb_*: kernel/lazy_tlb.py
         for name, durations in sorted(k.scan_stats.items()):
             n = len(durations)
             stats[f"scan {name}"] = (f"invocations={n} duration avg/max/sum="

@@ -3,7 +3,9 @@
 
 Selftest mirrors ask for ``selftest_machine``; the plugin runs them once per
 selected variant and CPU count (every registered mm_cid variant and 1, 2, 3,
-8 and 128 CPUs unless the options say otherwise).  A failure shows the minimal
+8 and 128 CPUs unless the options say otherwise; a variant of another
+subsystem runs them with mm_cid at its default, and a test module naming a
+``SUBSYSTEM`` runs over that subsystem's variants only).  A failure shows the minimal
 trace and the command that replays it, both as ``python -m emulator replay``
 and as pytest.  ``--emu-replay=KEY`` runs only the run a replay key names;
 ``--emu-explore=TIME`` runs only exploration campaigns, one per variant and
@@ -30,7 +32,6 @@ from .errors import EmulationFailure, UsageError
 from .explore.strategies import strategy_from_spec
 from .machine import Machine
 from .variants import load_variant, registered
-from .variants.base import SchedMmCid
 
 DEFAULT_CPUS = (1, 2, 3, 8, 128)      # one CPU, two, an odd count, more
 
@@ -65,9 +66,24 @@ def _variants(config):
     try:
         if specs:
             return [load_variant(s) for s in specs]
-        return [c for c in registered().values() if issubclass(c, SchedMmCid)]
+        return list(registered().values())
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _module_variants(config, module):
+    """The selected variants a test module runs over: those of its
+    ``SUBSYSTEM`` if it names one (a page_alloc suite) or several (a tuple);
+    else (a suite of the
+    whole machine: mirrors, generated programs, stateful lifecycles) every
+    selected variant, each with the other subsystems at their default, and
+    by default every mm_cid variant."""
+    subsystems = getattr(module, "SUBSYSTEM", None)
+    if subsystems is None and not config.getoption("variant"):
+        subsystems = "mm_cid"
+    if isinstance(subsystems, str):
+        subsystems = (subsystems,)
+    return [v for v in config._emu_variants if subsystems is None or v.subsystem in subsystems]
 
 
 def pytest_configure(config):
@@ -234,10 +250,10 @@ class ReplayItem(pytest.Item):
 
 def pytest_generate_tests(metafunc):
     if "emu_variant" in metafunc.fixturenames:
-        variants = metafunc.config._emu_variants
+        variants = _module_variants(metafunc.config, metafunc.module)
         metafunc.parametrize("emu_variant", variants, ids=[v.name for v in variants])
     if "emu_search" in metafunc.fixturenames:
-        variants = metafunc.config._emu_variants
+        variants = _module_variants(metafunc.config, metafunc.module)
         params = [(v, shard) for v in variants
                   for shard in range(PATCH_SEARCH_SHARDS if getattr(v, "source", None) else 1)]
         metafunc.parametrize("emu_search", params,
@@ -247,7 +263,7 @@ def pytest_generate_tests(metafunc):
         config = metafunc.config
         marker = metafunc.definition.get_closest_marker("emu_cpus")
         cpus = list(marker.args) if marker and not config.getoption("cpus") else config._emu_cpus
-        params = [(v, n) for v in config._emu_variants for n in cpus]
+        params = [(v, n) for v in _module_variants(config, metafunc.module) for n in cpus]
         metafunc.parametrize("selftest_machine", params, indirect=True,
                              ids=[f"{v.name}-{n}cpu" for v, n in params])
 

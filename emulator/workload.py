@@ -6,7 +6,10 @@ A program is a sequence of phases::
 
 ``run(ns)`` computes in user mode (preemptible), ``sleep(ns)`` is nanosleep,
 ``yield_()`` is sched_yield, ``fork(program)`` and ``thread(program)`` create a
-process or a thread running *program*, ``exec_(program)`` replaces the
+process or a thread running *program*, ``wait()`` is ``waitpid(-1, &status, 0)``
+(it reaps a child, sleeping until one has exited; ECHILD at once if there is
+none; a child not waited for stays a zombie until its parent exits),
+``exec_(program)`` replaces the
 program, ``exit_(code)`` ends the process, ``repeat(n, *phases)`` loops and
 ``setaffinity(cpus)`` changes the task's own affinity; ``exec_("/no/such/file")``
 is an execve() that fails and returns to the old program.  A program that runs
@@ -42,6 +45,8 @@ def describe(program, indent=0):
             return f"{kind}({p[1]})"
         if kind == "yield":
             return "yield_()"
+        if kind == "wait":
+            return "wait()"
         if kind == "exit":
             return f"exit_({p[1]})"
         if kind == "setaffinity":
@@ -76,7 +81,7 @@ def program_to_data(program):
 def program_from_data(data):
     """The Program that :func:`program_to_data` gave *data* for; anything else
     is a UsageError."""
-    builders = {"run": run, "sleep": sleep, "yield": yield_, "exit": exit_,
+    builders = {"run": run, "sleep": sleep, "yield": yield_, "wait": wait, "exit": exit_,
                 "setaffinity": setaffinity}
 
     def phase(p):
@@ -117,6 +122,11 @@ def fork(program):
     return ("fork", _program(program))
 
 
+def wait():
+    """waitpid(-1, &status, 0): reap one child (any), or ECHILD if there is none."""
+    return ("wait",)
+
+
 def thread(program):
     return ("thread", _program(program))
 
@@ -143,7 +153,7 @@ def repeat(n, *phases):
     return ("repeat", n, phases)
 
 
-_KINDS = ("run", "sleep", "yield", "fork", "thread", "exec", "exit", "repeat", "setaffinity")
+_KINDS = ("run", "sleep", "yield", "wait", "fork", "thread", "exec", "exit", "repeat", "setaffinity")
 
 
 def _program(p):
@@ -212,6 +222,8 @@ class ProgramUser:
                 op = ("call", k.sys_nanosleep, (phase[1],))
             elif kind == "yield":
                 op = ("call", k.sys_sched_yield, ())
+            elif kind == "wait":
+                op = ("call", k.sys_wait4, (-1,))
             elif kind == "exec":
                 image = phase[1]
                 op = ("call", k.sys_execve, (image, image if isinstance(image, str) else image.comm))
@@ -269,5 +281,5 @@ class ProgramUser:
         return ("call", k.sys_exit_group, (0,))
 
 
-__all__ = ["Program", "program_from_data", "program_to_data", "run", "sleep", "yield_", "fork", "thread", "exec_", "exit_", "repeat",
+__all__ = ["Program", "program_from_data", "program_to_data", "run", "sleep", "yield_", "wait", "fork", "thread", "exec_", "exit_", "repeat",
            "setaffinity", "SCHED_FIFO", "SCHED_RR", "SCHED_NORMAL"]

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from emulator.errors import TaskCrashed, UsageError
-from emulator.uapi import libc
+from emulator.uapi import libc, mman
 from emulator.uapi.libc import (
     CPU_SETSIZE, EBUSY, PTHREAD_BARRIER_SERIAL_THREAD, busy_wait, execve, fork,
     get_nprocs, get_nprocs_conf, getpid, gettid, nanosleep, pthread_barrier_t,
@@ -1125,6 +1125,11 @@ OUTSIDE_CALLS = {
     "vfork": lambda: vfork(lambda: 0),
     "execve": lambda: execve(lambda: 0),
     "waitpid": lambda: waitpid(-1),
+    "sched_setscheduler": lambda: libc.sched_setscheduler(0, libc.SCHED_FIFO, 1),
+    "mman.mmap": lambda: mman.mmap(None, 4096, mman.PROT_READ, mman.MAP_PRIVATE | mman.MAP_ANONYMOUS,
+                                   -1, 0),
+    "mman.munmap": lambda: mman.munmap(0, 4096),
+    "mman.memset": lambda: mman.memset(0, 0, 4096),
 }
 
 

@@ -151,5 +151,5 @@ def test_subscribed_tracepoint_sees_events():
     m.kernel.tp.subscribe("sched_switch", records.append)
     m.run(Program(sleep(1000), run(1000), sleep(1000)))
     assert len(records) == m.kernel.nr_switches
-    assert all(r[4] == "sched_switch" and "==>" in r[5] for r in records)
+    assert all(r[4] == "sched_switch" and "==>" in str(r[5]) for r in records)
     assert "sched_switch:" in Tracepoints.format(records[0])

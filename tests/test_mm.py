@@ -233,9 +233,12 @@ def test_exit_frees_the_mm_at_the_next_switch_to_a_user_task():
     freed = [(pid, t) for e, mm_id, pid, t in mms if e == "mm_free" and mm_id == child_mm]
     assert len(freed) == 1
     pid, when = freed[0]
-    # Freed by the parent, right after the dead child switched to it.
-    to_parent = [r[0] for r in ev if f"next_pid={m.main_pid} " in r[5] and "prev_state=X" in r[5]]
-    assert pid == m.main_pid and to_parent == [when]
+    # Freed by the parent, right after the dead child switched to it (its
+    # page tables go back to the allocator first: __mmdrop()'s mm_free_pgd()).
+    to_parent = [r[0] for r in ev
+                 if r[5].fields["next_pid"] == m.main_pid and r[5].fields["prev_state"] == "X"]
+    assert pid == m.main_pid and len(to_parent) == 1
+    assert 0 <= when - to_parent[0] <= m.kernel.costs["pcp_op_ns"]
 
 
 def test_exited_mm_lives_while_an_idle_cpu_borrows_it():
@@ -250,10 +253,11 @@ def test_exited_mm_lives_while_an_idle_cpu_borrows_it():
     assert m.run(prog) == 0
     child_mm = [mm_id for e, mm_id, pid, _ in mms if e == "mm_alloc"][1]
     freed = [t for e, mm_id, pid, t in mms if e == "mm_free" and mm_id == child_mm]
-    child_exit = [r[0] for r in ev if r[1] == 1 and "prev_state=X" in r[5]][0]
-    main_on_1 = [r[0] for r in ev if r[1] == 1 and f"next_pid={m.main_pid} " in r[5]][0]
+    child_exit = [r[0] for r in ev if r[1] == 1 and r[5].fields["prev_state"] == "X"][0]
+    main_on_1 = [r[0] for r in ev if r[1] == 1 and r[5].fields["next_pid"] == m.main_pid][0]
     assert len(freed) == 1
-    assert child_exit < 1 * MS < 3 * MS < main_on_1 == freed[0]
+    assert child_exit < 1 * MS < 3 * MS < main_on_1 <= freed[0] <= main_on_1 + \
+        m.kernel.costs["pcp_op_ns"]                 # (__mmdrop()'s mm_free_pgd() first)
 
 
 # -- vfork and exec ------------------------------------------------------------------------------------------

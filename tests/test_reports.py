@@ -325,7 +325,8 @@ def test_the_tail_keeps_the_mm_cid_fields_raw_and_prints_them_as_a_subscriber_se
     for subscribed in (False, True):
         m = Machine(nr_cpus=4, variants=[emu_variant], seed=1)
         if subscribed:
-            m.kernel.tp.subscribe("*", lambda record: None)
+            for event in CID_EVENTS:
+                m.kernel.tp.subscribe(event, lambda record: None)
         try:
             m.run(workload(4))
         except EmulationFailure:

@@ -18,8 +18,12 @@ V63 = get_variant("v6.3")
 
 
 def fields(record):
-    """The key=value fields of a trace record's text."""
-    return dict(re.findall(r"(\w+)=(\S+)", record[5]))
+    """A trace record's fields, as the strings ftrace prints: its Fields'
+    data, or the key=value pairs of an event that is still text."""
+    text = record[5]
+    if isinstance(text, str):
+        return dict(re.findall(r"(\w+)=(\S+)", text))
+    return {name: str(value) for name, value in text.fields.items()}
 
 
 def recorder(m, *events):

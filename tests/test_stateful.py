@@ -16,6 +16,10 @@ import os
 
 import pytest
 
+# The mm lifecycle over every mm_cid variant, and over every page_alloc
+# variant with the allocator's rules (lifecycle_machine() adds them).
+SUBSYSTEM = ("mm_cid", "page_alloc")
+
 from emulator import Machine
 from emulator.errors import EmulationFailure, UsageError
 from emulator.explore.stateful import Puppet, PuppetImage, lifecycle_machine, stateful_search

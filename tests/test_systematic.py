@@ -89,7 +89,7 @@ def test_only_points_with_a_race_after_them_are_preempted():
 def test_a_budget_cut_says_how_much_is_left():
     def run_once(strategy):
         m = Machine(nr_cpus=2, variants=["v6.3"], seed=1, strategy=strategy)
-        return run_outcome(m.variant_classes[0], m, lambda: m.run(three_sleepers()))
+        return run_outcome(m.mm_cid_class, m, lambda: m.run(three_sleepers()))
     search = SystematicSearch(run_once, bound=2, max_runs=5).run()
     assert search.runs == 5 and not search.exhausted and search.left > 0
     assert "not reached" in search.coverage()

@@ -22,7 +22,8 @@ def test_registered_as_a_subclass_of_v7_0_called_from_copy_mm():
     """seed-003 derives from v7.0 and keeps V3's call site of sched_mm_cid_fork()."""
     assert issubclass(SEED003, V70)
     assert "[patch V3 00/20]" in SEED003.copies
-    assert (SEED003.fork_site, V70.fork_site) == ("copy_mm", "sched_post_fork")
+    assert SEED003.fork_in_copy_mm is not V70.fork_in_copy_mm
+    assert SEED003.fork_in_sched_post_fork is not V70.fork_in_sched_post_fork
 
 
 def switch_to_per_cpu_with_threads_running(variant):

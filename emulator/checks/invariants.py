@@ -17,6 +17,9 @@
     P6  no use after free: nothing touches an mm after __mmdrop(), its delayed
         work and timers included (checks/kasan.py).
 
+The page allocator's PA1..PA7 are in checks/page_alloc.py.
+The lazy-TLB invariants (P6 at the free, P8-P10) are in checks/lazy_tlb.py.
+
 A violation stops the run with the invariant's name, the state that breaks
 it, and (added by the machine) the trace tail and the replay command.
 ``Machine(invariants=False)`` switches P1-P4 off.
@@ -33,6 +36,9 @@ class InvariantViolation(EmulationFailure):
     def __init__(self, message, detail="", invariant=None):
         super().__init__(message, detail)
         self.invariant = invariant
+
+
+from .page_alloc import PageAllocInvariants  # noqa: E402 (it uses InvariantViolation)
 
 
 def exposes_cid(k, t):
@@ -96,7 +102,7 @@ def _state(k):
     return "CPU states:\n" + k.cpu_states()
 
 
-class Invariants:
+class Invariants(PageAllocInvariants):
     """Indexes the cid of the task running on each CPU, per mm, and calls the
     checks at their points.  A running task's cid changes only when it is
     switched in or execs (and its rseq area is then updated), so the index is
@@ -142,3 +148,6 @@ class Invariants:
 
     def at_quiet(self):
         P4_no_orphan_cid_bits(self.k)
+        from .lazy_tlb import lazy_tlb_at_quiet
+        lazy_tlb_at_quiet(self.k)
+        self.page_alloc_quiet()

@@ -28,15 +28,26 @@ def _is_machinery(filename):
     return filename.startswith(_LIBRARIES)
 
 
+# A code object -> its function's name, or None for machinery: the walk
+# below runs at every allocation and free, over the same few hundred
+# functions.
+_code_names = {}
+
+
 def call_site(skip=2, depth=6):
     """The innermost function names on the Python stack that belong to the
     kernel model, a variant, a patch file or a test."""
     names = []
     frame = sys._getframe(skip)
+    known = _code_names
     while frame is not None and len(names) < depth:
         code = frame.f_code
-        if not _is_machinery(code.co_filename) and code.co_name not in names:
-            names.append(code.co_name)
+        try:
+            name = known[code]
+        except KeyError:
+            name = known[code] = None if _is_machinery(code.co_filename) else code.co_name
+        if name is not None and name not in names:
+            names.append(name)
         frame = frame.f_back
     return " <- ".join(names) or "?"
 

@@ -30,6 +30,8 @@ from ..errors import EmulationFailure
 _INSTANCE = (
     (re.compile(r"\brq\d+"), "rq"),
     (re.compile(r"\bmm#\d+"), "mm"),
+    (re.compile(r"\bpcp\d+"), "pcp"),
+    (re.compile(r"\bzone\d+"), "zone"),
     (re.compile(r"[\w/:.-]+\[\d+\]"), "task"),
 )
 
@@ -165,6 +167,8 @@ class Lockdep:
     def _class(self, name):
         cls = self.classes.get(name)
         if cls is None:
+            if len(self.classes) >= 1 << 16:
+                self.classes.clear()    # a name per task and per mm: a fork storm's are many
             cls = self.classes[name] = lock_class(name)
         return cls
 

@@ -485,9 +485,99 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
                 except EmulationFailure as exc:
                     raise self._reported(exc)
 
-    MmLifecycle.__name__ = MmLifecycle.__qualname__ = \
-        f"MmLifecycle_{getattr(variant, 'name', variant)}".replace("-", "_").replace(".", "_")
-    return MmLifecycle
+    machine = MmLifecycle
+    if getattr(variant, "subsystem", None) == "page_alloc":
+        machine = _page_alloc_rules(MmLifecycle, cpus)
+    machine.__name__ = machine.__qualname__ = \
+        f"{machine.__name__}_{getattr(variant, 'name', variant)}".replace("-", "_").replace(".", "_")
+    return machine
+
+
+def _page_alloc_rules(MmLifecycle, cpus):
+    """The lifecycle machine with the page allocator's rules, for a
+    page_alloc variant (its tasks' forks, execs and exits already allocate
+    and free page-table pages):
+
+        touch(who, pages)        who maps and writes *pages* new pages
+        unmap(who, which)        who unmaps one of its mappings
+        io(who, cpu, ...)        who starts an I/O whose buffer (blocks of an
+                                 order) is freed by its completion interrupt
+                                 on *cpu*, *ns* later
+        drain(who, zone)         who drains every CPU's pcp lists (direct
+                                 reclaim's drain_all_pages(NULL); with
+                                 *zone*, compaction's drain_all_pages(zone))
+        offline(who)             who offlines memory of its node's zone:
+                                 zone_pcp_disable(), then zone_pcp_enable()
+        cpu_online(who, cpu, ..) who takes a CPU down or brings it up (sysfs)
+
+    and boots with the last CPU isolated (nohz_full and isolcpus) half the time.
+    """
+
+    class PageAllocLifecycle(MmLifecycle):
+
+        @initialize(shape=st.one_of(st.just(Shape(max(cpus))), machine_shapes(cpus)),
+                    seed=st.integers(0, 1 << 16),
+                    preempt_p=st.sampled_from([0, 0.05, 0.25, 1]),
+                    isolated=st.booleans())
+        def boot(self, shape=None, seed=0, preempt_p=0, strategy=None, isolated=False, **fields):
+            """As the lifecycle's boot; *isolated*: the last CPU is nohz_full
+            and isolcpus (with two CPUs or more)."""
+            shape = shape or Shape(**fields)
+            if isolated and shape.nr_cpus > 1:
+                last = [shape.nr_cpus - 1]
+                self.machine_kwargs = {**self.machine_kwargs, "nohz_full": last,
+                                       "isolcpus": last}
+            MmLifecycle.boot(self, shape, seed, preempt_p, strategy)
+            if isolated and shape.nr_cpus > 1:
+                self.boot_args["isolated"] = True
+
+        @precondition(MmLifecycle.has_live)
+        @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), online=st.booleans(), then=_THEN)
+        @_recorded
+        def cpu_online(self, who, cpu, online, then):
+            """*who* writes 0 or 1 to cpuN/online (the last online CPU refuses)."""
+            self.pick(who).give(("call", self.m.kernel.sys_cpu_online_write,
+                                 (cpu % self.nr_possible, int(online))))
+            self._then(then)
+
+        @precondition(MmLifecycle.has_live)
+        @rule(who=st.integers(0, 63), pages=st.integers(1, 400), then=_THEN)
+        @_recorded
+        def touch(self, who, pages, then):
+            self.pick(who).give(("call", _touch, (self.m.kernel, pages)))
+            self._then(then)
+
+        @precondition(MmLifecycle.has_live)
+        @rule(who=st.integers(0, 63), which=st.integers(0, 7), then=_THEN)
+        @_recorded
+        def unmap(self, who, which, then):
+            self.pick(who).give(("call", _unmap, (self.m.kernel, which)))
+            self._then(then)
+
+        @precondition(MmLifecycle.has_live)
+        @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), blocks=st.integers(1, 40),
+              order=st.integers(0, 4), ns=st.integers(1, 3_000_000), then=_THEN)
+        @_recorded
+        def io(self, who, cpu, blocks, order, ns, then):
+            self.pick(who).give(("call", _io, (self.m.kernel, cpu % self.nr_cpus, blocks, order,
+                                               ns)))
+            self._then(then)
+
+        @precondition(MmLifecycle.has_live)
+        @rule(who=st.integers(0, 63), zone=st.booleans(), then=_THEN)
+        @_recorded
+        def drain(self, who, zone, then):
+            self.pick(who).give(("call", _drain, (self.m.kernel, zone)))
+            self._then(then)
+
+        @precondition(MmLifecycle.has_live)
+        @rule(who=st.integers(0, 63), then=_THEN)
+        @_recorded
+        def offline(self, who, then):
+            self.pick(who).give(("call", _offline, (self.m.kernel,)))
+            self._then(then)
+
+    return PageAllocLifecycle
 
 
 def _recorded(rule):
@@ -521,8 +611,13 @@ def replay_steps(variant, boot, steps, lockup_ns=None, on_machine=None, **machin
     Hypothesis: boot, each step with the invariants after it, the teardown.
     Returns None, or the reason of the recorded finding the example ended in;
     a failure raises with its report."""
-    cls = lifecycle_machine(variant, lockup_ns=lockup_ns)
-    rules = {name for name, value in vars(cls).items() if hasattr(value, "__wrapped__")}
+    if getattr(variant, "subsystem", None) == "lazy_tlb":
+        from .stateful_lazy_tlb import lazy_tlb_machine as make      # its extra rules
+    else:
+        make = lifecycle_machine
+    cls = make(variant, lockup_ns=lockup_ns)
+    rules = {name for c in cls.__mro__ for name, value in vars(c).items()
+             if hasattr(value, "hypothesis_stateful_rule")}
     sm = cls()
     sm.machine_kwargs = machine_kwargs
     sm.on_machine = on_machine
@@ -535,7 +630,7 @@ def replay_steps(variant, boot, steps, lockup_ns=None, on_machine=None, **machin
             # under each) a step's precondition may not hold: it is skipped,
             # as Hypothesis would not have drawn it.  Under the example's own
             # schedule every one holds, so a replay is exact.
-            preconditions = getattr(vars(cls)[name], "hypothesis_stateful_rule").preconditions
+            preconditions = getattr(getattr(cls, name), "hypothesis_stateful_rule").preconditions
             if not all(precondition(sm) for precondition in preconditions):
                 continue
             getattr(sm, name)(**kwargs)
@@ -550,6 +645,47 @@ def replay_steps(variant, boot, steps, lockup_ns=None, on_machine=None, **machin
 _THEN = st.one_of(st.just(0), st.integers(1, 2_000_000))
 
 _REPLAY = "the falsifying steps Hypothesis printed above, on the same variant"
+
+
+def _touch(k, pages):
+    """mmap() of *pages* anonymous pages and a write to each."""
+    from ..kernel.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE
+    addr = k.sys_mmap(None, pages * PAGE_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    return addr if addr < 0 else k.sys_touch(addr, pages * PAGE_SIZE)
+
+
+def _unmap(k, which):
+    vmas = k.cur.mm.vmas
+    if not vmas:
+        return 0
+    vma = vmas[which % len(vmas)]
+    return k.sys_munmap(vma.vm_start, vma.vm_end - vma.vm_start)
+
+
+def _io(k, cpu, blocks, order, ns):
+    """A driver's buffer of *blocks* blocks of 2^order pages, freed by the
+    request's completion interrupt on *cpu*."""
+    from ..kernel.page_alloc import GFP_KERNEL
+    got = []
+    for _ in range(blocks):
+        pfn = k.alloc_pages(GFP_KERNEL, order)
+        if pfn is None:
+            break
+        got.append((pfn, order))
+    if got:
+        k.blk_submit(got, cpu, ns)
+    return 0
+
+
+def _drain(k, zone):
+    k.page_alloc.drain_all_pages(k.local_zone() if zone else None)
+    return 0
+
+
+def _offline(k):
+    k.offline_pages(k.local_zone())
+    return 0
 
 
 def _submit_async(k, ns):

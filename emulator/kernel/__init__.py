@@ -16,11 +16,20 @@ from .exit import Exit
 from .fork import Fork, mm_struct
 from .irq_work import IrqWork
 from .locking import Counters, raw_spinlock_t
+from .membarrier import Membarrier
+from .blk import Blk
+from .cpu import Cpu
+from .kthread import Kthread
+from .lazy_tlb import LazyTlbMm
+from .mmap import Mmap
+from .page_alloc import PageAlloc
 from .rseq import Rseq
 from .sched.core import IdleSchedClass, SchedCore
 from .sched.fair import CfsRq, FairSchedClass
+from .sched.isolation import HK_TYPE_DOMAIN, Isolation
 from .sched.rt import RtRq
 from .sched.sched import Rq
+from .signal import Signal
 from .stop_machine import StopMachine
 from .sys import Sys
 from .task import SignalStruct, Task, TASK_INTERRUPTIBLE, TASK_RUNNING
@@ -30,11 +39,12 @@ from .wait import Wait
 from .workqueue import Workqueue
 
 
-class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork, IrqWork,
-             Workqueue, StopMachine):
+class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Signal, Membarrier, Entry, Sys, Wait, Time, TaskWork, IrqWork,
+             Workqueue, StopMachine, PageAlloc, Isolation, Mmap, Blk, Cpu, LazyTlbMm, Kthread):
 
-    def __init__(self, engine, *, nr_cpus, nr_possible, nr_nodes, hz, mm_cid, glibc_rseq,
-                 lockup_ns, trace_tail, max_threads, costs=None, invariants=True):
+    def __init__(self, engine, *, nr_cpus, nr_possible, nr_nodes, hz, variants, glibc_rseq,
+                 lockup_ns, trace_tail, max_threads, costs=None, invariants=True, nohz_full=0,
+                 isolcpus=0):
         self.engine = engine
         self.chooser = engine.chooser
         self.nr_cpu_ids = nr_possible
@@ -42,6 +52,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.possible_mask = (1 << nr_possible) - 1
         self.online_mask = (1 << nr_cpus) - 1
         self.active_mask = self.online_mask
+        self.housekeeping_init(nohz_full, isolcpus)
         self.nr_node_ids = nr_nodes
         self.cpu_to_node = [cpu * nr_nodes // nr_possible for cpu in range(nr_possible)]
         self.hz = hz
@@ -88,7 +99,10 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.load_masks = [self.online_mask, 0, 0, 0]
         self.in_irq = False
         self.cpu = 0
-        self.mm_cid = mm_cid(self)
+        self.cpuhp_init()                          # hotplug states, before variants add theirs
+        self.lazy_tlb_init()
+        for subsystem, cls in variants.items():    # self.mm_cid, ...: one variant each
+            setattr(self, subsystem, cls(self))
 
         self.pidmap_lock = raw_spinlock_t("pidmap_lock")
         self.tasklist_lock = raw_spinlock_t("tasklist_lock")     # an rwlock; writers only here
@@ -123,11 +137,11 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.init_task.flags = 0x00200000
         self.init_task.state = TASK_INTERRUPTIBLE
         # Every possible CPU, offline ones included: sched_init_smp() gives
-        # init housekeeping_cpumask(), cpu_possible_mask without isolation,
-        # and the top cpuset keeps offline CPUs in its tasks' masks
+        # init housekeeping_cpumask(HK_TYPE_DOMAIN), cpu_possible_mask without
+        # isolcpus=, and the top cpuset keeps offline CPUs in its tasks' masks
         # (3fb906e7fabb), so an mm's allowed CPUs count them.
-        self.init_task.cpus_mask = self.possible_mask
-        self.init_task.nr_cpus_allowed = nr_possible
+        self.init_task.cpus_mask = self.housekeeping_cpumask(HK_TYPE_DOMAIN)
+        self.init_task.nr_cpus_allowed = self.init_task.cpus_mask.bit_count()
         self.init_task.sched_class = FairSchedClass
         self.init_task.active_mm = self.init_mm
         self.init_signal = SignalStruct(1)
@@ -137,11 +151,14 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         self.workqueue_init()
         self.invariants = Invariants(self) if invariants else None
         self.lockdep = Lockdep(self) if invariants else None
+        self.page_alloc_init()
 
     # -- irq flags --------------------------------------------------------------------
 
     def local_irq_save(self):
         rq = self.rqs[self.cpu]
+        if not rq.irqs_disabled:
+            rq.irqs_off_since = self.engine.now
         rq.irqs_disabled += 1
         return rq
 
@@ -153,6 +170,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Entry, Sys, Wait, Time, TaskWork
         for as long as the tasks that preempt it run."""
         flags.irqs_disabled -= 1
         if not flags.irqs_disabled:
+            flags.irqs_off_ns += self.engine.now - flags.irqs_off_since
             if flags.deferred_irqs:
                 self.replay_deferred_irqs(flags)
             if self.sched_point_hook is not None and not self.in_irq:

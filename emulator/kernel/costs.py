@@ -30,6 +30,19 @@ DEFAULT = {
     "exit_ns": 10_000,
     # execve(), paid before the point of no return
     "exec_ns": 100_000,
+    # a pcp list operation of the page allocator's fast path (one page on or off)
+    "pcp_op_ns": 100,
+    # one page moved between a pcp list and the buddy lists under zone->lock
+    # (__rmqueue() or __free_one_page() with its merging)
+    "buddy_page_ns": 150,
+    # an interrupt's entry and exit (irq time of its CPU, what osnoise counts)
+    "irq_entry_ns": 1_000,
+    # a page fault that maps a new anonymous page (page allocation excluded)
+    "page_fault_ns": 1_000,
+    # CPU hotplug: a CPU's boot until it runs (__cpu_up()), and take_cpu_down()'s
+    # work under stop_machine with interrupts off (kernel/cpu.py)
+    "cpu_up_ns": 100_000,
+    "cpu_dying_ns": 20_000,
 }
 
 ZERO = {name: 0 for name in DEFAULT}

@@ -10,8 +10,15 @@ Either hands the kernel a request when it enters the kernel:
 
 and gets the system call's return value back when the task returns to user.
 Every return to user goes through exit_to_user_mode(), which reschedules,
-delivers the fatal signal, runs task_work and updates rseq, in the kernel's
-order.
+delivers signals (a fatal one ends the task; a handled one pushes a frame
+the user side runs, emulator.kernel.signal), runs task_work and updates
+rseq, in the kernel's order (exit_to_user_mode_loop()).
+
+A body's user-mode instructions (emulator.uapi.rseq's critical sections)
+run inline on its host thread while no event is due; `user_event_due()`
+tells it when one is, and it then hands the time it has used to the kernel as
+a ("busy", ns) request, during which the tick, an IPI, a migration or a
+signal comes at the instruction its ``regs_ip`` names.
 """
 
 from ..errors import KernelBug, TaskCrashed
@@ -66,6 +73,9 @@ class Entry:
                 continue
             if t.sigkill:
                 self.do_group_exit(SIGKILL)
+            if t.sigpending:
+                self.arch_do_signal_or_restart(t)
+                continue
             if t.notify_resume:
                 # resume_user_mode_work()
                 t.notify_resume = False
@@ -74,6 +84,12 @@ class Entry:
                 self.rseq_handle_notify_resume(t)
                 continue
             return
+
+    def user_event_due(self, t, ns):
+        """Whether something can happen (an event is due) within the next *ns*
+        of *t*'s user time, counted from now with the kernel time it owes."""
+        queue = self.engine._queue
+        return bool(queue) and queue[0][2] <= self.engine.now + t.kdebt + ns
 
     def glibc_thread_start(self, t):
         """What glibc >= 2.35 does before user code: register the thread's rseq

@@ -68,6 +68,7 @@ class Exec:
         if ret < 0:
             return ret
         self.exec_mmap(bprm_mm)
+        self.flush_signal_handlers(me)              # caught signals back to SIG_DFL
         me.comm = comm
         return 0
 

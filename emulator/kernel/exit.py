@@ -163,6 +163,8 @@ class Exit:
         if p in p.signal.threads:
             p.signal.threads.remove(p)
         self.nr_threads -= 1
+        if p.state == TASK_DEAD and p.stack is None:      # switched out for good already
+            self.free_task(p)
 
     def reap(self, sig):
         """release_task() of a dead process's leader; its status is final."""

@@ -31,7 +31,7 @@ class IrqWork:
         if self.irq_deferred(rq, self._irq_work_run, work):
             return
         work.entry = None
-        self._irq_enter(rq)
+        self._irq_enter(rq, "irq_work")
         work.pending = False
         work.func(work)
         self.irq_exit(rq)

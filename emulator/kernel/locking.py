@@ -226,15 +226,18 @@ def preempt_enable():
 
 class raw_spinlock_t:
     """A spinning lock.  ``owner`` is the task holding it (or ``"irq/N"``),
-    ``cpu`` its CPU and ``since`` the virtual time it took it (for reports)."""
+    ``cpu`` its CPU and ``since`` the virtual time it took it (for reports).
+    ``max_hold``: the longest time it was held, in ns, for a lock whose
+    holds a metric wants (lock_hold_tracked()); -1 for the others."""
 
-    __slots__ = ("name", "owner", "cpu", "since")
+    __slots__ = ("name", "owner", "cpu", "since", "max_hold")
 
     def __init__(self, name="lock"):
         self.name = name
         self.owner = None
         self.cpu = -1
         self.since = None
+        self.max_hold = -1
 
     def __repr__(self):
         return f"<{self.name} held by {self.owner!r}>" if self.owner else f"<{self.name}>"
@@ -271,6 +274,10 @@ def raw_spin_unlock(lock):
     k = _machine
     if lock.owner is None:
         raise KernelBug(f"BUG: unlocking {lock.name}, which is not locked")
+    if lock.max_hold >= 0:
+        held = k.engine.now - lock.since
+        if held > lock.max_hold:
+            lock.max_hold = held
     lock.owner = None
     lock.cpu = -1
     if k.in_irq:
@@ -296,6 +303,34 @@ def raw_spin_trylock(lock):
 
 spin_lock = raw_spin_lock
 spin_unlock = raw_spin_unlock
+spin_trylock = raw_spin_trylock
+
+
+def lock_hold_tracked(lock):
+    """Record *lock*'s longest hold (``max_hold``) from now on."""
+    lock.max_hold = max(lock.max_hold, 0)
+    return lock
+
+
+def spin_lock_irqsave(lock):
+    """Interrupts off on this CPU, then the lock; returns the flags."""
+    flags = _machine.local_irq_save()
+    raw_spin_lock(lock)
+    return flags
+
+
+def spin_unlock_irqrestore(lock, flags):
+    raw_spin_unlock(lock)
+    _machine.local_irq_restore(flags)
+
+
+def spin_trylock_irqsave(lock):
+    """(taken, flags): interrupts stay off only if the lock was taken."""
+    flags = _machine.local_irq_save()
+    if raw_spin_trylock(lock):
+        return True, flags
+    _machine.local_irq_restore(flags)
+    return False, None
 
 
 def lockdep_assert_held(lock):
@@ -352,6 +387,19 @@ def mutex_lock(lock):
         k.wait_event(lock.wait, lambda: lock.owner is None)
     lock.owner = cur
     cur.held_mutexes.append(lock)
+
+
+def mutex_trylock(lock):
+    """Take *lock* if it is free; returns whether it was taken."""
+    k = _machine
+    if k.sched_point_hook is not None:
+        k.sched_point_hook("mutex_lock", lock)
+    if lock.owner is not None:
+        return False
+    k.counters.lock_acquire += 1
+    lock.owner = k.cur
+    k.cur.held_mutexes.append(lock)
+    return True
 
 
 def mutex_unlock(lock):

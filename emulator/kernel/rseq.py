@@ -2,19 +2,54 @@
 
 The kernel writes a thread's ``struct rseq`` only on the way back to user
 space, when TIF_NOTIFY_RESUME is set: after a preemption (rseq_preempt()), a
-migration (rseq_migrate()), a registration or an explicit
-rseq_set_notify_resume().  rseq_update_cpu_node_id() then writes
-cpu_id_start, cpu_id, node_id and mm_cid (v6.3 onwards).
+migration (rseq_migrate()), a signal (rseq_signal_deliver()), a registration
+or an explicit rseq_set_notify_resume().  rseq_update_cpu_node_id() then
+writes cpu_id_start, cpu_id, node_id and mm_cid (v6.3 onwards).
 
-Departure: user code has no instruction pointer, so a critical section cannot
-be aborted; rseq_ip_fixup() only clears ``rseq_cs`` (as an abort would) and
-counts the abort in ``struct rseq.aborts`` (a field of the model, not the ABI).
+Critical sections.  ``rseq.rseq_cs`` holds a user address: 0, or the address
+of a ``struct rseq_cs`` descriptor (`struct_rseq_cs`, registered by address
+in `RSEQ_CS_AT`, the program's data) whose start_ip, post_commit_offset and
+abort_ip are addresses in the program's text (`USER_TEXT`: address -> the
+32-bit word there; the word before an abort_ip is its signature).  The user
+side (emulator.uapi.rseq) keeps an abstract instruction pointer,
+``user.regs_ip``, which it sets before each instruction of a section; the
+fixup reads and moves it as instruction_pointer(regs) and
+instruction_pointer_set().  Two eras:
+
+- v6.3 .. v6.18 (kernel/rseq.c, Mathieu Desnoyers; 0190e4198e47 deprecated
+  the NO_RESTART flags and the later rseq_warn_flags() refuses any flag):
+  at every TIF_NOTIFY_RESUME, rseq_get_rseq_cs() validates the descriptor
+  (pointer and ips below TASK_SIZE, version 0, no overflow, abort_ip outside
+  the section) and checks the signature before abort_ip against the
+  registered one; outside the section rseq_cs is cleared; inside, a nonzero
+  flag in rseq_cs or rseq is -EINVAL, and a pending event (preempt, signal,
+  migrate) clears rseq_cs and moves the instruction pointer to abort_ip.
+  Every error is force_sigsegv().
+- v6.19+ (Thomas Gleixner's rework: rseq_update_user_cs() in
+  include/linux/rseq_entry.h, confirmed from the V2 posting "rseq: Provide
+  and use rseq_update_user_cs()", not from the merged tree): the section is
+  looked at only after an event, without any check ("If user space screwed
+  it up, it can keep the pieces"): abort_ip is masked to user space, no
+  signature, version or flag is read.  With the debug static key
+  (``Kernel.rseq_debug``, CONFIG_RSEQ_DEBUG_DEFAULT_ENABLE) the full checks
+  of rseq_debug_update_user_cs() run and a failure is fatal (SIGSEGV).  The
+  eras whose mm_cid builds on the rework are `RSEQ_REWORK_ERAS`; a patch
+  deriving from one of them has its rseq.
+
+Departures: the v6.19 rework's distinction between an interrupt from user
+mode (user_irq) and a system call is not modelled: the section is checked
+after any event (a correct program makes no system call inside a section);
+CONFIG_DEBUG_RSEQ's rseq_syscall() check is not modelled; a write to the rseq
+area cannot fault (the area is always mapped), so the SIGSEGV paths are a
+bad descriptor pointer, a bad descriptor, a bad signature and the flags.
 """
 
 from ..checks.invariants import P3_rseq_written_by_the_kernel_update
 from ..errors import KernelBug
 from .task import PF_EXITING
 
+# x86-64 with 4-level page tables: the end of the user address space.
+TASK_SIZE = 0x7ffffffff000
 ORIG_RSEQ_SIZE = 32
 RSEQ_FEATURE_SIZE = 28             # AT_RSEQ_FEATURE_SIZE: up to mm_cid
 RSEQ_ALIGN = 32                    # AT_RSEQ_ALIGN
@@ -25,6 +60,21 @@ RSEQ_CPU_ID_REGISTRATION_FAILED = -2
 RSEQ_EVENT_PREEMPT = 1 << 0
 RSEQ_EVENT_SIGNAL = 1 << 1
 RSEQ_EVENT_MIGRATE = 1 << 2
+RSEQ_CS_FLAG_NO_RESTART_ON_PREEMPT = 1 << 0
+RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL = 1 << 1
+RSEQ_CS_FLAG_NO_RESTART_ON_MIGRATE = 1 << 2
+RSEQ_CS_NO_RESTART_FLAGS = (RSEQ_CS_FLAG_NO_RESTART_ON_PREEMPT | RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL
+                            | RSEQ_CS_FLAG_NO_RESTART_ON_MIGRATE)
+SIGSEGV = 11
+
+# The mm_cid eras that build on the v6.19 rseq rework (see the docstring).
+RSEQ_REWORK_ERAS = ("v7.0", "seed-003")
+
+# The program text every emulated process maps (they all run one binary):
+# address -> the 32-bit word there.  What get_user() of a code address reads.
+USER_TEXT = {}
+# The program's struct rseq_cs descriptors, by address (its data).
+RSEQ_CS_AT = {}
 
 EINVAL = 22
 EPERM = 1
@@ -61,8 +111,45 @@ class struct_rseq:
                 f"node_id={self.node_id} mm_cid={self.mm_cid})")
 
 
+class struct_rseq_cs:
+    """A critical section's descriptor in user memory (``addr``), 32-byte
+    aligned as RSEQ_ASM_DEFINE_TABLE() places it."""
+
+    __slots__ = ("addr", "version", "flags", "start_ip", "post_commit_offset", "abort_ip")
+
+    def __init__(self, addr, version, flags, start_ip, post_commit_offset, abort_ip):
+        self.addr = addr
+        self.version = version
+        self.flags = flags
+        self.start_ip = start_ip
+        self.post_commit_offset = post_commit_offset
+        self.abort_ip = abort_ip
+        RSEQ_CS_AT[addr] = self
+
+    def __repr__(self):
+        return (f"rseq_cs@{self.addr:#x}(version={self.version} flags={self.flags} "
+                f"start_ip={self.start_ip:#x} post_commit_offset={self.post_commit_offset} "
+                f"abort_ip={self.abort_ip:#x})")
+
+
+def in_rseq_cs(ip, rseq_cs):
+    """Unsigned comparison: true when ip >= start_ip and ip < start_ip +
+    post_commit_offset."""
+    return (ip - rseq_cs.start_ip) % (1 << 64) < rseq_cs.post_commit_offset
+
+
 class Rseq:
     """Mixin."""
+
+    rseq_debug = False              # the v6.19+ rseq_debug_enabled static key
+
+    def rseq_reworked(self):
+        """True if this kernel's rseq is the v6.19 rework (RSEQ_REWORK_ERAS)."""
+        era = self.__dict__.get("_rseq_reworked")
+        if era is None:
+            era = self._rseq_reworked = any(getattr(c, "name", None) in RSEQ_REWORK_ERAS
+                                            for c in type(self.mm_cid).__mro__)
+        return era
 
     def sys_rseq(self, rseq, rseq_len, flags, sig):
         """The rseq system call, with kernel/rseq.c's checks in its order."""
@@ -97,8 +184,10 @@ class Rseq:
         # is properly aligned, as communicated to user-space through the ELF
         # auxiliary vector AT_RSEQ_ALIGN.  If rseq_len is the original rseq
         # size, the required alignment is the original struct rseq alignment.
-        mapped = isinstance(rseq, struct_rseq)      # None or anything else: NULL
-        addr = rseq.addr if mapped else 0
+        # A struct_rseq is mapped memory of its mm; an int is a raw address
+        # (mapped nowhere); None is NULL.
+        mapped = isinstance(rseq, struct_rseq)
+        addr = rseq.addr if mapped else (rseq if isinstance(rseq, int) else 0)
         if (rseq_len < ORIG_RSEQ_SIZE
                 or (rseq_len == ORIG_RSEQ_SIZE and addr % ORIG_RSEQ_SIZE)
                 or (rseq_len != ORIG_RSEQ_SIZE and (addr % RSEQ_ALIGN or rseq_len < RSEQ_FEATURE_SIZE))):
@@ -131,22 +220,167 @@ class Rseq:
         if t.rseq is not None:
             t.notify_resume = True
 
-    def rseq_handle_notify_resume(self, t):
+    def rseq_signal_deliver(self, t, sig):
+        """Before a signal's frame is set up: the section it interrupts aborts."""
+        t.rseq_event_mask |= RSEQ_EVENT_SIGNAL
+        self.rseq_handle_notify_resume(t, sig)
+
+    def rseq_handle_notify_resume(self, t, ksig=0):
+        """__rseq_handle_notify_resume(): fix the critical section up, then
+        write the ids; on an error, SIGSEGV (force_sigsegv(ksig's signal))."""
         if t.flags & PF_EXITING or t.rseq is None:
             return
-        if t.rseq.rseq_cs:
-            self.rseq_ip_fixup(t)
-        t.rseq_event_mask = 0
+        if self.rseq_reworked():
+            ret = self.rseq_update_user_cs(t) if t.rseq_event_mask else 0
+            t.rseq_event_mask = 0
+        else:
+            ret = self.rseq_ip_fixup(t)
+        if ret < 0:
+            self.force_sigsegv(ksig)
+            return
         self.rseq_resuming = t
         self.rseq_update_cpu_node_id(t)
         self.rseq_resuming = None
 
+    # -- v6.3 .. v6.18 -----------------------------------------------------------------------
+
+    def rseq_get_rseq_cs(self, t):
+        """(0, descriptor or None) or (-errno, None): the descriptor rseq_cs
+        points at, validated, and the signature before its abort_ip checked."""
+        ptr = t.rseq.rseq_cs
+        if not ptr:
+            return 0, None
+        if ptr >= TASK_SIZE or ptr < 0:
+            return -EINVAL, None
+        cs = RSEQ_CS_AT.get(ptr)
+        if cs is None:
+            return -EFAULT, None                    # copy_from_user() faults
+        if (cs.start_ip >= TASK_SIZE or cs.start_ip + cs.post_commit_offset >= TASK_SIZE
+                or cs.abort_ip >= TASK_SIZE or cs.version > 0):
+            return -EINVAL, None
+        # Check for overflow.
+        if cs.start_ip + cs.post_commit_offset < cs.start_ip:
+            return -EINVAL, None
+        # Ensure that abort_ip is not in the critical section.
+        if (cs.abort_ip - cs.start_ip) % (1 << 64) < cs.post_commit_offset:
+            return -EINVAL, None
+        sig = USER_TEXT.get(cs.abort_ip - 4)
+        if sig is None:
+            return -EFAULT, None                    # get_user() faults
+        if t.rseq_sig != sig:
+            # "Possible attack attempt. Unexpected rseq signature 0x%x,
+            # expecting 0x%x (pid=%d, addr=%p)."
+            return -EINVAL, None
+        return 0, cs
+
+    @staticmethod
+    def rseq_warn_flags(flags):
+        """Any flag is refused: the NO_RESTART ones are deprecated ("Deprecated
+        flags (%u) in %s ABI structure"), the others unknown."""
+        return flags != 0
+
+    def rseq_need_restart(self, t, cs_flags):
+        if self.rseq_warn_flags(cs_flags):
+            return -EINVAL
+        if self.rseq_warn_flags(t.rseq.flags):
+            return -EINVAL
+        # Load and clear event mask atomically with respect to scheduler
+        # preemption.
+        event_mask, t.rseq_event_mask = t.rseq_event_mask, 0
+        return 1 if event_mask else 0
+
     def rseq_ip_fixup(self, t):
-        """A critical section was active: abort it if an event happened."""
-        rseq = t.rseq
-        if t.rseq_event_mask:
-            rseq.rseq_cs = 0
-            rseq.aborts += 1
+        ip = self.instruction_pointer(t)
+        ret, cs = self.rseq_get_rseq_cs(t)
+        if ret:
+            return ret
+        # Handle potentially not being within a critical section.  If not
+        # nested over a rseq critical section, restart is useless.  Clear
+        # the rseq_cs pointer and return.
+        if cs is None or not in_rseq_cs(ip, cs):
+            t.rseq.rseq_cs = 0                      # clear_rseq_cs()
+            return 0
+        ret = self.rseq_need_restart(t, cs.flags)
+        if ret <= 0:
+            return ret
+        t.rseq.rseq_cs = 0
+        self.trace_rseq_ip_fixup(t, ip, cs.start_ip, cs.post_commit_offset, cs.abort_ip)
+        self.instruction_pointer_set(t, cs.abort_ip)
+        return 0
+
+    # -- v6.19+ ------------------------------------------------------------------------------
+
+    def rseq_update_user_cs(self, t):
+        """rseq_update_user_cs(): after an event.  Returns 0 or -EINVAL (fatal)."""
+        csaddr = t.rseq.rseq_cs
+        if not csaddr:
+            return 0
+        if csaddr >= TASK_SIZE or csaddr < 0:
+            return -EINVAL                          # rseq_event.fatal
+        if self.rseq_debug:
+            return self.rseq_debug_update_user_cs(t, csaddr)
+        cs = RSEQ_CS_AT.get(csaddr)
+        if cs is None:
+            return -EFAULT
+        ip = self.instruction_pointer(t)
+        # No sanity checks.  If outside, just clear the critical section.
+        if not in_rseq_cs(ip, cs):
+            t.rseq.rseq_cs = 0
+            return 0
+        # Force it to be in user space as x86 IRET would happily return to
+        # the kernel.
+        abort_ip = cs.abort_ip & ((1 << 63) - 1)
+        t.rseq.rseq_cs = 0
+        self.trace_rseq_ip_fixup(t, ip, cs.start_ip, cs.post_commit_offset, abort_ip)
+        self.instruction_pointer_set(t, abort_ip)
+        return 0
+
+    def rseq_debug_update_user_cs(self, t, csaddr):
+        cs = RSEQ_CS_AT.get(csaddr)
+        if cs is None:
+            return -EFAULT
+        ip = self.instruction_pointer(t)
+        start_ip, offset, abort_ip = cs.start_ip, cs.post_commit_offset, cs.abort_ip
+        if start_ip >= TASK_SIZE:
+            return -EINVAL
+        if ip < start_ip:
+            t.rseq.rseq_cs = 0
+            return 0
+        cs_end = start_ip + offset
+        if cs_end >= TASK_SIZE or cs_end < start_ip:
+            return -EINVAL
+        if ip >= cs_end:
+            t.rseq.rseq_cs = 0
+            return 0
+        if abort_ip >= TASK_SIZE or abort_ip < 4:
+            return -EINVAL
+        if (abort_ip - start_ip) % (1 << 64) < offset:
+            return -EINVAL
+        # Check version and flags for 0.
+        if cs.version or cs.flags:
+            return -EINVAL
+        if USER_TEXT.get(abort_ip - 4) != t.rseq_sig:
+            return -EINVAL
+        t.rseq.rseq_cs = 0
+        self.trace_rseq_ip_fixup(t, ip, start_ip, offset, abort_ip)
+        self.instruction_pointer_set(t, abort_ip)
+        return 0
+
+    # -- pt_regs -----------------------------------------------------------------------------
+
+    @staticmethod
+    def instruction_pointer(t):
+        return getattr(t.user, "regs_ip", 0)
+
+    @staticmethod
+    def instruction_pointer_set(t, ip):
+        t.user.regs_ip = ip
+
+    def trace_rseq_ip_fixup(self, t, ip, start_ip, post_commit_offset, abort_ip):
+        t.rseq.aborts += 1
+        if self.tp.rseq_ip_fixup:
+            self.tp.emit("rseq_ip_fixup", f"regs_ip={ip:#x} start_ip={start_ip:#x} "
+                         f"post_commit_offset={post_commit_offset} abort_ip={abort_ip:#x}")
 
     def rseq_update_cpu_node_id(self, t):
         rseq = t.rseq

@@ -71,3 +71,6 @@ class Sys:
 
     def sys_rseq_call(self, rseq, rseq_len, flags, sig):
         return self.sys_rseq(rseq, rseq_len, flags, sig)
+
+    # sys_mmap(), sys_munmap() and the page faults of a user write
+    # (sys_touch()) are in mmap.py.

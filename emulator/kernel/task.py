@@ -74,13 +74,17 @@ class SignalStruct:
         self.reaped = False
         self.wait_chldexit = wait_queue_head_t(f"wait_chldexit of {tgid}")
         self.user_nthreads = 0        # glibc's __nptl_nthreads (user memory)
+        # sighand_struct (shared with CLONE_SIGHAND, which every thread has):
+        # sig -> (handler, sa_mask, sa_flags); absent is SIG_DFL (kernel/signal.py)
+        self.sighand = {}
+        self.shared_pending = 0       # process-directed signals (kill())
 
 
 class Task:
     """task_struct.  The fields every task has live in slots; a variant's own
     fields (``t.mm_cid``...) go to the instance dict."""
 
-    __slots__ = ("pid", "tgid", "comm", "flags", "state", "exit_state", "exit_code", "on_rq", "on_cpu", "cpu", "wake_cpu", "policy", "prio", "rt_priority", "sched_class", "cpus_mask", "nr_cpus_allowed", "mm", "active_mm", "vruntime", "sum_exec_runtime", "prev_sum_exec_runtime", "exec_start", "rq_key", "rt_head", "rt_yield", "time_slice", "nvcsw", "nivcsw", "need_resched", "notify_resume", "sigkill", "in_do_exit", "in_execve", "preempt_count", "stack", "user", "user_busy", "kdebt", "wait_reason", "sleep_entry", "held_locks", "held_mutexes", "pi_lock", "relax_since", "signal", "group_leader", "real_parent", "vfork_done", "clear_child_tid", "task_works", "task_works_exited", "rseq", "rseq_len", "rseq_sig", "rseq_event_mask", "sleep_timer", "sleep_expired", "futex_woken", "threadfn", "threadarg", "__dict__", "__weakref__")
+    __slots__ = ("pid", "tgid", "comm", "flags", "state", "exit_state", "exit_code", "on_rq", "on_cpu", "cpu", "wake_cpu", "policy", "prio", "rt_priority", "sched_class", "cpus_mask", "nr_cpus_allowed", "mm", "active_mm", "vruntime", "sum_exec_runtime", "prev_sum_exec_runtime", "exec_start", "rq_key", "rt_head", "rt_yield", "time_slice", "nvcsw", "nivcsw", "need_resched", "notify_resume", "sigkill", "sigpending", "blocked", "pending", "in_do_exit", "in_execve", "preempt_count", "stack", "user", "user_busy", "kdebt", "wait_reason", "sleep_entry", "held_locks", "held_mutexes", "pi_lock", "relax_since", "signal", "group_leader", "real_parent", "vfork_done", "clear_child_tid", "task_works", "task_works_exited", "rseq", "rseq_len", "rseq_sig", "rseq_event_mask", "sleep_timer", "sleep_expired", "futex_woken", "threadfn", "threadarg", "__dict__", "__weakref__")
 
     def __init__(self, pid, comm):
         self.pid = pid                # the thread id (gettid)
@@ -116,10 +120,15 @@ class Task:
         # thread_info flags
         self.need_resched = False     # TIF_NEED_RESCHED
         self.notify_resume = False    # TIF_NOTIFY_RESUME
-        self.sigkill = False          # SIGKILL pending (the only signal modelled)
+        self.sigkill = False          # SIGKILL pending: the group is dying (fatal signal)
+        self.sigpending = False       # TIF_SIGPENDING (kernel/signal.c)
+        # signals, as masks with bit (sig - 1): blocked, and pending for this thread only
+        self.blocked = 0
+        self.pending = 0
         self.in_do_exit = False       # in do_exit(): never returns to user space
         self.in_execve = False        # current->in_execve
         self.preempt_count = 0
+        self.migration_disabled = 0   # migrate_disable() depth
         # kernel stack and the user side
         self.stack = None             # greenlet
         self.user = None              # HostContext or ProgramContext

@@ -61,9 +61,7 @@ class Time:
         if self.irq_deferred(rq, self._hrtimer_run, timer):
             return
         timer.entry = None
-        self.cpu = rq.cpu                  # irq_enter()
-        self.cur = rq.curr
-        self.in_irq = True
+        self._irq_enter(rq, "hrtimer")
         timer.function(timer)
         self.irq_exit(rq)
 
@@ -114,6 +112,11 @@ class Time:
         t.state = TASK_RUNNING
         t.wait_reason = None
         return 0
+
+    def msleep(self, msecs):
+        """Sleep *msecs* milliseconds (a fatal signal ends it early, where
+        the kernel's msleep() would sleep on uninterruptibly)."""
+        self.hrtimer_nanosleep(msecs * NSEC_PER_MSEC)
 
     def _hrtimer_wakeup(self, timer):
         t = timer.data

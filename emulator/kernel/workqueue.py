@@ -103,6 +103,15 @@ class Workqueue:
         self._queue_work(cpu, wq, work)
         return True
 
+    def work_on_cpu(self, cpu, fn, arg):
+        """Run ``fn(arg)`` on a kworker of *cpu* (system_wq), wait for it and
+        return what it returned."""
+        box = {}
+        work = work_struct(lambda w: box.setdefault("ret", fn(arg)), "work_for_cpu_fn")
+        self.queue_work_on(cpu, self.system_wq, work)
+        self.flush_work(work)
+        return box.get("ret")
+
     def queue_work(self, wq, work):
         return self.queue_work_on(WORK_CPU_UNBOUND, wq, work)
 
@@ -139,12 +148,16 @@ class Workqueue:
         w = worker(pool, len(pool.workers))
         pool.workers.append(w)
         if pool.cpu == WORK_CPU_UNBOUND:
+            # wq_unbound_cpumask: the housekeeping CPUs of HK_TYPE_WQ and _DOMAIN
             w.task = self.kthread_create(self.worker_thread, w, f"kworker/u:{w.id}",
-                                         cpus=self.possible_mask)
+                                         cpus=self.housekeeping_cpumask("wq"), wake=False)
         else:
             w.task = self.kthread_create_on_cpu(self.worker_thread, w, pool.cpu,
-                                                f"kworker/{pool.cpu}:{w.id}")
+                                                f"kworker/{pool.cpu}:{w.id}", wake=False)
         w.task.flags |= PF_WQ_WORKER
+        # Woken once whole (create_worker() wakes it after attaching it): a
+        # woken worker preempting its creator must find w.task set.
+        self.wake_up_new_task(w.task)
         return w
 
     def queue_delayed_work_on(self, cpu, wq, dwork, delay):

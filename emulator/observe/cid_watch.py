@@ -448,6 +448,28 @@ def watch_slots(k, slots, field, mm):
             slots[cpu] = _watched(tp, slot, watched, field, "cpu", cpu, watch)
 
 
+def forget_mm(k, mm, slots):
+    """*mm* is freed (__mmdrop()): what the watches remember of it and of
+    its per-CPU *slots* goes (kept, every mm a fork storm made stayed in
+    memory: 130 entries a fork for v7.0 at 128 CPUs)."""
+    names = k.tp.names
+    names.pop(mm, None)
+    for slot in slots:
+        entry = names.get(id(slot))
+        if entry is not None and entry[0] is slot:
+            del names[id(slot)]
+
+
+def forget_task(k, t):
+    """*t*'s task_struct is freed (dead and reaped): what the watches
+    remember of its cid storage (a variant's struct in its fields) goes."""
+    names = k.tp.names
+    for value in t.__dict__.values():
+        entry = names.get(id(value))
+        if entry is not None and entry[0] is value:
+            del names[id(value)]
+
+
 def watch_task_field(t, field):
     """Watch *t*'s *field* (a variant's int field of the task): *t* becomes
     an instance of a subclass of its class with the same layout."""

@@ -39,10 +39,15 @@ EVENTS = (
     "sched_switch", "sched_wakeup", "sched_wakeup_new", "sched_migrate_task",
     "sched_process_fork", "sched_process_exec", "sched_process_exit",
     "workqueue_queue_work", "workqueue_execute_start", "workqueue_execute_end",
-    "rseq_update", "mm_alloc", "mm_free", "function",
+    "rseq_update", "rseq_ip_fixup", "signal_generate", "signal_deliver",
+    "mm_alloc", "mm_free", "function", "irq_handler_entry", "irq_handler_exit",
     "mm_cid_get", "mm_cid_put", "mm_cid_owner",
 )
 
+
+# Not kept in the tail unless asked (subscribe(), record_all()): frequent
+# events that would push a failure's story out of it.
+NOT_IN_TAIL = frozenset(["function", "irq_handler_entry", "irq_handler_exit"])
 
 _NO_RECORD = (None,) * 8       # what emit() compares the first event of the tail with
 
@@ -81,6 +86,39 @@ class Fields(tuple):
         return repr(self.text())
 
 
+class SchedSwitchFields(Fields):
+    """sched_switch's fields, as ftrace prints them: ``prev_comm=main
+    prev_pid=5 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0
+    next_prio=120`` (prev_state ``R+``: preempted)."""
+
+    __slots__ = ()
+    NAMES = ("prev_comm", "prev_pid", "prev_prio", "prev_state", "next_comm", "next_pid",
+             "next_prio")
+
+    @property
+    def fields(self):
+        return dict(zip(self.NAMES, self[1:]))
+
+    def text(self):
+        _, pc, pp, ppr, ps, nc, np, npr = self
+        return (f"prev_comm={pc} prev_pid={pp} prev_prio={ppr} prev_state={ps} ==> "
+                f"next_comm={nc} next_pid={np} next_prio={npr}")
+
+
+class IrqFields(Fields):
+    """irq_handler_entry's and _exit's fields: ``irq=local_timer ns=1000``
+    (``ns``: the handler's time, at exit)."""
+
+    __slots__ = ()
+
+    @property
+    def fields(self):
+        return {"irq": self[1], "ns": self[2]}
+
+    def text(self):
+        return f"irq={self[1]} ns={self[2]}" if self[2] else f"irq={self[1]}"
+
+
 class Tracepoints:
     def __init__(self, kernel, tail=64):
         self._k = kernel
@@ -97,7 +135,7 @@ class Tracepoints:
             setattr(self, name, False)
         if tail:
             for name in EVENTS:
-                setattr(self, name, name != "function")
+                setattr(self, name, name not in NOT_IN_TAIL)
 
     def subscribe(self, event, fn):
         """Call ``fn(record)`` for every *event* (a name from EVENTS, or "*")."""

@@ -26,7 +26,8 @@ __all__ = [
     "pthread_barrier_t", "PTHREAD_BARRIER_SERIAL_THREAD", "sched_getaffinity",
     "sched_setaffinity", "sched_getcpu", "sched_yield", "usleep", "nanosleep", "getpid",
     "gettid", "get_nprocs", "get_nprocs_conf", "exit", "fork", "vfork", "execve", "waitpid",
-    "busy_wait", "CPU_SETSIZE", "EBUSY",
+    "busy_wait", "CPU_SETSIZE", "EBUSY", "sched_setscheduler", "SCHED_OTHER", "SCHED_FIFO",
+    "SCHED_RR",
 ]
 
 CPU_SETSIZE = 1024
@@ -51,12 +52,25 @@ def _user_call():
     u.debt += USER_CALL_NS
     if u.debt >= USER_CHARGE_NS:
         debt, u.debt = u.debt, 0
-        u.ctx.call(("busy", debt))
+        _call(u, ("busy", debt))
     return u
 
 
+def _call(u, request):
+    """Hand *request* to the kernel; back in user space, run the handlers of
+    the signals it delivered (their frames, the last one set up first), each
+    followed by rt_sigreturn()."""
+    reply = u.ctx.call(request)
+    if u.sigframes:
+        frames, u.sigframes = u.sigframes, []
+        for frame in reversed(frames):
+            frame.handler(frame.signo)
+            _call(u, ("call", u.k.sys_rt_sigreturn, (frame,)))
+    return reply
+
+
 def _syscall(u, name, *args):
-    return u.ctx.call(("call", getattr(u.k, name), args))
+    return _call(u, ("call", getattr(u.k, name), args))
 
 
 def _check(ret):
@@ -141,6 +155,9 @@ class HostUser:
         self.tls_rseq = None
         self.libc_rseq_registered = False
         self.debt = 0
+        self.regs_ip = 0            # the user instruction pointer (critical sections)
+        self.slice = 1              # user time to run inline before a hand-off (uapi.rseq)
+        self.sigframes = []         # signal frames set up, their handlers not yet run
 
     # kernel side
 
@@ -186,6 +203,8 @@ class HostUser:
         self.pthread.tid_word = t.pid
         t.clear_child_tid = self.pthread            # glibc's set_tid_address()
         t.signal.user_nthreads = 1
+        self.regs_ip = 0
+        self.sigframes = []
         self.tls_rseq = self.k.rseq_alloc_area(t.mm)
         self.k.glibc_thread_start(t)
 
@@ -385,6 +404,18 @@ def sched_setaffinity(pid, cpus):
     return 0
 
 
+SCHED_OTHER, SCHED_FIFO, SCHED_RR = 0, 1, 2
+
+
+def sched_setscheduler(pid, policy, priority):
+    """sched_setscheduler(pid, policy, &(struct sched_param){priority})."""
+    u = _user_call()
+    _int_arg(pid, "pid")
+    _int_arg(policy, "policy")
+    _int_arg(priority, "priority")
+    return _check(_syscall(u, "sys_sched_setscheduler", pid, policy, priority))
+
+
 def sched_getcpu():
     return _user_call().task.cpu
 
@@ -416,7 +447,7 @@ def busy_wait(ns):
     if ns < 0:
         raise UsageError("busy_wait: ns must be >= 0")
     if ns:
-        u.ctx.call(("busy", ns))
+        _call(u, ("busy", ns))
     return 0
 
 

@@ -12,19 +12,22 @@ stubs of the kernel headers: a variant overrides the ones its era implements.
 | mm_init_cid(mm, p)                | mm_alloc_cid(); the machine's init_mm (p is None)      |
 | exec_mmap(mm)                     | exec_mmap() (mm_init_cid(mm, tsk) in v6.3..v6.18)      |
 | mm_destroy_cid(mm)                | __mmdrop()                                             |
-| sched_mm_cid_fork(t)              | copy_mm(), or sched_post_fork() if fork_site says so   |
+| fork_in_copy_mm(t)                | copy_mm(): sched_mm_cid_fork(t) until v6.18           |
+| fork_in_sched_post_fork(t)        | sched_post_fork(): sched_mm_cid_fork(t) from v6.19     |
 | sched_mm_cid_exit(t)              | do_exit(), before exit_signals() (v6.19+)              |
 | sched_mm_cid_exit_signals(t)      | exit_signals(), before PF_EXITING (v6.3-v6.18)         |
 | sched_mm_cid_before_execve(t)     | bprm_execve()                                          |
 | sched_mm_cid_after_execve(t)      | bprm_execve(), success and failure paths               |
 | switch_mm_cid(rq, prev, next)     | context_switch(), after the mm switch                  |
 | sched_mm_cid_migrate_from(t)      | set_task_cpu()                                         |
-| sched_mm_cid_migrate_to(rq, t)    | activate_task() with ENQUEUE_MIGRATED (migrate_to_site)|
+| migrate_to_in_activate_task(..)   | activate_task(): sched_mm_cid_migrate_to(rq, t) for an |
+|                                   | ENQUEUE_MIGRATED enqueue (seed 001: a queued migration)|
 | task_tick_mm_cid(rq, curr)        | scheduler_tick(), rq lock held                         |
 | mm_set_cpus_allowed(mm, mask)     | __do_set_cpus_allowed()                                |
 | task_mm_cid(t)                    | rseq_update_cpu_node_id()                              |
 """
 
+from ..kernel.sched.sched import ENQUEUE_MIGRATED
 from ..observe.cid_watch import tracing_cids, watch_slots, watched_cidmask
 
 
@@ -54,23 +57,34 @@ class Variant:
 
     @classmethod
     def describe(cls):
-        return f"{cls.name:<12} {cls.subsystem:<8} {cls.copies}"
+        return f"{cls.name:<24} {cls.copies}"
 
 
 class SchedMmCid(Variant):
     """CONFIG_SCHED_MM_CID=n: no concurrency ids; rseq's mm_cid is the CPU."""
 
     subsystem = "mm_cid"
-    # Where the kernel calls sched_mm_cid_fork(): copy_mm() until v6.18,
-    # sched_post_fork() since b2e48c429ec5 (v6.19).
-    fork_site = "copy_mm"
-    # Which enqueues activate_task() reports to sched_mm_cid_migrate_to():
-    # every ENQUEUE_MIGRATED one, migrating wake-ups included (v6.4 onwards),
-    # or only task_on_rq_migrating() tasks (seed 001, the RFC v3).
-    migrate_to_site = "enqueue_migrated"
 
     def init_task_fields(self, t):
         pass
+
+    # The call sites that moved between eras: the kernel calls each hook at
+    # its site, and an era does there what its kernel does.
+
+    def fork_in_copy_mm(self, t):
+        """copy_mm(), once the child's mm is set: sched_mm_cid_fork() there
+        until v6.18."""
+        self.sched_mm_cid_fork(t)
+
+    def fork_in_sched_post_fork(self, t):
+        """sched_post_fork(), for a child with an mm: sched_mm_cid_fork()
+        there since b2e48c429ec5 (v6.19)."""
+
+    def migrate_to_in_activate_task(self, rq, t, flags):
+        """activate_task(): sched_mm_cid_migrate_to() for every enqueue with
+        ENQUEUE_MIGRATED, migrating wake-ups included (v6.4 onwards)."""
+        if flags & ENQUEUE_MIGRATED:
+            self.sched_mm_cid_migrate_to(rq, t)
 
     def init_sched_mm_cid(self, t):
         pass
@@ -129,7 +143,9 @@ class SchedMmCid(Variant):
     # task_mm_cid(), whose result the rseq_update event prints)
 
     NOT_KERNEL_FUNCTIONS = ("task_mm_cid", "cid_active", "cid_bound", "cid_owners", "cidmask_bits",
-                            "cpu_state", "describe", "init_task_fields", "coverage_state")
+                            "cpu_state", "describe", "init_task_fields", "coverage_state",
+                            "fork_in_copy_mm", "fork_in_sched_post_fork",
+                            "migrate_to_in_activate_task")
 
     def cid_active(self, t):
         """Whether *t* holds a concurrency id the invariants must check."""
@@ -213,3 +229,101 @@ class SchedMmCid(Variant):
         """Not kernel code: called from init_task_fields() of an era whose
         tasks own cids; while the mm_cid tracepoints are on, stores to *t*'s
         cid emit events."""
+
+
+class PageAllocPcp(Variant):
+    """The page allocator's per-cpu lists (mm/page_alloc.c): what the kernel
+    model calls at the kernel's call sites for the page_alloc subsystem.
+    There is no CONFIG option without pcp lists, so there are no stubs: an
+    era implements every method (emulator/variants/page_alloc_v5_19.py is
+    the head, and the later eras derive from it).
+
+    | method                               | called from (kernel call site)            |
+    |--------------------------------------|-------------------------------------------|
+    | setup_per_cpu_pageset()              | page_alloc_init() (boot)                  |
+    | rmqueue(zone, order, mt)             | get_page_from_freelist(): pfn or None     |
+    | free_unref_page(pfn, order)          | free_the_page() (__free_pages())          |
+    | free_unref_page_list(pfns)           | release_pages() (exit_mmap, munmap, I/O)  |
+    | drain_all_pages(zone)                | direct reclaim, alloc_contig_range()      |
+    | drain_local_pages(zone)              | the caller's own CPU                      |
+    | zone_pcp_disable(zone) / _enable     | offline_pages()                           |
+    | page_alloc_cpu_dead(cpu)             | the CPUHP_PAGE_ALLOC_DEAD teardown        |
+
+    ``isolates_drains``: the era promises that a drain never queues work
+    on, or sends an IPI to, another CPU (seed 002 onwards); I-P7 checks it.
+    ``pcp_protection``: what protects a pcp list, "local_lock" (the owning
+    CPU with interrupts off, head) or "pcp->lock" (the series); I-P3
+    checks each list change against it.
+    """
+
+    subsystem = "page_alloc"
+    isolates_drains = False
+    pcp_protection = "local_lock"
+
+
+class LazyTlb(Variant):
+    """Lazy-TLB mm references (the lazy_tlb subsystem): what the kernel model
+    calls where a kernel thread or the idle task borrows the previous task's
+    mm.  The defaults are CONFIG_MMU_LAZY_TLB_REFCOUNT=y (x86, and every arch
+    before v6.4): a lazy user holds an mm_count reference.
+
+    | method                            | called from (kernel call site)                        |
+    |-----------------------------------|-------------------------------------------------------|
+    | mmgrab_lazy_tlb(mm)               | context_switch() user->kernel, exit_mm(),             |
+    |                                   | kthread_unuse_mm(), sched_force_init_mm(), CPU boot   |
+    | mmdrop_lazy_tlb(mm)               | exec_mmap() (from a kernel thread's lazy mm),         |
+    |                                   | kthread_use_mm(), finish_cpu(), sched_force_init_mm() |
+    | mmdrop_lazy_tlb_sched(mm)         | finish_task_switch(): rq->prev_mm                     |
+    | enter_lazy_tlb(mm, tsk)           | context_switch() to a kernel thread, kthread_unuse_mm |
+    | cleanup_lazy_tlbs(mm) -> bool     | __mmdrop(), first; False: the variant took the free   |
+    |                                   | over and calls k._mmdrop(mm, deferred_since) later    |
+    | tlb_flush_fullmm(mm)              | exit_mmap()'s final flush (the arch's tlb_flush())    |
+    | mm_gen_tick(cpu, rq) -> bool      | scheduler_tick(), rq lock held (seed 004's sketch)    |
+    | mm_gen_wake()                     | scheduler_tick(), after the rq lock, if it said True  |
+
+    Class attributes the kernel reads at its call sites:
+    ``arch``: "x86" (a CPU stays in mm_cpumask() once it ran the mm) or
+    "powerpc-radix" (the mask is trimmed: __cpu_disable() clears the CPU from
+    every mm's mask, cleanup_cpu_mmu_context()); ``hotplug_switch_site``:
+    where an outgoing CPU leaves its lazy mm for init_mm, "idle_task_exit"
+    (the dead CPU's idle task, after __cpu_disable(); v6.4 and before) or
+    "sched_cpu_wait_empty" (sched_force_init_mm() on the hotplug thread,
+    before __cpu_disable(): "lazy tlb: fix hotplug exit race with
+    MMU_LAZY_TLB_SHOOTDOWN", linux-next a08311b423ad, Nov 2024);
+    ``refcounts_lazy``: lazy users hold mm_count references (P8 checks their
+    balance); ``shoots_lazies``: cleanup_lazy_tlbs() IPIs the mm's CPUs (P9
+    checks that every lazy user is among them).
+    """
+
+    subsystem = "lazy_tlb"
+    arch = "x86"
+    hotplug_switch_site = "idle_task_exit"
+    refcounts_lazy = True
+    shoots_lazies = False
+
+    NOT_KERNEL_FUNCTIONS = ("describe",)
+
+    def mmgrab_lazy_tlb(self, mm):
+        self.k.mmgrab(mm)
+
+    def mmdrop_lazy_tlb(self, mm):
+        self.k.mmdrop(mm)
+
+    def mmdrop_lazy_tlb_sched(self, mm):
+        # mmdrop_sched(): call_rcu() of __mmdrop() on PREEMPT_RT, not modelled.
+        self.k.mmdrop(mm)
+
+    def enter_lazy_tlb(self, mm, tsk):
+        pass
+
+    def cleanup_lazy_tlbs(self, mm):
+        return True
+
+    def tlb_flush_fullmm(self, mm):
+        pass
+
+    def mm_gen_tick(self, cpu, rq):
+        return False
+
+    def mm_gen_wake(self):
+        pass

@@ -31,8 +31,8 @@ seeds/001), function by function, on top of the v6.3 class it patches:
 Call site: the RFC calls sched_mm_cid_migrate_to() from activate_task() only
 for ``task_on_rq_migrating(p)`` tasks (load balancing, affinity moves), not for
 a wake-up that migrates (ttwu, whose set_task_cpu() does run
-sched_mm_cid_migrate_from()); ``migrate_to_site`` says so to the model's
-activate_task().  Aaron Lu asked about this asymmetry on v7
+sched_mm_cid_migrate_from()): its migrate_to_in_activate_task() says so to the
+model's activate_task().  Aaron Lu asked about this asymmetry on v7
 (20230417101855.GA485797@ziqianlu-desk2); v6.4 calls it for every
 ENQUEUE_MIGRATED enqueue.
 
@@ -75,6 +75,7 @@ compaction mirror's leader keeps its CPU's high cid (mm_cid.md 1.5).
 
 from ..errors import KernelBug
 from ..kernel.cpumask import Cpumask, cpumask_first_zero
+from ..kernel.task import TASK_ON_RQ_MIGRATING
 from ..kernel.locking import (
     READ_ONCE, WRITE_ONCE, cmpxchg, cpumask_clear_cpu, cpumask_set_cpu, preempt_disable,
     preempt_enable_no_resched, raw_spin_lock, raw_spin_unlock, raw_spinlock_t, smp_mb,
@@ -139,9 +140,12 @@ class MmCidSeed001(MmCidV6_3):
     name = "seed-001"
     copies = ("[RFC PATCH v3] sched: Fix performance regression introduced by mm_cid "
               "(2023-04-05, on v6.3-rc5)")
-    # activate_task(): `if (task_on_rq_migrating(p)) { flags |= ENQUEUE_MIGRATED;
-    # sched_mm_cid_migrate_to(rq, p); }` -- not for migrating wake-ups.
-    migrate_to_site = "task_on_rq_migrating"
+    def migrate_to_in_activate_task(self, rq, t, flags):
+        """activate_task(): `if (task_on_rq_migrating(p)) { flags |=
+        ENQUEUE_MIGRATED; sched_mm_cid_migrate_to(rq, p); }` -- not for
+        migrating wake-ups."""
+        if t.on_rq == TASK_ON_RQ_MIGRATING:
+            self.sched_mm_cid_migrate_to(rq, t)
 
     # -- include/linux/mm_types.h, include/linux/sched.h, kernel/fork.c ----------------------
 

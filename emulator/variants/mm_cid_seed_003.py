@@ -55,7 +55,7 @@ from ..kernel.locking import (
     preempt_enable,
 )
 from . import register
-from .base import Finding
+from .base import Finding, SchedMmCid
 from .mm_cid_v7_0 import (
     MM_CID_TRANSIT, MM_CID_UNSET, MmCidV7_0, WARN_ON_ONCE, _room, cid_from_transit_cid,
     cid_in_transit, cid_on_cpu, cid_on_task, cid_to_cpu_cid, cid_to_transit_cid,
@@ -113,7 +113,8 @@ class MmCidSeed003(MmCidV7_0):
     copies = "Thomas Gleixner, [patch V3 00/20] sched: Rewrite MM CID management (2025-10-29)"
     # sched_mm_cid_fork() is called from copy_mm(), before the task is
     # visible in the thread and task lists.
-    fork_site = "copy_mm"
+    fork_in_copy_mm = SchedMmCid.fork_in_copy_mm
+    fork_in_sched_post_fork = SchedMmCid.fork_in_sched_post_fork
     PERCPU_TEST = "mm->mm_cid.percpu"
 
     @staticmethod

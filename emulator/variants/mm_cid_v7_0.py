@@ -276,7 +276,11 @@ class MmCidV7_0(SchedMmCid):
     copies = "653fda7ae73d sched/mmcid: Switch over to the new mechanism (v6.19) + v7.0 fixes"
     # sched_mm_cid_fork() is called from sched_post_fork(), after the new
     # task is visible in the thread and task lists (b2e48c429ec5).
-    fork_site = "sched_post_fork"
+    def fork_in_copy_mm(self, t):
+        pass
+
+    def fork_in_sched_post_fork(self, t):
+        self.sched_mm_cid_fork(t)
 
     def __init__(self, kernel):
         super().__init__(kernel)

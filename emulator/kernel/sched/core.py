@@ -12,13 +12,16 @@ nohz kick from a busy CPU's tick, not sched domains; kernel code runs in zero
 virtual time unless it charges a cost with ``charge()``.
 """
 
-from ..locking import raw_spin_lock, raw_spin_unlock, lockdep_assert_held
+from ..locking import (
+    _set_running_kernel, lockdep_assert_held, raw_spin_lock, raw_spin_unlock, running_kernel,
+)
 from ..task import (
     PF_KTHREAD, SCHED_FIFO, SCHED_NORMAL, SCHED_RR, TASK_DEAD, TASK_INTERRUPTIBLE,
     TASK_NEW, TASK_NORMAL, TASK_ON_RQ_MIGRATING, TASK_ON_RQ_QUEUED, TASK_RUNNING,
     TASK_WAKEKILL, MAX_RT_PRIO, DEFAULT_PRIO, state_char,
 )
 from ...errors import KernelBug
+from ...observe.trace import IrqFields, SchedSwitchFields
 from .fair import FairSchedClass
 from .rt import RtSchedClass
 from .sched import (
@@ -111,14 +114,24 @@ class SchedCore:
         self.in_irq = False
         t.stack.switch()
 
-    def _irq_enter(self, rq):
+    def _irq_enter(self, rq, cause="irq"):
+        """irq_enter() of an interrupt on *rq*'s CPU; *cause* names it as
+        /proc/interrupts and osnoise do (irq_handler_entry's field)."""
         self.cpu = rq.cpu
         self.cur = rq.curr
         self.in_irq = True
+        rq.irq_cause = cause
+        rq.irq_start = rq.irq_time
+        self.charge(self.costs["irq_entry_ns"])
+        if self.tp.irq_handler_entry:
+            self.tp.emit("irq_handler_entry", IrqFields((IrqFields, cause, 0)))
 
     def irq_exit(self, rq):
         """Interrupt return: preempt the interrupted task if it must reschedule
         (or die), as irqentry_exit() does on the way back to it."""
+        if self.tp.irq_handler_exit:
+            self.tp.emit("irq_handler_exit",
+                         IrqFields((IrqFields, rq.irq_cause, rq.irq_time - rq.irq_start)))
         curr = rq.curr
         if curr.need_resched or curr.sigkill or (curr.notify_resume and curr.user is not None):
             # (TIF_NOTIFY_RESUME: a task interrupted in user mode goes back
@@ -138,6 +151,10 @@ class SchedCore:
         while len(masks) <= new:
             masks.append(0)
         masks[new] |= bit
+        if new >= 2 and rq.tick_entry is None and self.nohz_full_mask & bit and \
+                not self.sched_can_stop_tick(rq):
+            # sched_update_tick_dependency(): a second task needs the tick back.
+            self.tick_nohz_restart(rq)
 
     def sub_nr_running(self, rq, count):
         old = rq.nr_running
@@ -175,10 +192,7 @@ class SchedCore:
         (seed 001 calls it for task_on_rq_migrating() tasks only, not wake-ups)."""
         if p.on_rq == TASK_ON_RQ_MIGRATING:
             flags |= ENQUEUE_MIGRATED
-            if self.mm_cid.migrate_to_site == "task_on_rq_migrating":
-                self.mm_cid.sched_mm_cid_migrate_to(rq, p)
-        if flags & ENQUEUE_MIGRATED and self.mm_cid.migrate_to_site == "enqueue_migrated":
-            self.mm_cid.sched_mm_cid_migrate_to(rq, p)
+        self.mm_cid.migrate_to_in_activate_task(rq, p, flags)
         self.enqueue_task(rq, p, flags)
         p.on_rq = TASK_ON_RQ_QUEUED
 
@@ -244,7 +258,8 @@ class SchedCore:
         if self.irq_deferred(rq, self.scheduler_ipi, rq):
             return
         rq.ipi_entry = None
-        self._irq_enter(rq)
+        rq.ipis += 1
+        self._irq_enter(rq, "reschedule IPI")
         self.irq_exit(rq)
 
     def wakeup_preempt(self, rq, p):
@@ -265,7 +280,14 @@ class SchedCore:
         an RT task, a CPU not running RT; else a least loaded allowed CPU,
         preferring the previous one.  Every step is O(words of a mask).
         """
-        allowed = p.cpus_mask & self.active_mask
+        if p.flags & PF_KTHREAD:
+            # is_cpu_allowed(): a kernel thread may run on an online CPU that
+            # is not active, but only a per-CPU one on a CPU going down.
+            allowed = p.cpus_mask & self.online_mask
+            if p.nr_cpus_allowed != 1:
+                allowed &= ~self.dying_mask
+        else:
+            allowed = p.cpus_mask & self.active_mask
         if not allowed:
             return self.select_fallback_rq(p)
         if not allowed & (allowed - 1):
@@ -364,7 +386,8 @@ class SchedCore:
         rq, pending = arg
         if self.irq_deferred(rq, self.sched_ttwu_pending, arg):
             return
-        self._irq_enter(rq)
+        rq.ipis += 1
+        self._irq_enter(rq, "function call IPI")
         for p in pending:
             self.try_to_wake_up(p, TASK_NORMAL)
         self.irq_exit(rq)
@@ -439,6 +462,8 @@ class SchedCore:
             self.cpu_run(0, False)
         prev.preempt_count += 1                 # preempt_disable()
         rq = self.rqs[prev.cpu]
+        if not rq.irqs_disabled:
+            rq.irqs_off_since = self.engine.now
         rq.irqs_disabled += 1                   # local_irq_disable()
         raw_spin_lock(rq.lock)
         now = rq.clock = self.engine.now
@@ -479,9 +504,9 @@ class SchedCore:
             self.rt_curr_mask &= ~(1 << rq.cpu)
         tp = self.tp
         if tp.sched_switch:
-            tp.emit("sched_switch", f"prev_comm={prev.comm} prev_pid={prev.pid} prev_prio={prev.prio} "
-                    f"prev_state={state_char(prev_state) if not preempt else 'R+'} ==> "
-                    f"next_comm={next.comm} next_pid={next.pid} next_prio={next.prio}")
+            tp.emit("sched_switch", SchedSwitchFields((
+                SchedSwitchFields, prev.comm, prev.pid, prev.prio,
+                state_char(prev_state) if not preempt else "R+", next.comm, next.pid, next.prio)))
         self.context_switch(rq, prev, next)
         self.cur.preempt_count -= 1             # sched_preempt_enable_no_resched()
 
@@ -523,6 +548,7 @@ class SchedCore:
         next.on_cpu = 1
         # The mm switch, with lazy active_mm for kernel threads.
         if next.mm is None:                        # to kernel
+            self.lazy_tlb.enter_lazy_tlb(prev.active_mm, next)
             next.active_mm = prev.active_mm
             if prev.mm is not None:                # from user
                 self.mmgrab_lazy_tlb(prev.active_mm)
@@ -530,6 +556,7 @@ class SchedCore:
                 prev.active_mm = None
         else:                                      # to user
             self.switch_mm_irqs_off(prev.active_mm, next.mm, next)
+            rq.nr_mm_switches += 1                 # seed 004's count (lazy_tlb variants)
             if prev.mm is None:                    # from kernel
                 # will mmdrop() in finish_task_switch().
                 rq.prev_mm = prev.active_mm
@@ -551,8 +578,11 @@ class SchedCore:
         self.cur = next
         stack = next.stack
         if stack is None:
-            stack = next.stack = self.engine.new_stack(self.ret_from_fork)
-        prev = stack.switch(prev)
+            # A new task: ret_from_fork() at the base of its own stack.
+            next.stack = self.engine.task_stack()
+            prev = self.engine.start_stack(next.stack, self.ret_from_fork, prev)
+        else:
+            prev = stack.switch(prev)
         # Back on our own stack, switched to from *prev*.
         self.finish_task_switch(prev)
         cur = self.cur
@@ -581,14 +611,28 @@ class SchedCore:
             if rq.tick_entry is not None:
                 self.engine.cancel(rq.tick_entry)
                 rq.tick_entry = None
-        elif rq.tick_entry is None:
+        elif rq.tick_entry is None and not (self.nohz_full_mask >> rq.cpu & 1 and
+                                            self.sched_can_stop_tick(rq)):
             self.tick_nohz_restart(rq)
         if mm is not None:
             self.mmdrop_lazy_tlb_sched(mm)
         if prev_state == TASK_DEAD:
             # Task is done with its stack: put_task_stack(), put_task_struct_rcu_user().
-            prev.stack = None
+            self.put_task_stack(prev)
             self.release_task_struct(prev)
+
+    def put_task_stack(self, tsk):
+        """The dead *tsk*'s kernel stack is freed: its frames (do_task_dead()
+        down to ret_from_fork()) unwind now, with no kernel running, so that
+        kernel code their unwinding reached would stop at its first primitive
+        (as in Machine's end of run) instead of acting on the machine."""
+        stack, tsk.stack = tsk.stack, None
+        running = running_kernel()
+        _set_running_kernel(None)
+        try:
+            self.engine.free_stack(stack)
+        finally:
+            _set_running_kernel(running)
 
     def ret_from_fork(self, prev):
         """First code on a new task's stack: finish the switch, then run it.
@@ -770,6 +814,9 @@ class SchedCore:
         loop = self.engine.loop
         while True:
             while not idle.need_resched:
+                if not rq.online:
+                    # Dead (kernel/cpu.py); returns once brought up again.
+                    self.cpuhp_report_idle_dead(rq)
                 loop.switch()          # the CPU sleeps until an interrupt
             self._schedule(True)
 
@@ -777,13 +824,16 @@ class SchedCore:
         """Pull one queued task from a busy CPU onto this idle one.
 
         Model: look at the most loaded CPUs first (level masks), up to 8
-        candidates per level, for a queued task allowed here."""
+        candidates per level, for a queued task allowed here.  A CPU outside
+        the scheduler domains (isolcpus=) neither pulls nor is pulled from."""
         this_cpu = this_rq.cpu
         masks = self.load_masks
-        if len(masks) <= 2:
+        if len(masks) <= 2 or self.isolated_mask >> this_cpu & 1:
             return None                 # no CPU has a task queued behind its current one
+        if not self.active_mask >> this_cpu & 1:
+            return None                 # going down (balance_push()) or down
         pick = self.chooser.pick_bit
-        others = ~(1 << this_cpu)
+        others = ~(1 << this_cpu) & ~self.isolated_mask
         for level in range(len(masks) - 1, 1, -1):
             cand = masks[level] & others
             tries = 0
@@ -798,7 +848,8 @@ class SchedCore:
                     # A kernel path preempted by preempt_kernel_path() stays on
                     # its CPU, as under migrate_disable() (see there).
                     if (p.cpus_mask >> this_cpu) & 1 and p.sched_class is not StopSchedClass \
-                            and not p.on_cpu and p not in self.preempted_paths:
+                            and not p.on_cpu and p not in self.preempted_paths \
+                            and not p.migration_disabled:
                         return self.detach_attach(src, this_rq, p)
         return None
 
@@ -829,11 +880,11 @@ class SchedCore:
         if self.irq_deferred(rq, self.tick_sched_timer, rq):
             return
         rq.tick_entry = None
-        self.cpu = rq.cpu                  # irq_enter()
-        self.cur = rq.curr
-        self.in_irq = True
+        self._irq_enter(rq, "local_timer")
         self.scheduler_tick(rq)
-        if rq.curr is not rq.idle and rq.tick_entry is None:
+        if rq.curr is not rq.idle and rq.tick_entry is None and \
+                not (self.nohz_full_mask >> rq.cpu & 1 and self.sched_can_stop_tick(rq)):
+            # (tick_nohz_full: the tick of a CPU running one task stops here.)
             rq.tick_entry = self.engine.at(self.engine.now + self.tick_nsec, self.tick_sched_timer, rq)
         self.irq_exit(rq)
 
@@ -846,19 +897,35 @@ class SchedCore:
             cls.update_curr(rq, curr, now)
             cls.task_tick(self, rq, curr)
         self.mm_cid.task_tick_mm_cid(rq, curr)
+        wake_mm_gen = self.lazy_tlb.mm_gen_tick(rq.cpu, rq)
         raw_spin_unlock(rq.lock)
+        if wake_mm_gen:
+            self.lazy_tlb.mm_gen_wake()
         if rq.nr_running >= 2 and self.load_masks[0]:
             self.nohz_balancer_kick(rq)
 
     def nohz_balancer_kick(self, rq):
         """A busy CPU asks an idle CPU that can take one of its queued tasks to pull."""
-        idle = self.load_masks[0]
+        idle = self.load_masks[0] & ~self.isolated_mask & self.active_mask
+        if self.isolated_mask >> rq.cpu & 1:
+            return
         for p in self.queued_tasks(rq):
             cand = idle & p.cpus_mask
             if cand:
                 target = self.rqs[self.chooser.pick_bit(cand, self.nr_cpu_ids)]
                 self.resched_curr(target)
                 return
+
+    # -- migrate_disable() ---------------------------------------------------------------------------------
+
+    def migrate_disable(self):
+        """The task stays on its CPU (no load balancer takes it) but stays
+        preemptible.  Departure: set_cpus_allowed_ptr() does not wait for
+        migrate_enable() as affine_move_task() would."""
+        self.cur.migration_disabled += 1
+
+    def migrate_enable(self):
+        self.cur.migration_disabled -= 1
 
     # -- yield, affinity, policy ------------------------------------------------------------------------------------
 
@@ -892,7 +959,8 @@ class SchedCore:
         CPU is no longer allowed (affine_move_task())."""
         if p.flags & PF_KTHREAD and p.flags & 0x04000000:  # PF_NO_SETAFFINITY
             return -22
-        valid = new_mask & self.active_mask
+        # Kernel threads are allowed on online && !active CPUs.
+        valid = new_mask & (self.online_mask if p.flags & PF_KTHREAD else self.active_mask)
         if not valid:
             return -22  # EINVAL
         rq, flags = self.task_rq_lock(p)

@@ -45,6 +45,7 @@ class Rq:
         self.online = False
         self.nr_running = 0
         self.nr_switches = 0
+        self.nr_mm_switches = 0       # switches to a user mm (seed 004's count)
         self.clock = 0
         self.prev_mm = None           # mm to mmdrop in finish_task_switch()
         self.cfs = None
@@ -54,6 +55,11 @@ class Rq:
         self.ipi_entry = None         # a pending reschedule IPI
         self.irq_held = []            # locks taken in interrupt context
         self.irqs_disabled = 0
+        self.ipis = 0                 # IPIs taken (reschedule, function call)
+        self.irq_cause = None         # the interrupt being handled (irq_handler_entry)
+        self.irq_start = 0            # irq_time when it came
+        self.irqs_off_since = 0       # local_irq_save() from interrupts on: when
+        self.irqs_off_ns = 0          # the time local_irq_save() kept them off
         self.irq_time = 0             # virtual time charged in interrupt context
         self.deferred_irqs = []       # interrupts waiting for irqs to be enabled
         self.wake_list = []           # wake-ups waiting for a task to switch out

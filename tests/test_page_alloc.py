@@ -1,0 +1,373 @@
+"""The page allocator's per-cpu lists (seed 002) over every page_alloc variant.
+
+Conformance: tasks map, write and unmap memory, fork and exit (page-table
+pages), an I/O completion interrupt frees buffers on another CPU, drains come
+from any CPU; the invariants PA1-PA7 judge every step.  The stateful search
+draws those steps with the mm lifecycle's (tests/test_stateful.py, over every
+page_alloc variant).  Then the seed's motivating story
+(an isolated CPU interrupted by the head's drain and not by the series'), and
+the stories of each era's locking: the trylock fallbacks, interrupts on a CPU
+holding its own pcp lock, the drain mutex, zone_pcp_disable().
+"""
+
+import os
+
+import pytest
+
+from emulator import Machine
+from emulator.errors import EmulationFailure, HardLockup, UsageError
+from emulator.kernel.page_alloc import GFP_KERNEL, MIGRATE_MOVABLE
+from emulator.uapi import libc, mman
+
+SUBSYSTEM = "page_alloc"
+
+PAGE = mman.PAGE_SIZE
+MS = 1_000_000
+
+
+def map_and_write(pages):
+    buf = mman.mmap(None, pages * PAGE, mman.PROT_READ | mman.PROT_WRITE,
+                    mman.MAP_PRIVATE | mman.MAP_ANONYMOUS, -1, 0)
+    mman.memset(buf, 0, pages * PAGE)
+    return buf
+
+
+def churn(pages, rounds):
+    """Map, write and unmap *pages* pages, *rounds* times."""
+    for _ in range(rounds):
+        buf = map_and_write(pages)
+        mman.munmap(buf, pages * PAGE)
+
+
+# -- conformance: every variant keeps every page somewhere, once -----------------------------
+
+def memory_workload(nr_cpus):
+    def main():
+        threads = [libc.pthread_create(lambda n: churn(37 + 11 * n, 5), i)
+                   for i in range(nr_cpus)]
+        children = [libc.fork(lambda: (churn(150, 3), 0)[1]) for _ in range(2)]
+        for t in threads:
+            libc.pthread_join(t)
+        for pid in children:
+            libc.waitpid(pid)
+        return 0
+    return main
+
+
+@pytest.mark.parametrize("nr_cpus", [1, 3, 8])
+def test_memory_churn_keeps_every_page_in_one_place(emu_variant, nr_cpus):
+    """Threads and processes churn memory on every CPU; at the end (the
+    machine quiet) every page is on a buddy list, a pcp list or allocated,
+    exactly once (PA1), and the pcp counts match their lists (PA2 at every
+    unlock)."""
+    m = Machine(nr_cpus=nr_cpus, variants=[emu_variant], seed=nr_cpus)
+    assert m.run(memory_workload(nr_cpus)) == 0
+    k = m.kernel
+    zone = k.zones[0]
+    # Every page went back but the page tables of the mms an idle CPU still
+    # borrows (lazy TLB: freed at its next switch to a user task).
+    assert set(zone.allocated) == {mm.pgd for mm in k.live_mms.values()}
+    assert zone.nr_free_pages + zone.pcp_pages() + len(zone.allocated) == zone.managed_pages
+
+
+def test_possible_cpus_beyond_the_online_ones_have_idle_pcps(emu_variant):
+    """A pcp exists for every possible CPU; the offline ones never fill, and
+    a drain does not wait for them."""
+    m = Machine(nr_cpus=3, nr_possible=8, variants=[emu_variant], seed=2)
+    assert m.run(memory_workload(3)) == 0
+    zone = m.kernel.zones[0]
+    assert len(zone.per_cpu_pageset) == 8
+    assert all(pcp.count == 0 for pcp in zone.per_cpu_pageset[3:])
+
+
+def test_interrupt_frees_and_drains_from_every_cpu(emu_variant):
+    """A driver's buffers are freed by completion interrupts on other CPUs
+    while tasks allocate there and every CPU drains: nothing is lost."""
+    def kernel_body(k):
+        for cpu in range(4):
+            blocks = [(k.alloc_pages(GFP_KERNEL, order), order) for order in (0, 1, 3, 0)]
+            k.blk_submit(blocks, cpu, 1000 * (cpu + 1))
+        k.page_alloc.drain_all_pages(None)
+        k.msleep(1)
+        k.offline_pages(k.zones[0])
+        return k.page_alloc_stats
+
+    m = Machine(nr_cpus=4, variants=[emu_variant], seed=3)
+    m.run_kernel(kernel_body, cpu=1)
+    k = m.kernel
+    assert set(k.zones[0].allocated) == {mm.pgd for mm in k.live_mms.values()}
+
+
+# -- the seed's motivating story ----------------------------------------------------------------
+
+def isolated_cpu_story(variant, policy=libc.SCHED_OTHER, busy_ms=100):
+    """CPU 3 is nohz_full and isolated; its one task frees 200 pages there
+    (onto CPU 3's pcp) and computes.  On CPU 0 another task fills memory
+    until direct reclaim drains every CPU's pcp lists."""
+    def isolated():
+        libc.sched_setaffinity(0, {3})
+        if policy != libc.SCHED_OTHER:
+            libc.sched_setscheduler(0, policy, 50)
+        churn(200, 1)
+        libc.busy_wait(busy_ms * MS)
+
+    def reclaimer():
+        libc.sched_setaffinity(0, {0})
+        libc.usleep(2000)
+        pages = 66_000                              # more than the zone: reclaim, then ENOMEM
+        buf = mman.mmap(None, pages * PAGE, mman.PROT_READ | mman.PROT_WRITE,
+                        mman.MAP_PRIVATE | mman.MAP_ANONYMOUS, -1, 0)
+        with pytest.raises(OSError):
+            mman.memset(buf, 0, pages * PAGE)
+        mman.munmap(buf, pages * PAGE)
+
+    def main():
+        a = libc.pthread_create(lambda _: isolated())
+        b = libc.pthread_create(lambda _: reclaimer())
+        libc.pthread_join(a)
+        libc.pthread_join(b)
+        return 0
+
+    m = Machine(nr_cpus=4, variants=[variant], seed=1, nohz_full="3", isolcpus="3")
+    assert m.run(main) == 0
+    return m
+
+
+def test_the_head_interrupts_the_isolated_cpu_and_the_series_does_not():
+    """Seed 002's promise, in numbers: the head's drain queues a work item on
+    the isolated CPU, whose kworker preempts the task there; the series
+    drains that CPU's pcp from CPU 0 and the task is never interrupted
+    (its tick stays stopped: one task, nothing else to do)."""
+    head = isolated_cpu_story("v5.19")
+    series = isolated_cpu_story("seed-002")
+    noise = head.osnoise.summary()[3]
+    assert noise["causes"].get("thread:kworker/3:0") == 1
+    assert head.kernel.page_alloc_stats.drain_work.get(3) == 1
+    assert 3 not in series.osnoise.summary()
+    assert series.kernel.page_alloc_stats.drain_work == {}
+    # The drain's latency: waiting for the kworker on CPU 3, against
+    # freeing CPU 3's pages from CPU 0.
+    assert series.kernel.page_alloc_stats.drain_max_ns < head.kernel.page_alloc_stats.drain_max_ns
+
+
+def test_under_a_fifo_task_the_heads_drain_waits_for_it():
+    """A SCHED_FIFO task on the isolated CPU never yields to the CFS kworker:
+    the head's drain (and the allocation in direct reclaim behind it) waits
+    until the task is done; the series' drain does not wait at all."""
+    head = isolated_cpu_story("v5.19", policy=libc.SCHED_FIFO, busy_ms=200)
+    series = isolated_cpu_story("seed-002", policy=libc.SCHED_FIFO, busy_ms=200)
+    # Reclaim starts after ~80 ms of page faults; the FIFO task computes until 200 ms.
+    assert head.kernel.page_alloc_stats.drain_max_ns > 100 * MS
+    assert series.kernel.page_alloc_stats.drain_max_ns < 1 * MS
+
+
+# -- each era's locking ----------------------------------------------------------------------
+
+def interrupt_while_own_pcp_held(variant):
+    """A task on CPU 0 is inside its pcp critical section (refilling from
+    the buddy lists) when a completion interrupt on CPU 0 frees a page."""
+    def body(k):
+        pfn = k.alloc_pages(GFP_KERNEL, 0)          # CPU 0's order-0 list refilled
+        bulk = k.page_alloc.rmqueue_bulk
+
+        def rmqueue_bulk(*args):
+            got = bulk(*args)
+            k.blk_submit([(pfn, 0)], 0, 0)          # the interrupt comes now,
+            k.charge(1)                             # a nanosecond into the section
+            return got
+        k.page_alloc.rmqueue_bulk = rmqueue_bulk
+        k.alloc_pages(GFP_KERNEL, 1)                # the order-1 list is empty: a refill
+        del k.page_alloc.rmqueue_bulk
+        k.msleep(1)
+        return k.page_alloc_stats.trylock_failures
+
+    m = Machine(nr_cpus=2, variants=[variant], seed=1)
+    return m.run_kernel(body, cpu=0)
+
+
+@pytest.mark.parametrize("variant", ["v5.19", "v6.0"])
+def test_interrupts_wait_for_a_pcp_section_with_interrupts_off(variant):
+    """Head and v6.0 hold the pcp with interrupts off: the interrupt is
+    taken when the section ends, and its free then takes the pcp normally."""
+    assert interrupt_while_own_pcp_held(variant) == 0
+
+
+@pytest.mark.parametrize("variant", ["v6.2", "v6.11"])
+def test_an_interrupt_on_the_holding_cpu_fails_the_trylock(variant):
+    """v6.2 onwards keeps interrupts on: the interrupt runs inside the
+    task's section, its trylock of the same pcp fails and the page goes to
+    the buddy lists, with no deadlock (PA4) and no list touched by two."""
+    assert interrupt_while_own_pcp_held(variant) == 1
+
+
+def test_a_patch_whose_interrupt_path_spins_on_the_pcp_lock_locks_up():
+    """The mutation of the scenario above: an interrupt free taking the pcp
+    lock with spin_lock() spins on the lock its own CPU holds: the hard
+    lockup the kernel would report (PA4)."""
+    patch = os.path.join(os.path.dirname(__file__), "..", "fixtures", "patches",
+                         "pcp_free_spins.py")
+    with pytest.raises(HardLockup, match="pcp0->lock in interrupt context"):
+        interrupt_while_own_pcp_held(patch)
+
+
+def test_a_second_global_drain_returns_at_once_and_a_zone_drain_waits(emu_variant):
+    """__drain_all_pages(): a global drain that finds the mutex held returns
+    without draining (direct reclaim goes on); a drain of a zone waits."""
+    order = []
+
+    def body(k):
+        zone = k.zones[0]
+        pfns = [k.alloc_pages(GFP_KERNEL, 0) for _ in range(40)]
+        for pfn in pfns:
+            k._free_pages(pfn, 0)                   # pages on CPU 0's pcp
+        v = k.page_alloc
+        from emulator.kernel.locking import mutex_lock, mutex_unlock
+
+        def other(_):
+            order.append(("global", k.engine.now))
+            v.drain_all_pages(None)                 # returns: the mutex is held
+            order.append(("global done", k.engine.now, zone.per_cpu_pageset[0].count))
+            v.drain_all_pages(zone)                 # waits for the mutex
+            order.append(("zone done", k.engine.now, zone.per_cpu_pageset[0].count))
+        mutex_lock(v.pcpu_drain_mutex)
+        k.kthread_create_on_cpu(other, None, 1, "drainer")
+        k.msleep(2)
+        mutex_unlock(v.pcpu_drain_mutex)
+        k.msleep(2)
+
+    m = Machine(nr_cpus=2, variants=[emu_variant], seed=1)
+    m.run_kernel(body, cpu=0)
+    (_, start), (_, global_done, left), (_, zone_done, after) = order
+    assert global_done == start and left > 0
+    assert zone_done >= start + 2 * MS and after == 0
+
+
+def test_after_zone_pcp_disable_every_pcp_is_empty(emu_variant):
+    """Memory offline: zone_pcp_disable() drains every online CPU (forced)
+    and while it is in force frees go straight to the buddy lists (PA6)."""
+    def body(k):
+        zone = k.zones[0]
+        for cpu_pages in range(3):
+            for pfn in [k.alloc_pages(GFP_KERNEL, 0) for _ in range(30)]:
+                k._free_pages(pfn, 0)
+        v = k.page_alloc
+        v.zone_pcp_disable(zone)
+        assert zone.pcp_pages() == 0
+        pfn = k.alloc_pages(GFP_KERNEL, 0)
+        k._free_pages(pfn, 0)
+        assert zone.pcp_pages() == 0
+        v.zone_pcp_enable(zone)
+        assert zone.per_cpu_pageset[0].high == zone.pageset_high > 0
+
+    Machine(nr_cpus=3, variants=[emu_variant], seed=1).run_kernel(body, cpu=2)
+
+
+# -- the machine's isolation options --------------------------------------------------------------
+
+def test_a_nohz_full_cpu_running_one_task_stops_its_tick():
+    def main():
+        libc.sched_setaffinity(0, {1})
+        libc.busy_wait(50 * MS)
+        return 0
+    m = Machine(nr_cpus=2, nohz_full=[1], isolcpus=[1], seed=1, variants=["seed-002"])
+    assert m.run(main) == 0
+    # The task's first tick finds it alone and stops the tick: at most that one.
+    assert m.osnoise.summary().get(1, {"count": 0})["count"] <= 1
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"nohz_full": "0-1"}, "no housekeeping CPU"),
+    ({"isolcpus": [5]}, "not an online CPU"),
+    ({"nohz_full": "1-x"}, "not a CPU list"),
+    ({"isolcpus": 3}, "must be a CPU list"),
+])
+def test_bad_isolation_is_a_one_line_error(kwargs, error):
+    with pytest.raises(UsageError, match=error):
+        Machine(nr_cpus=2, **kwargs)
+
+
+def test_isolcpus_keep_tasks_that_did_not_ask_for_them_away():
+    """init's affinity is the housekeeping CPUs: threads land on 0-1 only."""
+    cpus = set()
+
+    def main():
+        threads = [libc.pthread_create(lambda _: (cpus.add(libc.sched_getcpu()),
+                                                  libc.busy_wait(MS))) for _ in range(6)]
+        for t in threads:
+            libc.pthread_join(t)
+        return 0
+    m = Machine(nr_cpus=4, isolcpus="2-3", seed=1)
+    assert m.run(main) == 0
+    assert cpus <= {0, 1}
+
+
+def test_a_variant_of_each_subsystem_and_the_others_at_their_default():
+    m = Machine(nr_cpus=2, variants=["v6.2", "v7.0"])
+    assert m.kernel.page_alloc.name == "v6.2" and m.kernel.mm_cid.name == "v7.0"
+    m = Machine(nr_cpus=2, variants=["v6.11"])
+    assert m.kernel.mm_cid.name == "v6.3"
+    with pytest.raises(UsageError, match="one page_alloc variant per machine"):
+        Machine(nr_cpus=2, variants=["v6.2", "v5.19"])
+
+
+def test_a_failure_names_every_subsystems_variant():
+    m = Machine(nr_cpus=2, variants=["v6.11"], seed=4)
+    with pytest.raises(EmulationFailure) as info:
+        m.run_kernel(lambda k: k._free_pages(k.zones[0].zone_start_pfn, 0))
+    assert "Bad page state" in str(info.value)
+    assert "variant=v6.3,v6.11" in m.failure_report(info.value)
+    assert MIGRATE_MOVABLE == 1
+
+
+def test_a_cpu_going_offline_gives_its_pcp_pages_back(emu_variant):
+    """CPU 2 frees pages onto its pcp lists and goes offline: the
+    CPUHP_PAGE_ALLOC teardown (page_alloc_cpu_dead(), on the control CPU)
+    drains them; when it comes back its pcp starts empty, and the pages are
+    all accounted for at the end (PA1)."""
+    from emulator.uapi import sysfs
+    seen = {}
+
+    def on_cpu2():
+        libc.sched_setaffinity(0, {2})
+        churn(100, 1)
+
+    def main():
+        libc.sched_setaffinity(0, {0})
+        t = libc.pthread_create(lambda _: on_cpu2())
+        libc.pthread_join(t)
+        pcp = libc_kernel().zones[0].per_cpu_pageset[2]
+        seen["before"] = pcp.count
+        sysfs.write_cpu_online(2, 0)
+        seen["offline"] = pcp.count
+        sysfs.write_cpu_online(2, 1)
+        t = libc.pthread_create(lambda _: on_cpu2())
+        libc.pthread_join(t)
+        return 0
+
+    m = Machine(nr_cpus=3, variants=[emu_variant], seed=5)
+    libc_kernel = lambda: m.kernel                  # noqa: E731 (the test's view of the kernel)
+    assert m.run(main) == 0
+    assert seen["before"] > 0 and seen["offline"] == 0
+
+
+def test_a_cpu_dying_while_the_pcp_is_disabled_restores_no_high_until_enable(emu_variant):
+    """A regression story for a defect the stateful search found in the
+    model: CPUHP_PAGE_ALLOC's teardown recomputed every pcp's high and batch
+    without pcp_batch_high_lock, so a CPU going offline during memory
+    offline gave the pcp back its batch while zone_pcp_disable() was in
+    force, and a refill left 15 pages there (PA6).  zone_pcp_update() takes
+    the lock: the teardown waits for zone_pcp_enable()."""
+    def body(k):
+        zone = k.zones[0]
+        v = k.page_alloc
+        v.zone_pcp_disable(zone)
+        k.kthread_create_on_cpu(lambda _: k.cpu_down(2), None, 1, "offliner")
+        k.msleep(5)
+        during = {pcp.high for pcp in zone.per_cpu_pageset}
+        v.zone_pcp_enable(zone)
+        k.msleep(5)
+        return during, zone.per_cpu_pageset[0].high, k.online_mask
+
+    during, after, online = Machine(nr_cpus=4, variants=[emu_variant], seed=1).run_kernel(body)
+    assert during == {0}
+    assert after > 0 and not online >> 2 & 1
