@@ -485,9 +485,14 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
                 except EmulationFailure as exc:
                     raise self._reported(exc)
 
+    # A subsystem's variant gets the rules that exercise it as well.
     machine = MmLifecycle
-    if getattr(variant, "subsystem", None) == "page_alloc":
+    subsystem = getattr(variant, "subsystem", None)
+    if subsystem == "page_alloc":
         machine = _page_alloc_rules(MmLifecycle, cpus)
+    elif subsystem == "lazy_tlb":
+        from .stateful_lazy_tlb import lazy_tlb_rules      # (it imports this module)
+        machine = lazy_tlb_rules(MmLifecycle)
     machine.__name__ = machine.__qualname__ = \
         f"{machine.__name__}_{getattr(variant, 'name', variant)}".replace("-", "_").replace(".", "_")
     return machine
@@ -513,7 +518,7 @@ def _page_alloc_rules(MmLifecycle, cpus):
     and boots with the last CPU isolated (nohz_full and isolcpus) half the time.
     """
 
-    class PageAllocLifecycle(MmLifecycle):
+    class PageAllocLifecycle(CpuHotplugRules, MmLifecycle):
 
         @initialize(shape=st.one_of(st.just(Shape(max(cpus))), machine_shapes(cpus)),
                     seed=st.integers(0, 1 << 16),
@@ -530,15 +535,6 @@ def _page_alloc_rules(MmLifecycle, cpus):
             MmLifecycle.boot(self, shape, seed, preempt_p, strategy)
             if isolated and shape.nr_cpus > 1:
                 self.boot_args["isolated"] = True
-
-        @precondition(MmLifecycle.has_live)
-        @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), online=st.booleans(), then=_THEN)
-        @_recorded
-        def cpu_online(self, who, cpu, online, then):
-            """*who* writes 0 or 1 to cpuN/online (the last online CPU refuses)."""
-            self.pick(who).give(("call", self.m.kernel.sys_cpu_online_write,
-                                 (cpu % self.nr_possible, int(online))))
-            self._then(then)
 
         @precondition(MmLifecycle.has_live)
         @rule(who=st.integers(0, 63), pages=st.integers(1, 400), then=_THEN)
@@ -611,11 +607,7 @@ def replay_steps(variant, boot, steps, lockup_ns=None, on_machine=None, **machin
     Hypothesis: boot, each step with the invariants after it, the teardown.
     Returns None, or the reason of the recorded finding the example ended in;
     a failure raises with its report."""
-    if getattr(variant, "subsystem", None) == "lazy_tlb":
-        from .stateful_lazy_tlb import lazy_tlb_machine as make      # its extra rules
-    else:
-        make = lifecycle_machine
-    cls = make(variant, lockup_ns=lockup_ns)
+    cls = lifecycle_machine(variant, lockup_ns=lockup_ns)
     rules = {name for c in cls.__mro__ for name, value in vars(c).items()
              if hasattr(value, "hypothesis_stateful_rule")}
     sm = cls()
@@ -695,3 +687,16 @@ def _submit_async(k, ns):
     k.mmgrab(mm)
     k.queue_delayed_work(k.system_wq, _AsyncWork(k, mm), max(1, ns // k.tick_nsec))
     return 0
+
+
+class CpuHotplugRules:
+    """The rule of the machines whose subsystem CPU hotplug concerns."""
+
+    @precondition(lambda self: self.has_live())
+    @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), online=st.booleans(), then=_THEN)
+    @_recorded
+    def cpu_online(self, who, cpu, online, then):
+        """*who* writes 0 or 1 to cpuN/online (the last online CPU refuses)."""
+        self.pick(who).give(("call", self.m.kernel.sys_cpu_online_write,
+                             (cpu % self.nr_possible, int(online))))
+        self._then(then)

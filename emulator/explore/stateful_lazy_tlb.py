@@ -1,10 +1,9 @@
 """The mm lifecycle rule by rule, with what moves lazy mms around: the
 stateful machine of a lazy_tlb variant.
 
-``lazy_tlb_machine(variant)`` derives from ``lifecycle_machine(variant)``
-(emulator/explore/stateful.py: threads, forks, vforks, execs, exits,
-affinity, migrations, work, sleeps and wake-ups, mm pinning, time, PREEMPT
-preemptions) and adds:
+``lifecycle_machine(variant)`` of a lazy_tlb variant (emulator/explore/
+stateful.py: threads, forks, vforks, execs, exits, affinity, migrations,
+work, sleeps and wake-ups, mm pinning, time, PREEMPT preemptions) adds:
 
     cpu_online(who, cpu, online)
                              who writes 0 or 1 to cpuN/online (any possible
@@ -28,7 +27,7 @@ from hypothesis.stateful import precondition, rule
 from ..checks.lazy_tlb import lazy_tlb_at_quiet
 from ..errors import EmulationFailure
 from ..kernel.workqueue import work_struct
-from .stateful import _THEN, _recorded, lifecycle_machine
+from .stateful import _THEN, CpuHotplugRules, _recorded, lifecycle_machine
 
 
 def _kthread_use(k, ns):
@@ -45,20 +44,10 @@ def _kthread_use(k, ns):
     return 0
 
 
-def lazy_tlb_machine(variant, **kwargs):
-    base = lifecycle_machine(variant, **kwargs)
+def lazy_tlb_rules(base):
+    """*base* (the lifecycle machine) with the lazy-TLB rules."""
 
-    class LazyTlbLifecycle(base):
-        @precondition(lambda self: self.has_live())
-        @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), online=st.booleans(), then=_THEN)
-        @_recorded
-        def cpu_online(self, who, cpu, online, then):
-            """*who* writes 0 or 1 to cpuN/online (the last online CPU refuses)."""
-            k = self.m.kernel
-            self.pick(who).give(("call", k.sys_cpu_online_write,
-                                 (cpu % self.nr_possible, int(online))))
-            self._then(then)
-
+    class LazyTlbLifecycle(CpuHotplugRules, base):
         @precondition(lambda self: self.has_live())
         @rule(who=st.integers(0, 63), ns=st.integers(1, 3_000_000), then=_THEN)
         @_recorded
@@ -80,6 +69,9 @@ def lazy_tlb_machine(variant, **kwargs):
                 except EmulationFailure as exc:
                     raise self._reported(exc)
 
-    LazyTlbLifecycle.__name__ = LazyTlbLifecycle.__qualname__ = base.__name__.replace(
-        "MmLifecycle", "LazyTlbLifecycle")
     return LazyTlbLifecycle
+
+
+def lazy_tlb_machine(variant, **kwargs):
+    """lifecycle_machine(variant), which adds these rules to a lazy_tlb variant's."""
+    return lifecycle_machine(variant, **kwargs)

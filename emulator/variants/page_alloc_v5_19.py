@@ -230,8 +230,7 @@ class PageAllocV5_19(PageAllocPcp):
         """Frees a number of pages from the PCP lists.  Assumes all pages on
         list are in same zone.  count is the number of pages to free."""
         k = self.k
-        min_pindex = 0
-        max_pindex = NR_PCP_LISTS - 1
+        window = [0, NR_PCP_LISTS - 1]                  # min_pindex, max_pindex
         # Ensure proper count is passed which otherwise would stuck in the
         # below while (list_empty(list)) loop.
         count = min(pcp.count, count)
@@ -240,22 +239,12 @@ class PageAllocV5_19(PageAllocPcp):
         flags = self.zone_lock_for_bulk(zone)
         freed = 0
         while count > 0:
-            # Remove pages from lists in a round-robin fashion.
-            while True:
-                pindex += 1
-                if pindex > max_pindex:
-                    pindex = min_pindex
-                if pcp.lists[pindex]:
-                    break
-                if pindex == max_pindex:
-                    max_pindex -= 1
-                if pindex == min_pindex:
-                    min_pindex += 1
+            pindex = self.next_pcp_list(pcp, pindex, window, count)
             order = pindex_to_order(pindex)
             nr_pages = 1 << order
             while True:
                 pfn = pcp_list_del_last(pcp, pindex)
-                mt = pindex % MIGRATE_PCPTYPES      # get_pcppage_migratetype(page)
+                mt = self.bulk_free_migratetype(zone, pfn, pindex)
                 # must delete to avoid corrupting pcp list
                 count -= nr_pages
                 pcp.count -= nr_pages
@@ -265,6 +254,26 @@ class PageAllocV5_19(PageAllocPcp):
                     break
         k.charge(freed * k.costs["buddy_page_ns"])
         self.zone_unlock_for_bulk(zone, flags)
+
+    def next_pcp_list(self, pcp, pindex, window, count):
+        """Remove pages from lists in a round-robin fashion: the next
+        non-empty list after *pindex*, within the *window* of lists that
+        may still have pages."""
+        while True:
+            pindex += 1
+            if pindex > window[1]:
+                pindex = window[0]
+            if pcp.lists[pindex]:
+                return pindex
+            if pindex == window[1]:
+                window[1] -= 1
+            if pindex == window[0]:
+                window[0] += 1
+
+    def bulk_free_migratetype(self, zone, pfn, pindex):
+        """get_pcppage_migratetype(page): the type cached at the free, the
+        list's (HIGHATOMIC and CMA, which would differ, are not modelled)."""
+        return pindex % MIGRATE_PCPTYPES
 
     def zone_lock_for_bulk(self, zone):
         """free_pcppages_bulk()'s zone->lock: plain spin_lock(), the caller

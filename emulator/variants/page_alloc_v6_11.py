@@ -17,10 +17,7 @@ is not modelled: high, batch and free_factor are v6.2's.
 """
 
 from ..kernel.locking import spin_lock
-from ..kernel.page_alloc import (
-    NR_PCP_LISTS, pcp_list_del_last, pcp_spin_trylock, pcp_spin_unlock, pindex_to_order,
-    spin_unlock_pcp,
-)
+from ..kernel.page_alloc import NR_PCP_LISTS, pcp_spin_trylock, pcp_spin_unlock, spin_unlock_pcp
 from . import register
 from .page_alloc_v6_2 import PageAllocV6_2
 
@@ -47,44 +44,23 @@ class PageAllocV6_11(PageAllocV6_2):
             if not count:
                 break
 
-    def free_pcppages_bulk(self, zone, count, pcp, pindex):
-        k = self.k
-        # Ensure proper count is passed which otherwise would stuck in the
-        # below while (list_empty(list)) loop.
-        count = min(pcp.count, count)
-        # Ensure requested pindex is drained first.
-        pindex = pindex - 1
-        flags = self.zone_lock_for_bulk(zone)
-        freed = 0
-        while count > 0:
-            # Remove pages from lists in a round-robin fashion.
-            looked = 0
-            while True:
-                pindex += 1
-                if pindex > NR_PCP_LISTS - 1:
-                    pindex = 0
-                if pcp.lists[pindex]:
-                    break
-                looked += 1
-                if looked > NR_PCP_LISTS:
-                    # Every list is empty with count > 0: the kernel loops
-                    # here for ever, zone->lock held.
-                    raise k.hard_lockup(f"free_pcppages_bulk() looking for {count} pages on "
-                                        f"CPU {pcp.cpu}'s empty pcp lists (pcp->count "
-                                        f"{pcp.count}), zone->lock held")
-            order = pindex_to_order(pindex)
-            nr_pages = 1 << order
-            while True:
-                pfn = pcp_list_del_last(pcp, pindex)
-                mt = zone.get_pageblock_migratetype(pfn)    # get_pfnblock_migratetype()
-                count -= nr_pages
-                pcp.count -= nr_pages
-                k._free_one_page(zone, pfn, order, mt)
-                freed += 1
-                if not (count > 0 and pcp.lists[pindex]):
-                    break
-        k.charge(freed * k.costs["buddy_page_ns"])
-        self.zone_unlock_for_bulk(zone, flags)
+    def next_pcp_list(self, pcp, pindex, window, count):
+        """The round robin without its window: relies on pcp->count matching
+        the lists."""
+        for _ in range(NR_PCP_LISTS + 1):
+            pindex += 1
+            if pindex > NR_PCP_LISTS - 1:
+                pindex = 0
+            if pcp.lists[pindex]:
+                return pindex
+        # Every list is empty with count > 0: the kernel loops here for ever,
+        # zone->lock held.
+        raise self.k.hard_lockup(f"free_pcppages_bulk() looking for {count} pages on CPU "
+                                 f"{pcp.cpu}'s empty pcp lists (pcp->count {pcp.count}), "
+                                 f"zone->lock held")
+
+    def bulk_free_migratetype(self, zone, pfn, pindex):
+        return zone.get_pageblock_migratetype(pfn)      # get_pfnblock_migratetype()
 
     def free_unref_page_list(self, pfns):
         """free_unref_folios() of the pages, PAGEVEC_SIZE at a time (the
