@@ -2,11 +2,11 @@
 
     python benchmarks/run.py [--quick] [--forks]
 
-Prints forks per second (a Python body forking and waiting, the synthetic
-fork loop with and without wait()) at 4 and 128 CPUs, the wall time of the
-mm_cid_compaction mirror at 8, 128 and 1024 CPUs,
-synthetic context switches and events per second at 8 and 128 CPUs (the cost
-of an event must not grow with the CPU count), and host baton hand-offs per
+Prints forks per second at 4 and 128 CPUs (a Python body forking and
+waiting, the synthetic fork loop with and without wait()), the wall time of
+the mm_cid_compaction mirror at 8, 128 and 1024 CPUs, synthetic context
+switches and events per second at 8 and 128 CPUs (the cost of an event must
+not grow with the CPU count), and host baton hand-offs per
 second, Hypothesis-generated cases and stateful examples run per second at 8
 and 128 CPUs, explored schedules per second, and the wall time of a hard
 lockup's detection.

@@ -4,6 +4,9 @@
     python -m emulator explore --variant V [--strategy S] [--workload W] [--cpus N]...
                                [--time 60s | --runs N] [--seed S] [--findings FILE] [-v]
     python -m emulator replay KEY [--trace FILE]
+    python -m emulator compare --variant A --variant B [--workload W]... [--cpus N]...
+                               [--duration 1s] [--seeds K] [-j J]
+                               [--format text|markdown|csv|json] [--plot DIR]
     python -m emulator variants
 
 Exit status of ``run`` and ``replay``: 0 pass, 1 fail, 4 skip (kselftest's
@@ -70,6 +73,29 @@ def _parser():
     rep = sub.add_parser("replay", help="replay the run a replay key names")
     rep.add_argument("key", help="the key a failure printed (emu1-...)")
     rep.add_argument("--trace", metavar="FILE", help="write an ftrace-like trace to FILE")
+    cmp = sub.add_parser("compare", help="variants side by side on workloads (seed 000's "
+                                         "table, counters, latency histograms, plots)")
+    cmp.add_argument("--variant", action="append", default=[], metavar="NAME|PATH",
+                     help="variant (registered name or patch file), repeatable, all of one "
+                          "subsystem; the first is the head")
+    cmp.add_argument("--workload", action="append", default=[], metavar="W",
+                     help="workload name[:ARG] or .py file, several joined by + "
+                          "(cpu-load:80+cyclictest); repeatable (default: idle, cpu-load:80, "
+                          "fork, pthread-max:4, seed 000's four)")
+    cmp.add_argument("--cpus", action="append", type=int, default=[], metavar="N",
+                     help="CPU count, repeatable (default 8)")
+    cmp.add_argument("--duration", default="1s", metavar="T",
+                     help="virtual time per run: 1s (default), 200ms, 500us")
+    cmp.add_argument("--seeds", type=int, default=1, metavar="K", help="runs per figure (default 1)")
+    cmp.add_argument("--seed", type=int, default=1, metavar="S", help="the first seed (default 1)")
+    cmp.add_argument("--nohz-full", metavar="CPUS",
+                     help="isolate CPUS (nohz_full= and isolcpus=, e.g. 1-7): per-CPU loads "
+                          "and probes go to them")
+    cmp.add_argument("-j", "--jobs", type=int, metavar="J",
+                     help="worker processes (default: the host's CPUs)")
+    cmp.add_argument("--format", default="text", choices=("text", "markdown", "csv", "json"))
+    cmp.add_argument("--plot", metavar="DIR", help="write PNG plots to DIR")
+    cmp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     sub.add_parser("variants", help="list the registered variants")
     return p
 
@@ -152,6 +178,32 @@ def cmd_replay(args):
             trace_file.close()
 
 
+def cmd_compare(args):
+    from .compare import Progress, compare, default_workers, plan
+    from .observe import plots
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"-j {args.jobs}: at least 1")
+    if args.plot:
+        plots.require()
+    jobs = plan(args.variant, args.workload, args.cpus, args.duration, args.seeds, args.seed,
+                args.nohz_full)
+    progress = None if args.quiet else Progress(len(jobs))
+    try:
+        result = compare(args.variant, args.workload, args.cpus, args.duration, args.seeds,
+                         args.seed, args.nohz_full, workers=args.jobs or default_workers(),
+                         progress=progress)
+    except KeyboardInterrupt:
+        print(f"compare: interrupted after {progress.done if progress else '?'} of {len(jobs)} "
+              f"runs; nothing reported", file=sys.stderr)
+        from .interrupt import EXIT_STATUS
+        return EXIT_STATUS
+    sys.stdout.write(result.format(args.format))
+    if args.plot:
+        for path in plots.write_plots(result, args.plot):
+            print(f"compare: wrote {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_variants(args):
     from .variants import DEFAULTS, registered
     for subsystem, default in DEFAULTS.items():
@@ -187,7 +239,10 @@ def _command(argv):
             return cmd_replay(args)
         if args.command == "variants":
             return cmd_variants(args)
-        raise UsageError("a command is needed: run, explore, replay or variants (see --help)")
+        if args.command == "compare":
+            return cmd_compare(args)
+        raise UsageError("a command is needed: run, explore, replay, compare or variants "
+                         "(see --help)")
     except UsageError as exc:
         print(f"emulator: error: {exc}", file=sys.stderr)
         return 2

@@ -16,12 +16,35 @@ is an execve() that fails and returns to the old program.  A program that runs
 out of phases returns from main (exit(0)) or, in a thread, pthread_exit().
 Each phase goes through the same system call and return-to-user paths as a
 Python body, so the same hooks, tracepoints and checks see it.
+
+What the workloads of ``python -m emulator compare`` (emulator/workloads/)
+need, with C names:
+
+- ``pthread_join()`` joins every thread the program created and has not
+  joined (futex waits on each thread's CLONE_CHILD_CLEARTID word, as glibc);
+  ``spin_until_started()`` is sched_yield() until each of those threads has
+  started (stress-ng's spin on its ``pthread_count``);
+- ``pthread_cond_wait(cond)`` sleeps (FUTEX_WAIT) until a
+  ``pthread_cond_broadcast(cond)`` made after the waiting thread was created,
+  the flag stress-ng's threads test (``keep_thread_running_flag``, set
+  before it creates them, cleared with the broadcast); a *cond* is a
+  ``pthread_cond_t()``;
+- ``r = pipe()`` is a pipe made when the program is built (the kernel's
+  pipe_inode_info, emulator/kernel/pipe.py); ``read(r, n)`` and
+  ``write(r, n)`` move *n* bytes through it, sleeping while it is empty or
+  full (no file descriptors: the program names the pipe);
+- ``clock_nanosleep(interval, probe)`` is cyclictest's loop step:
+  ``clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next)`` then
+  ``next += interval``, the first *next* one interval after the phase first
+  runs; back in user space it calls ``probe(cpu, irq_ns, thread_ns)`` with
+  how late the timer's interrupt and the thread's return to user space were
+  (the kernel time the task owes before its user code runs counted in).
 """
 
-from .errors import UsageError
+from .errors import KernelBug, UsageError
 from .kernel.cpumask import mask_of
 from .kernel.task import SCHED_FIFO, SCHED_NORMAL, SCHED_RR
-from .uapi.libc import exec_main_image
+from .uapi.libc import exec_main_image, pthread_t
 
 
 class Program:
@@ -51,6 +74,8 @@ def describe(program, indent=0):
             return f"exit_({p[1]})"
         if kind == "setaffinity":
             return f"setaffinity({sorted(p[1])})"
+        if kind in _C_CALLS:
+            return f"{kind}({', '.join(repr(a) for a in p[1:] if a is not None)})"
         if kind == "repeat":
             return f"repeat({p[1]}, {', '.join(phase(q) for q in p[2])})"
         if kind == "exec" and isinstance(p[1], str):
@@ -153,7 +178,94 @@ def repeat(n, *phases):
     return ("repeat", n, phases)
 
 
-_KINDS = ("run", "sleep", "yield", "wait", "fork", "thread", "exec", "exit", "repeat", "setaffinity")
+class pthread_cond_t:
+    """A condition variable of synthetic programs (its futex word is ``seq``,
+    the number of broadcasts so far)."""
+
+    __slots__ = ("name", "seq")
+
+    def __init__(self, name="cond"):
+        self.name = name
+        self.seq = 0
+
+    def __repr__(self):
+        return self.name
+
+
+def pthread_cond_wait(cond):
+    if not isinstance(cond, pthread_cond_t):
+        raise UsageError(f"pthread_cond_wait() takes a pthread_cond_t, not {cond!r}")
+    return ("pthread_cond_wait", cond)
+
+
+def pthread_cond_broadcast(cond):
+    if not isinstance(cond, pthread_cond_t):
+        raise UsageError(f"pthread_cond_broadcast() takes a pthread_cond_t, not {cond!r}")
+    return ("pthread_cond_broadcast", cond)
+
+
+def pthread_join():
+    """Join every thread this program created and has not joined yet."""
+    return ("pthread_join",)
+
+
+def spin_until_started():
+    """sched_yield() until every thread created since the last pthread_join() runs."""
+    return ("spin_until_started",)
+
+
+class Pipe:
+    """A pipe of synthetic programs: the kernel makes its pipe_inode_info
+    when the first program uses it, on that program's machine."""
+
+    __slots__ = ("name", "inode")
+
+    def __init__(self, name="pipe"):
+        self.name = name
+        self.inode = None
+
+    def __repr__(self):
+        return self.name
+
+
+def pipe(name="pipe"):
+    return Pipe(name)
+
+
+def read(fd, count):
+    if not isinstance(fd, Pipe) or not isinstance(count, int) or count <= 0:
+        raise UsageError(f"read() takes a pipe() and a positive count, not {fd!r}, {count!r}")
+    return ("read", fd, count)
+
+
+def write(fd, count):
+    if not isinstance(fd, Pipe) or not isinstance(count, int) or count <= 0:
+        raise UsageError(f"write() takes a pipe() and a positive count, not {fd!r}, {count!r}")
+    return ("write", fd, count)
+
+
+def clock_nanosleep(interval, probe=None):
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
+        raise UsageError(f"clock_nanosleep() takes a positive int interval of ns, not {interval!r}")
+    if probe is not None and not callable(probe):
+        raise UsageError(f"clock_nanosleep()'s probe must be callable, not {probe!r}")
+    return ("clock_nanosleep", interval, probe)
+
+
+_C_CALLS = ("pthread_cond_wait", "pthread_cond_broadcast", "pthread_join", "spin_until_started",
+            "read", "write", "clock_nanosleep")
+_KINDS = ("run", "sleep", "yield", "wait", "fork", "thread", "exec", "exit", "repeat",
+          "setaffinity") + _C_CALLS
+
+
+def _conds_waited(phases, out):
+    """The condition variables *phases* wait on (nested programs excluded)."""
+    for p in phases:
+        if p[0] == "pthread_cond_wait":
+            out.add(p[1])
+        elif p[0] == "repeat":
+            _conds_waited(p[2], out)
+    return out
 
 
 def _program(p):
@@ -178,11 +290,21 @@ class ProgramUser:
         self.tls_rseq = None
         self.libc_rseq_registered = False
         self._frames = None
+        self.threads = []           # the ProgramUsers of its threads not joined yet
+        self._sample = None         # (probe, expires, timer) of a clock_nanosleep() under way
+        self._next = {}             # clock_nanosleep() op -> its next expiry
+        # Broadcasts a waiter of each condition variable has seen: those
+        # made before it was created (it is created now).
+        body = program if program is not None else image
+        self.cond_seen = {c: c.seq for c in _conds_waited(body.phases, set())} \
+            if isinstance(body, Program) else {}
 
     def start(self, k, t):
         if self.image is not None:
             exec_main_image(self, k)
             return
+        if self.role == "main":
+            t.signal.user_nthreads = 1      # a forked child: glibc's __nptl_nthreads after fork()
         self._begin(t)
 
     def _begin(self, t):
@@ -235,6 +357,11 @@ class ProgramUser:
                 if phase[1] <= 0:
                     continue
                 op = ("repeat", phase[1], self._compile(phase[2]))
+            elif kind in ("read", "write"):
+                fd = phase[1]
+                if fd.inode is None:
+                    fd.inode = k.create_pipe(fd.name)
+                op = ("call", k.sys_read if kind == "read" else k.sys_write, (fd.inode, phase[2]))
             else:
                 op = phase                             # fork, thread: built when run
             if op[0] == "call" and ops and ops[-1][0] == "busy":
@@ -245,6 +372,8 @@ class ProgramUser:
 
     def resume(self, reply):
         """The next request of the program."""
+        if self._sample is not None:
+            self._record_sample()
         frames = self._frames
         while frames:
             frame = frames[-1]
@@ -266,10 +395,66 @@ class ProgramUser:
                 return ("call", self.k.sys_fork, (ProgramUser(self.machine, op[1], "main"),))
             if kind == "thread":
                 self.task.signal.user_nthreads += 1
-                return ("call", self.k.sys_clone_thread,
-                        (ProgramUser(self.machine, op[1], "thread"),))
+                child = ProgramUser(self.machine, op[1], "thread")
+                child.pthread = pthread_t()
+                child.pthread.tid_word = 1      # CLONE_CHILD_CLEARTID clears it at exit
+                self.threads.append(child)
+                return ("call", self.k.sys_clone_thread, (child,))
+            if kind in _C_CALLS:
+                request = self._c_call(op)
+                if request is None:
+                    continue
+                if request[0] == "again":       # the same phase once the call returns
+                    frame[1] = i
+                    request = request[1]
+                return request
             return op
         return self._end()
+
+    def _c_call(self, op):
+        """The request of a C-named phase (or ("again", request): the phase
+        runs again once it returns), or None when it has nothing to do."""
+        kind = op[0]
+        k = self.k
+        if kind == "pthread_cond_wait":
+            cond = op[1]
+            seen = self.cond_seen.get(cond, cond.seq)
+            if cond.seq == seen:
+                return ("again", ("call", k.sys_futex_wait, (cond, lambda: cond.seq == seen)))
+            self.cond_seen[cond] = cond.seq
+            return None
+        if kind == "pthread_cond_broadcast":
+            cond = op[1]
+            cond.seq += 1
+            return ("call", k.sys_futex_wake, (cond, 0))
+        if kind == "pthread_join":
+            for child in self.threads:
+                pt = child.pthread
+                if pt.tid_word:
+                    return ("again", ("call", k.sys_futex_wait, (pt, lambda: pt.tid_word != 0)))
+            self.threads.clear()
+            return None
+        if kind == "spin_until_started":
+            if any(child._frames is None for child in self.threads):
+                return ("again", ("call", k.sys_sched_yield, ()))
+            return None
+        if kind == "clock_nanosleep":
+            interval = op[1]
+            expires = self._next.get(id(op))
+            expires = k.engine.now + interval if expires is None else expires + interval
+            self._next[id(op)] = expires
+            if op[2] is not None:
+                self._sample = (op[2], expires)
+            return ("call", k.sys_clock_nanosleep, (expires,))
+        raise KernelBug(f"BUG: unknown phase {op!r}")
+
+    def _record_sample(self):
+        """cyclictest's measurement, back in user space after clock_nanosleep()."""
+        (probe, expires), self._sample = self._sample, None
+        t = self.task
+        timer = t.sleep_timer
+        irq = timer.fired - expires if timer is not None and timer.fired >= expires else 0
+        probe(t.cpu, irq, self.k.engine.now + t.kdebt - expires)
 
     def _end(self):
         k = self.k
@@ -282,4 +467,6 @@ class ProgramUser:
 
 
 __all__ = ["Program", "program_from_data", "program_to_data", "run", "sleep", "yield_", "wait", "fork", "thread", "exec_", "exit_", "repeat",
-           "setaffinity", "SCHED_FIFO", "SCHED_RR", "SCHED_NORMAL"]
+           "setaffinity", "SCHED_FIFO", "SCHED_RR", "SCHED_NORMAL",
+           "pthread_cond_t", "pthread_cond_wait", "pthread_cond_broadcast", "pthread_join",
+           "spin_until_started", "pipe", "read", "write", "clock_nanosleep"]

@@ -7,10 +7,13 @@ its parent's wait() or, once the parent has exited, by init.  Every mm is
 freed exactly once, and KASAN fails the run on any use after free.
 
 ``EMU_FORK_STORM=N pytest tests/test_fork_storm.py`` runs the storms with N
-forks (default 20 000, a few seconds each; 200 000 is the long run).
+forks (default 20 000, a few seconds each; 100 000 is the long run, half a
+minute each).  Zombies count against threads-max, which the storms raise.
 """
 
+import contextvars
 import os
+import threading
 
 import pytest
 
@@ -55,7 +58,7 @@ def children_statuses(m):
 def test_a_fork_storm_frees_every_mm_once_and_reaps_every_child(nr_cpus, reaped):
     """FORKS children, waited for one by one or left to init when their parent
     exits: each child's mm is freed once, each child reaped with status 0."""
-    m = Machine(nr_cpus=nr_cpus, seed=1)
+    m = Machine(nr_cpus=nr_cpus, seed=1, max_threads=max(1 << 16, 2 * FORKS))
     mms = mm_events(m)
     assert m.run(fork_loop(FORKS, reaped)) == 0
     assert_each_mm_freed_once(m, mms, FORKS)
@@ -93,6 +96,17 @@ def test_unwaited_children_are_zombies_holding_their_task_not_their_mm():
     assert_each_mm_freed_once(m, mms, forks)
 
 
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombies"])
+def test_zombies_count_against_threads_max(reaped):
+    """A zombie keeps its task: with threads-max at 64, a parent that never
+    waits gets EAGAIN from fork() before its 100th child; one that waits for
+    each gets all 100."""
+    m = Machine(nr_cpus=2, seed=1, max_threads=64)
+    assert m.run(fork_loop(100, reaped)) == 0
+    assert (len(children_statuses(m)) == 100) == reaped
+    assert m.kernel.nr_threads <= 64
+
+
 def test_a_python_parent_that_never_waits_leaves_its_children_to_init():
     """A body forks children that return at once and never waits for them:
     after it returns, init reaps them all."""
@@ -110,6 +124,29 @@ def test_a_python_parent_that_never_waits_leaves_its_children_to_init():
     assert m.run(main) == 0
     assert len(children_statuses(m)) == forks
     assert_each_mm_freed_once(m, mms, forks)
+
+
+def test_a_body_whose_task_is_gone_leaves_its_host_thread_to_the_next_body():
+    """Children forked and waited for one at a time run on the host thread
+    the one before left (a thread's start and join cost more than a fork),
+    each in a context of its own, and no thread outlives the run."""
+    m = Machine(nr_cpus=2, seed=1)
+    threads, seen = set(), []
+    var = contextvars.ContextVar("var", default=None)
+
+    def child():
+        threads.add(threading.get_ident())
+        seen.append(var.get())
+        var.set("set by an earlier child")
+        return 0
+
+    def main():
+        for _ in range(50):
+            libc.waitpid(libc.fork(child))
+        return 0
+    assert m.run(main) == 0
+    assert len(threads) <= 2 and seen == [None] * 50
+    assert not m.live_host_threads()
 
 
 def recursion_headroom():

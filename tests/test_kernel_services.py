@@ -237,7 +237,7 @@ def test_task_work_runs_when_the_task_returns_to_user():
     log = []
     result = {}
     wakeups = []
-    m.kernel.tp.subscribe("sched_wakeup", lambda r: wakeups.append(r[0]) if "comm=user" in r[5] else None)
+    m.kernel.tp.subscribe("sched_wakeup", lambda r: wakeups.append(r[0]) if "comm=user" in str(r[5]) else None)
 
     def test(k):
         user = spawn(m, k, Program(setaffinity({1}), sleep(2 * MS), run(1 * MS), comm="user"))

@@ -23,6 +23,7 @@ from .kthread import Kthread
 from .lazy_tlb import LazyTlbMm
 from .mmap import Mmap
 from .page_alloc import PageAlloc
+from .pipe import Pipe
 from .rseq import Rseq
 from .sched.core import IdleSchedClass, SchedCore
 from .sched.fair import CfsRq, FairSchedClass
@@ -40,7 +41,7 @@ from .workqueue import Workqueue
 
 
 class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Signal, Membarrier, Entry, Sys, Wait, Time, TaskWork, IrqWork,
-             Workqueue, StopMachine, PageAlloc, Isolation, Mmap, Blk, Cpu, LazyTlbMm, Kthread):
+             Workqueue, StopMachine, PageAlloc, Isolation, Mmap, Blk, Cpu, LazyTlbMm, Kthread, Pipe):
 
     def __init__(self, engine, *, nr_cpus, nr_possible, nr_nodes, hz, variants, glibc_rseq,
                  lockup_ns, trace_tail, max_threads, costs=None, invariants=True, nohz_full=0,

@@ -46,6 +46,7 @@ bad descriptor pointer, a bad descriptor, a bad signature and the flags.
 
 from ..checks.invariants import P3_rseq_written_by_the_kernel_update
 from ..errors import KernelBug
+from ..observe.trace import RseqUpdateFields
 from .task import PF_EXITING
 
 # x86-64 with 4-level page tables: the end of the user address space.
@@ -403,7 +404,7 @@ class Rseq:
         rseq.node_id = node_id
         rseq.mm_cid = mm_cid
         if self.tp.rseq_update:
-            self.tp.emit("rseq_update", f"cpu_id={cpu} node_id={node_id} mm_cid={mm_cid} pid={t.pid}")
+            self.tp.emit("rseq_update", RseqUpdateFields((RseqUpdateFields, cpu, node_id, mm_cid, t.pid)))
 
     def rseq_reset_rseq_cpu_node_id(self, t):
         rseq = t.rseq

@@ -31,6 +31,10 @@ class Sys:
     def sys_nanosleep(self, ns):
         return self.hrtimer_nanosleep(ns)
 
+    def sys_clock_nanosleep(self, expires):
+        """clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &expires, NULL)."""
+        return self.hrtimer_nanosleep_until(expires)
+
     def sys_sched_yield(self):
         return self.do_sched_yield()
 

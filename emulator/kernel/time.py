@@ -14,7 +14,7 @@ NSEC_PER_USEC = 1_000
 
 
 class hrtimer:
-    __slots__ = ("function", "data", "entry", "cpu", "expires")
+    __slots__ = ("function", "data", "entry", "cpu", "expires", "fired")
 
     def __init__(self, function, data=None):
         self.function = function
@@ -22,6 +22,7 @@ class hrtimer:
         self.entry = None
         self.cpu = 0
         self.expires = 0
+        self.fired = 0          # when its callback last ran (an interrupt held off runs late)
 
 
 timer_list = hrtimer
@@ -61,6 +62,7 @@ class Time:
         if self.irq_deferred(rq, self._hrtimer_run, timer):
             return
         timer.entry = None
+        timer.fired = self.engine.now
         self._irq_enter(rq, "hrtimer")
         timer.function(timer)
         self.irq_exit(rq)
@@ -85,6 +87,11 @@ class Time:
 
     def hrtimer_nanosleep(self, ns):
         """Sleep *ns* of virtual time; -EINTR if a fatal signal cuts it short."""
+        return self.hrtimer_nanosleep_until(self.engine.now + ns)
+
+    def hrtimer_nanosleep_until(self, expires):
+        """Sleep until virtual time *expires* (clock_nanosleep() with
+        TIMER_ABSTIME; at once if it has passed); -EINTR on a fatal signal."""
         t = self.cur
         timer = t.sleep_timer
         if timer is None:
@@ -97,7 +104,7 @@ class Time:
         # another one on its CPU expires inside its window (that coalescing
         # is not modelled).
         slack = self.timer_slack_ns if t.policy == 0 else 0
-        self.hrtimer_start(timer, self.engine.now + ns + slack)
+        self.hrtimer_start(timer, max(expires, self.engine.now) + slack)
         while True:
             t.state = TASK_INTERRUPTIBLE
             t.wait_reason = "hrtimer_nanosleep"

@@ -41,13 +41,14 @@ EVENTS = (
     "workqueue_queue_work", "workqueue_execute_start", "workqueue_execute_end",
     "rseq_update", "rseq_ip_fixup", "signal_generate", "signal_deliver",
     "mm_alloc", "mm_free", "function", "irq_handler_entry", "irq_handler_exit",
-    "mm_cid_get", "mm_cid_put", "mm_cid_owner",
+    "mm_cid_get", "mm_cid_put", "mm_cid_owner", "funcgraph_entry", "funcgraph_exit",
 )
 
 
 # Not kept in the tail unless asked (subscribe(), record_all()): frequent
 # events that would push a failure's story out of it.
-NOT_IN_TAIL = frozenset(["function", "irq_handler_entry", "irq_handler_exit"])
+NOT_IN_TAIL = frozenset(["function", "irq_handler_entry", "irq_handler_exit",
+                         "funcgraph_entry", "funcgraph_exit"])
 
 _NO_RECORD = (None,) * 8       # what emit() compares the first event of the tail with
 
@@ -86,7 +87,18 @@ class Fields(tuple):
         return repr(self.text())
 
 
-class SchedSwitchFields(Fields):
+class NamedFields(Fields):
+    """Fields whose positions ``NAMES`` names, in order."""
+
+    __slots__ = ()
+    NAMES = ()
+
+    @property
+    def fields(self):
+        return dict(zip(self.NAMES, self[1:]))
+
+
+class SchedSwitchFields(NamedFields):
     """sched_switch's fields, as ftrace prints them: ``prev_comm=main
     prev_pid=5 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0
     next_prio=120`` (prev_state ``R+``: preempted)."""
@@ -95,14 +107,51 @@ class SchedSwitchFields(Fields):
     NAMES = ("prev_comm", "prev_pid", "prev_prio", "prev_state", "next_comm", "next_pid",
              "next_prio")
 
-    @property
-    def fields(self):
-        return dict(zip(self.NAMES, self[1:]))
-
     def text(self):
         _, pc, pp, ppr, ps, nc, np, npr = self
         return (f"prev_comm={pc} prev_pid={pp} prev_prio={ppr} prev_state={ps} ==> "
                 f"next_comm={nc} next_pid={np} next_prio={npr}")
+
+
+class SchedWakeupFields(NamedFields):
+    """sched_wakeup's and sched_wakeup_new's fields: ``comm=main pid=5
+    prio=120 target_cpu=003``."""
+
+    __slots__ = ()
+    NAMES = ("comm", "pid", "prio", "target_cpu")
+
+    def text(self):
+        return f"comm={self[1]} pid={self[2]} prio={self[3]} target_cpu={self[4]:03d}"
+
+
+class RseqUpdateFields(NamedFields):
+    """rseq_update's fields: ``cpu_id=3 node_id=0 mm_cid=1 pid=5``."""
+
+    __slots__ = ()
+    NAMES = ("cpu_id", "node_id", "mm_cid", "pid")
+
+    def text(self):
+        return f"cpu_id={self[1]} node_id={self[2]} mm_cid={self[3]} pid={self[4]}"
+
+
+class FuncgraphFields(Fields):
+    """funcgraph_entry's and funcgraph_exit's fields, the function graph
+    tracer's view of the kernel functions the model times (a variant's
+    scan: ``scan_begin()``/``scan_end()``): ``func=task_mm_cid_work`` at the
+    entry, with ``calltime`` and ``rettime`` (ns) at the exit."""
+
+    __slots__ = ()
+
+    @property
+    def fields(self):
+        if len(self) == 2:
+            return {"func": self[1]}
+        return {"func": self[1], "calltime": self[2], "rettime": self[3]}
+
+    def text(self):
+        if len(self) == 2:
+            return f"func={self[1]}"
+        return f"func={self[1]} calltime={self[2]} rettime={self[3]}"
 
 
 class IrqFields(Fields):
@@ -186,7 +235,15 @@ class Tracepoints:
         return line
 
     def text(self):
-        return "\n".join(self.format(r) for r in self.full or ())
+        """The recorded events as ftrace's ``trace`` file prints them (the
+        nop tracer's header, irq-info off)."""
+        events = self.full or ()
+        header = ("# tracer: nop\n#\n"
+                  f"# entries-in-buffer/entries-written: {len(events)}/{len(events)}   "
+                  f"#P:{self._k.nr_online}\n#\n"
+                  "#           TASK-PID  CPU#       TIMESTAMP  FUNCTION\n"
+                  "#              | |      |             |         |")
+        return "\n".join([header] + [self.format(r) for r in events])
 
     def trace_functions(self, obj):
         """ftrace's function tracer over *obj* (the mm_cid variant): each of

@@ -16,9 +16,7 @@ loaded from a file that derives from a registered one:
 """
 
 import importlib
-import importlib.util
 import os
-import sys
 
 from ..errors import UsageError
 
@@ -97,25 +95,11 @@ def load_variant(spec):
 
 
 def _load_file(path):
+    from ..pyfile import leaf_classes
     from .base import Variant
     _load_builtins()
-    if not os.path.isfile(path):
-        raise UsageError(f"variant file {path!r} does not exist")
-    modname = "emulator_patch_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
-    spec = importlib.util.spec_from_file_location(modname, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = module
-    try:
-        spec.loader.exec_module(module)
-    except UsageError:
-        raise
-    except Exception as exc:
-        raise UsageError(f"variant file {path!r} failed to load: {type(exc).__name__}: {exc}") from None
-    found = [obj for obj in vars(module).values()
-             if isinstance(obj, type) and issubclass(obj, Variant)
-             and obj.__module__ == modname and obj.name]
     # The most derived class defined in the file is the patch.
-    leaves = [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
+    leaves = leaf_classes(path, Variant, "emulator_patch_", "variant")
     if len(leaves) != 1:
         raise UsageError(f"variant file {path!r} must define exactly one variant class "
                          f"deriving from a registered variant (found {len(leaves)})")

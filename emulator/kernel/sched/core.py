@@ -21,7 +21,7 @@ from ..task import (
     TASK_WAKEKILL, MAX_RT_PRIO, DEFAULT_PRIO, state_char,
 )
 from ...errors import KernelBug
-from ...observe.trace import IrqFields, SchedSwitchFields
+from ...observe.trace import FuncgraphFields, IrqFields, SchedSwitchFields, SchedWakeupFields
 from .fair import FairSchedClass
 from .rt import RtSchedClass
 from .sched import (
@@ -81,11 +81,16 @@ class SchedCore:
     # -- scans: invocations and durations, as seed 000 measured them ----------------
 
     def scan_begin(self, name):
+        if self.tp.funcgraph_entry:
+            self.tp.emit("funcgraph_entry", FuncgraphFields((FuncgraphFields, name)))
         return (name, self.engine.now)
 
     def scan_end(self, token):
         name, start = token
-        self.scan_stats.setdefault(name, []).append(self.engine.now - start)
+        now = self.engine.now
+        self.scan_stats.setdefault(name, []).append(now - start)
+        if self.tp.funcgraph_exit:
+            self.tp.emit("funcgraph_exit", FuncgraphFields((FuncgraphFields, name, start, now)))
 
     def this_rq(self):
         return self.rqs[self.cpu]
@@ -360,7 +365,7 @@ class SchedCore:
         p.state = TASK_RUNNING
         p.wait_reason = None
         if tp.sched_wakeup:
-            tp.emit("sched_wakeup", f"comm={p.comm} pid={p.pid} prio={p.prio} target_cpu={cpu:03d}")
+            tp.emit("sched_wakeup", SchedWakeupFields((SchedWakeupFields, p.comm, p.pid, p.prio, cpu)))
         raw_spin_unlock(rq.lock)
         return True
 
@@ -416,7 +421,8 @@ class SchedCore:
         rq.clock = self.engine.now
         self.activate_task(rq, p, ENQUEUE_NOCLOCK)
         if self.tp.sched_wakeup_new:
-            self.tp.emit("sched_wakeup_new", f"comm={p.comm} pid={p.pid} prio={p.prio} target_cpu={cpu:03d}")
+            self.tp.emit("sched_wakeup_new",
+                         SchedWakeupFields((SchedWakeupFields, p.comm, p.pid, p.prio, cpu)))
         self.wakeup_preempt(rq, p)
         raw_spin_unlock(rq.lock)
 

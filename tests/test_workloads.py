@@ -1,0 +1,148 @@
+"""The workloads of ``compare`` and the synthetic-program calls they are
+built of: pipes, condition variables, joins, cyclictest's periodic sleep."""
+
+import pytest
+
+from emulator.errors import UsageError
+from emulator.machine import Machine
+from emulator.workload import (
+    SCHED_FIFO, Program, clock_nanosleep, fork, pipe, pthread_cond_broadcast, pthread_cond_t,
+    pthread_cond_wait, pthread_join, read, repeat, run, setaffinity, sleep, spin_until_started,
+    thread, write,
+)
+from emulator.workloads import Context, load_workloads, parse_duration
+
+US = 1_000
+MS = 1_000_000
+
+
+def exits(m):
+    """pid -> virtual time of its sched_process_exit."""
+    out = {}
+    m.kernel.tp.subscribe("sched_process_exit",
+                          lambda r: out.setdefault(int(str(r[5]).split("pid=")[1].split()[0]), r[0]))
+    return out
+
+
+def test_a_writer_blocks_on_a_full_pipe_until_the_reader_drains_it():
+    """A pipe holds 64 KiB: the 66th 1000-byte write waits for the reader, then every byte arrives."""
+    p = pipe("p")
+    writer = Program(repeat(70, write(p, 1000)))
+    reader = Program(sleep(1 * MS), repeat(70, read(p, 1000)))
+    m = Machine(nr_cpus=2, seed=1)
+    m.start(Program(fork(writer), fork(reader), sleep(5 * MS)))
+    m.advance(500 * US)
+    assert p.inode.writes == 65 and p.inode.bytes == 65_000     # full: 65 KB of 64 KiB
+    m.advance(2 * MS)
+    assert p.inode.writes == 70 and p.inode.read_bytes == 70_000 and p.inode.bytes == 0
+    m.close()
+
+
+def test_a_reader_sleeps_on_an_empty_pipe_until_a_write():
+    """read() of an empty pipe sleeps; the write wakes it then."""
+    p = pipe("p")
+    m = Machine(nr_cpus=2, seed=1)
+    done = exits(m)
+    m.run(Program(fork(Program(read(p, 100))), sleep(2 * MS), write(p, 100), sleep(1 * MS)))
+    reader = min(done)
+    assert done[reader] >= 2 * MS
+
+
+def test_cond_broadcast_wakes_every_waiting_thread_and_join_waits_for_them():
+    """Threads wait on the condition until the broadcast; pthread_join() returns once all exited."""
+    cond = pthread_cond_t()
+    waiter = Program(pthread_cond_wait(cond))
+    m = Machine(nr_cpus=4, seed=2)
+    done = exits(m)
+    status = m.run(Program(thread(waiter), thread(waiter), thread(waiter), spin_until_started(),
+                           sleep(1 * MS), pthread_cond_broadcast(cond), pthread_join(),
+                           run(10 * US)))
+    assert status == 0
+    leader = m.main_pid
+    threads = [pid for pid in done if pid != leader]
+    assert len(threads) == 3
+    assert all(1 * MS <= done[t] < done[leader] for t in threads)
+
+
+def test_a_thread_created_before_the_broadcast_but_started_after_it_does_not_wait():
+    """No lost wake-up: the broadcast after a thread's creation releases it even if it had not started."""
+    cond = pthread_cond_t()
+    m = Machine(nr_cpus=1, seed=1)
+    status = m.run(Program(thread(Program(pthread_cond_wait(cond))),
+                           pthread_cond_broadcast(cond), pthread_join()))
+    assert status == 0
+
+
+def test_a_forked_worker_outlives_its_threads():
+    """A forked program's threads exiting leave its process running (it was counted as a thread)."""
+    cond = pthread_cond_t()
+    worker = Program(repeat(3, thread(Program(pthread_cond_wait(cond))), spin_until_started(),
+                            pthread_cond_broadcast(cond), pthread_join()), sleep(1 * MS))
+    m = Machine(nr_cpus=2, seed=1)
+    done = exits(m)
+    forks = []
+    m.kernel.tp.subscribe("sched_process_fork", forks.append)
+    m.run(Program(fork(worker), sleep(3 * MS)))
+    worker_pid = next(int(str(r[5]).split("child_pid=")[1]) for r in forks if r[3] == m.main_pid)
+    assert len(done) == 5                    # three threads, the worker, the main
+    assert done[worker_pid] >= 1 * MS and done[worker_pid] == max(
+        t for pid, t in done.items() if pid != m.main_pid)
+
+
+def test_cyclictest_step_wakes_on_its_period_without_drift():
+    """clock_nanosleep(TIMER_ABSTIME) steps: each wake-up is measured from its own expiry."""
+    samples = []
+    probe = Program(setaffinity({1}), repeat(20, clock_nanosleep(100 * US, lambda *s: samples.append(s))),
+                    policy=SCHED_FIFO, priority=95)
+    hog = Program(setaffinity({1}), run(5 * MS))
+    m = Machine(nr_cpus=2, seed=1)
+    m.run(Program(fork(hog), fork(probe)))
+    assert len(samples) == 20
+    assert all(cpu == 1 and irq == 0 and 0 <= thr < 20 * US for cpu, irq, thr in samples)
+
+
+def test_workload_specs_parse_into_workloads_and_reject_bad_ones():
+    """`a:ARG+b` builds each workload; an unknown name or a bad argument is one clear error."""
+    a, b = load_workloads("cpu-load:80,slice=2ms+cyclictest:200")
+    assert (a.load, a.slice, b.interval) == (80, 2 * MS, 200 * US)
+    for bad, words in (("nosuch", "unknown workload 'nosuch'"), ("cpu-load", "needs its load"),
+                       ("cpu-load:120", "0..100"), ("fork:x", "not a number"),
+                       ("cpu-load:80+", "empty part"), ("cpu-load:80,speed=3", "unknown option")):
+        with pytest.raises(UsageError, match=words):
+            load_workloads(bad)
+    assert parse_duration("200ms") == 200 * MS and parse_duration("1.5s") == 1_500 * MS
+    with pytest.raises(UsageError, match="not a duration"):
+        parse_duration("fast")
+
+
+def test_a_workload_file_is_found_by_path(tmp_path):
+    """A user's workload file, named by its path with an argument, builds its programs."""
+    path = tmp_path / "spin.py"
+    path.write_text(
+        "from emulator.workload import Program, repeat, run, sleep\n"
+        "from emulator.workloads import FOREVER, Workload\n"
+        "class Spin(Workload):\n"
+        "    name = 'spin'\n"
+        "    def __init__(self, arg=None):\n"
+        "        self.n = self.int_arg(arg, 1, least=1)\n"
+        "    def programs(self, ctx):\n"
+        "        return [Program(repeat(FOREVER, run(1000), sleep(1000)))] * self.n\n")
+    (w,) = load_workloads(f"{path}:3")
+    m = Machine(nr_cpus=2, seed=1)
+    assert w.name == "spin" and len(w.programs(Context(m, MS))) == 3
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    with pytest.raises(UsageError, match="exactly one Workload class"):
+        load_workloads(str(tmp_path / "empty.py"))
+
+
+def test_per_cpu_workloads_go_to_the_isolated_cpus():
+    """On a machine with isolated CPUs, cpu-load pins a worker to each and cyclictest probes only them."""
+    m = Machine(nr_cpus=4, seed=1, nohz_full="2-3", isolcpus="2-3")
+    ctx = Context(m, MS)
+    assert ctx.cpus == [2, 3]
+    load, probe = load_workloads("cpu-load:80+cyclictest")
+    (parent,) = load.programs(ctx)
+    pins = [p[1].phases[0] for p in parent.phases if p[0] == "fork"]
+    assert pins == [("setaffinity", frozenset({2})), ("setaffinity", frozenset({3}))]
+    (main,) = probe.programs(ctx)
+    assert [t[1].phases[0][1] for t in main.phases if t[0] == "thread"] == [{2}, {3}]
