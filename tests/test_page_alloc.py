@@ -371,3 +371,45 @@ def test_a_cpu_dying_while_the_pcp_is_disabled_restores_no_high_until_enable(emu
     during, after, online = Machine(nr_cpus=4, variants=[emu_variant], seed=1).run_kernel(body)
     assert during == {0}
     assert after > 0 and not online >> 2 & 1
+
+
+def drain_once(variant):
+    """CPU 1 frees pages onto its pcp; CPU 0 drains every CPU."""
+    def body(k):
+        def fill(_):
+            for pfn in [k.alloc_pages(GFP_KERNEL, 0) for _ in range(40)]:
+                k._free_pages(pfn, 0)
+        k.kthread_create_on_cpu(fill, None, 1, "filler")
+        k.msleep(1)
+        k.page_alloc.drain_all_pages(None)
+    Machine(nr_cpus=2, variants=[variant], seed=1).run_kernel(body, cpu=0)
+
+
+def test_a_remote_drain_without_the_pcp_lock_breaks_mutual_exclusion():
+    """PA3: seed 002's remote drain, with its pcp->lock left out."""
+    from emulator.variants import get_variant
+
+    class Unlocked(get_variant("seed-002")):
+        name = "pcp-drain-unlocked"
+
+        def drain_pages_zone(self, cpu, zone):
+            pcp = zone.per_cpu_pageset[cpu]
+            if pcp.count:
+                self.free_pcppages_bulk(zone, pcp.count, pcp, 0)
+
+    drain_once("seed-002")
+    with pytest.raises(EmulationFailure, match="PA3 violated: CPU 1's pcp list changed"):
+        drain_once(Unlocked)
+
+
+def test_an_era_promising_isolation_may_not_drain_by_work_items():
+    """PA7: seed 002 with the head's work items brought back."""
+    from emulator.variants import get_variant
+
+    class ByWork(get_variant("seed-002")):
+        name = "pcp-drain-by-work"
+        drain_cpus = get_variant("v5.19").drain_cpus
+
+    drain_once("v5.19")
+    with pytest.raises(EmulationFailure, match="PA7 violated"):
+        drain_once(ByWork)
