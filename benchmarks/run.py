@@ -1,15 +1,21 @@
 """Benchmarks: one command, ratios and rates.
 
-    python benchmarks/run.py [--quick] [--forks]
+    python benchmarks/run.py [--quick] [--forks] [--workloads] [--table [DURATION]]
+                             [--memory-models]
 
 Prints forks per second at 4 and 128 CPUs (a Python body forking and
-waiting, the synthetic fork loop with and without wait()), the wall time of
+waiting, the synthetic fork loop with and without wait()), compare's
+workloads at 128 CPUs in virtual seconds simulated per wall second (v6.13
+and seed-000, one run of `python -m emulator compare` each), the wall time of
 the mm_cid_compaction mirror at 8, 128 and 1024 CPUs, synthetic context
 switches and events per second at 8 and 128 CPUs (the cost of an event must
 not grow with the CPU count), and host baton hand-offs per
 second, Hypothesis-generated cases and stateful examples run per second at 8
 and 128 CPUs, explored schedules per second, and the wall time of a hard
-lockup's detection.
+lockup's detection, and what each memory model (sc, tso, weak) costs per event;
+with --table, the wall time of seed 000's whole table (`python -m emulator
+compare --variant v6.13 --variant seed-000 --cpus 128 --duration 1s`, the four
+workloads, over the host's CPUs): long, so opt-in.
 Speeds are measured here, never asserted by a timed test.
 """
 
@@ -39,13 +45,15 @@ SHAPES = {
 }
 
 
-def bench_switches(nr_cpus, virtual_s, shape, seed=1, invariants=True):
+def bench_switches(nr_cpus, virtual_s, shape, seed=1, invariants=True, memory_model="sc",
+                   variants=()):
     """Synthetic tasks looping over *shape*'s phases for *virtual_s* seconds."""
     per_cpu, body = SHAPES[shape]
     worker = Program(repeat(10**9, *body), comm="worker")
     main = Program(*[("thread", worker) for _ in range(per_cpu * nr_cpus)],
                    sleep(int(virtual_s * 1e9)), ("exit", 0), comm="stress")
-    m = Machine(nr_cpus=nr_cpus, seed=seed, trace_tail=0, invariants=invariants)
+    m = Machine(nr_cpus=nr_cpus, seed=seed, trace_tail=0, invariants=invariants,
+                memory_model=memory_model, variants=variants)
     t0, c0 = time.perf_counter(), time.process_time()
     m.run(main)
     return time.perf_counter() - t0, time.process_time() - c0, m.kernel.nr_switches, m.engine.events
@@ -79,6 +87,37 @@ def bench_forks(kind, nr_cpus, forks, seed=1):
     t0, c0 = time.perf_counter(), time.process_time()
     m.run(main)
     return time.perf_counter() - t0, time.process_time() - c0
+
+
+# compare's workloads at 128 CPUs: the virtual time of each run (ns), full and
+# --quick; fork and pthread-max switch a million times a virtual second.
+WORKLOADS = {
+    "idle": (100_000_000, 20_000_000),
+    "cpu-load:80": (100_000_000, 20_000_000),
+    "fork": (3_000_000, 1_000_000),
+    "pthread-max:4": (3_000_000, 1_000_000),
+    "hackbench": (10_000_000, 2_000_000),
+    "cyclictest": (100_000_000, 20_000_000),
+}
+
+
+def bench_workload(workload, variant, nr_cpus, duration_ns, seed=1):
+    """One run of compare's (emulator.compare.run_job: the machine, the
+    metrics' subscribers, the workload's probes); returns (wall, CPU time of
+    this process, the run's failure or None)."""
+    from emulator.compare import Job, run_job
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = run_job(Job(workload, nr_cpus, variant, seed, duration_ns))
+    return time.perf_counter() - t0, time.process_time() - c0, result["failure"]
+
+
+def bench_table(duration):
+    """The wall time of seed 000's table at 128 CPUs, as a user runs it."""
+    from emulator.compare import compare, default_workers
+    t0 = time.perf_counter()
+    comparison = compare(["v6.13", "seed-000"], cpus=[128], duration=duration,
+                         workers=default_workers())
+    return time.perf_counter() - t0, comparison
 
 
 def bench_handoffs(n=4000, seed=1):
@@ -185,11 +224,48 @@ def bench_lockup():
     raise RuntimeError("seed-003 on one CPU did not lock up")
 
 
+def bench_memory_models(quick):
+    """Wall time per event of one synthetic load under each memory model, and
+    of the litmus table."""
+    from emulator.explore.litmus import default_litmus_files, litmus_table
+    shape = "sleep/wake (1 task/CPU, run 50 us, sleep 50 us)"
+    vs = 0.01 if quick else 0.05
+    print(f"memory models: {shape}, v7.0, 8 CPUs, {vs * 1000:g} ms virtual, "
+          f"wall us per event (best of three)")
+    base = None
+    for mode in ("sc", "tso", "weak"):
+        wall, cpu, switches, events = min(
+            (bench_switches(8, vs, shape, memory_model=mode, variants=["v7.0"])
+             for _ in range(3)), key=lambda r: r[0])
+        per = wall / events * 1e6
+        base = base or per
+        print(f"  {mode:5s} {per:7.2f} us/event  {per / base:5.2f}x sc   "
+              f"({switches} switches, {events} events)")
+    t0 = time.perf_counter()
+    rows = litmus_table(default_litmus_files())
+    print(f"  litmus table: {len(rows)} tests x 3 models enumerated in "
+          f"{time.perf_counter() - t0:.2f} s")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller runs")
     ap.add_argument("--forks", action="store_true", help="the fork figures only")
+    ap.add_argument("--memory-models", action="store_true",
+                    help="the memory models' figures only")
+    ap.add_argument("--workloads", action="store_true",
+                    help="compare's workloads at 128 CPUs only (virtual s per wall s)")
+    ap.add_argument("--table", nargs="?", const="1s", metavar="DURATION",
+                    help="also time seed 000's whole table at 128 CPUs (default 1s: long)")
     args = ap.parse_args(argv)
+    if args.memory_models:
+        bench_memory_models(args.quick)
+        return 0
+    if args.workloads:
+        workload_figures(args.quick)
+        if args.table:
+            table_figure(args.table)
+        return 0
     vs = 0.02 if args.quick else 0.1
 
     print("forks per second, wall (CPU time of this process), best of three; "
@@ -204,6 +280,7 @@ def main(argv=None):
         print(f"  {what:58s} {'   '.join(figures)}")
     if args.forks:
         return 0
+    workload_figures(args.quick)
 
     print("mm_cid_compaction mirror (v6.3), wall time per run")
     for n in (8, 128, 1024):
@@ -265,7 +342,38 @@ def main(argv=None):
 
     wall, handoffs = min((bench_handoffs(1000 if args.quick else 4000) for _ in range(3)))
     print(f"host baton hand-offs: {handoffs / wall:,.0f}/s ({handoffs} in {wall:.2f} s)")
+    bench_memory_models(args.quick)
+    if args.table:
+        table_figure(args.table)
     return 0
+
+
+def workload_figures(quick):
+    print("compare's workloads at 128 CPUs (seed 1): virtual seconds simulated per wall second "
+          "(per CPU second of this process), one run each")
+    bench_workload("idle", "v6.13", 128, 1_000_000)      # imports, first machine
+    for workload, (full, short) in WORKLOADS.items():
+        duration_ns = short if quick else full
+        figures = []
+        for variant in ("v6.13", "seed-000"):
+            wall, cpu, failure = bench_workload(workload, variant, 128, duration_ns)
+            run_ns = duration_ns
+            note = ""
+            if failure:
+                run_ns = failure["virtual_ns"]
+                note = " (failed: " + failure["first_line"][:40] + "...)"
+            figures.append(f"{variant} {run_ns / 1e9 / wall:9.3g} ({run_ns / 1e9 / cpu:9.3g})"
+                           f"{note}")
+        print(f"  {workload:14s} {duration_ns / 1e6:5g} ms: {'   '.join(figures)}")
+
+
+def table_figure(duration):
+    wall, comparison = bench_table(duration)
+    failed = [r for r in comparison.results if r.get("failure")]
+    print(f"seed 000's table (v6.13 vs seed-000, idle, cpu-load:80, fork, pthread-max:4, "
+          f"128 CPUs, {duration}): {wall:,.0f} s wall"
+          + (f", {len(failed)} of {len(comparison.results)} runs failed" if failed else ""))
+
 
 
 if __name__ == "__main__":

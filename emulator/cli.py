@@ -1,16 +1,23 @@
 """``python -m emulator``: run a selftest mirror, list variants.
 
     python -m emulator run SELFTEST --variant V --cpus N --seed S [--trace FILE] [--stats]
+                           [--memory-model sc|tso|weak] [-- ARG...]
+    python -m emulator kselftest DIR [--variant V] [--cpus N] [--seed S] [--full]
     python -m emulator explore --variant V [--strategy S] [--workload W] [--cpus N]...
                                [--time 60s | --runs N] [--seed S] [--findings FILE] [-v]
-    python -m emulator replay KEY [--trace FILE]
+                               [--memory-model sc|tso|weak]
+    python -m emulator replay KEY [--trace FILE] [--memory-model M]
+    python -m emulator litmus [--memory-model M]... [--on-machine RUNS] [FILE...]
     python -m emulator compare --variant A --variant B [--workload W]... [--cpus N]...
                                [--duration 1s] [--seeds K] [-j J]
                                [--format text|markdown|csv|json] [--plot DIR]
     python -m emulator variants
 
-Exit status of ``run`` and ``replay``: 0 pass, 1 fail, 4 skip (kselftest's
-KSFT_SKIP), 2 bad usage; of ``explore``: 0 when no run failed (recorded
+``run`` prints KTAP as a kselftest.h program does (emulator/ktap.py);
+``kselftest`` runs a directory as ``make -C tools/testing/selftests
+TARGETS=DIR run_tests`` does (emulator/kselftest.py).  Exit status of
+``run`` and ``replay``: 0 pass, 1 fail, 4 skip (kselftest's KSFT_SKIP), 2
+bad usage; of ``kselftest``: 0 every program ok, 1 one not ok; of ``explore``: 0 when no run failed (recorded
 findings of the variant do not count), 1 when some did.  Ctrl-C (SIGINT) or
 SIGTERM ends the run under way between two events, as an abandoned run (never
 a failure): ``run`` and ``replay`` print ``Bail out!`` and ``explore`` its
@@ -35,15 +42,21 @@ def _parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="run a selftest mirror")
     run.add_argument("selftest", help="mirror name, e.g. mm_cid_compaction or basic")
-    run.add_argument("--variant", action="append", default=[], metavar="NAME|PATH",
-                     help="variant (registered name or patch file)")
-    run.add_argument("--cpus", type=int, default=8, metavar="N")
-    run.add_argument("--seed", type=int, default=1, metavar="S")
+    _one_variant_options(run)
     run.add_argument("--strategy", metavar="S",
                      help="pause kernel paths at scheduling points: random, pct, "
                           "or name:key=value,... (see emulator/explore/strategies.py)")
     run.add_argument("--trace", metavar="FILE", help="write an ftrace-like trace to FILE")
+    run.add_argument("--memory-model", choices=MEMORY_MODEL_CHOICES, metavar="M",
+                     help="sc (default), tso (x86 store buffers) or weak (the LKMM's operational model): emulator/kernel/memory_model.py")
     run.add_argument("--stats", action="store_true", help="print counters of the run")
+    run.epilog = "After --, the program's arguments: run param_test -- -T i -r 100"
+    kst = sub.add_parser("kselftest", help="run a directory of mirrors as kselftest's "
+                                           "`make run_tests` does (KTAP)")
+    kst.add_argument("dir", help="directory under selftests/, e.g. rseq")
+    _one_variant_options(kst)
+    kst.add_argument("--full", action="store_true",
+                     help="the runner scripts' whole (reduced) matrix, not one test type a block")
     exp = sub.add_parser("explore", help="explore a variant for a time or a number of runs")
     exp.add_argument("--variant", required=True, metavar="NAME|PATH",
                      help="variant (registered name or patch file)")
@@ -68,11 +81,15 @@ def _parser():
                      help="append each failure to FILE (JSON lines) as soon as it is found "
                           "and shrunk, skipping those already in it (default "
                           "emulator-findings-VARIANT-SEED.jsonl)")
+    exp.add_argument("--memory-model", choices=MEMORY_MODEL_CHOICES, metavar="M",
+                     help="sc (default), tso or weak: the machines of the campaign")
     exp.add_argument("-v", "--verbose", action="store_true",
                      help="print each kind of failure's first report in full")
     rep = sub.add_parser("replay", help="replay the run a replay key names")
     rep.add_argument("key", help="the key a failure printed (emu1-...)")
     rep.add_argument("--trace", metavar="FILE", help="write an ftrace-like trace to FILE")
+    rep.add_argument("--memory-model", choices=MEMORY_MODEL_CHOICES, metavar="M",
+                     help="replay under another memory model than the key's (sc, tso, weak)")
     cmp = sub.add_parser("compare", help="variants side by side on workloads (seed 000's "
                                          "table, counters, latency histograms, plots)")
     cmp.add_argument("--variant", action="append", default=[], metavar="NAME|PATH",
@@ -91,13 +108,59 @@ def _parser():
     cmp.add_argument("--nohz-full", metavar="CPUS",
                      help="isolate CPUS (nohz_full= and isolcpus=, e.g. 1-7): per-CPU loads "
                           "and probes go to them")
+    cmp.add_argument("--isolcpus", metavar="CPUS",
+                     help="isolcpus= only (no nohz_full=: their tick keeps running), e.g. 1-7; "
+                          "with --nohz-full, the isolcpus= list instead of its CPUs")
     cmp.add_argument("-j", "--jobs", type=int, metavar="J",
                      help="worker processes (default: the host's CPUs)")
     cmp.add_argument("--format", default="text", choices=("text", "markdown", "csv", "json"))
     cmp.add_argument("--plot", metavar="DIR", help="write PNG plots to DIR")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     sub.add_parser("variants", help="list the registered variants")
+    lit = sub.add_parser("litmus", help="the kernel's litmus tests against the memory models "
+                                        "(the table: expected, sc, tso, weak)")
+    lit.add_argument("files", nargs="*", metavar="FILE",
+                     help=".litmus files (default: the in-tree tests under litmus/)")
+    lit.add_argument("--memory-model", action="append", default=[], metavar="M",
+                     choices=MEMORY_MODEL_CHOICES, help="a mode, repeatable (default all three)")
+    lit.add_argument("--on-machine", type=int, metavar="RUNS",
+                     help="also run each test RUNS times on a Machine, its threads kernel "
+                          "threads using the primitives (as klitmus7 runs a test on hardware)")
     return p
+
+
+MEMORY_MODEL_CHOICES = ("sc", "tso", "weak")
+
+
+def _memory_model(args):
+    """--memory-model for every machine the command builds."""
+    from .machine import set_default_memory_model
+    if getattr(args, "memory_model", None):
+        set_default_memory_model(args.memory_model)
+
+
+def cmd_litmus(args):
+    """The litmus table; exit 1 when a mode produces an outcome a test forbids."""
+    from .explore.litmus import default_litmus_files, format_table, litmus_table
+    modes = tuple(args.memory_model) or MEMORY_MODEL_CHOICES
+    files = args.files or default_litmus_files()
+    if args.on_machine is not None and args.on_machine < 1:
+        raise UsageError(f"--on-machine {args.on_machine}: at least one run")
+    rows = litmus_table(files, modes)
+    table, notes = format_table(rows, modes)
+    print(table)
+    for note in notes:
+        print(f"# {note}")
+    failed = any(per[mode][3] == "FAIL" for _, per in rows for mode in modes)
+    if args.on_machine is not None:
+        from .explore.litmus import format_machine_table
+        table, bad = format_machine_table(rows, modes, args.on_machine)
+        print()
+        print(table)
+        for note in bad:
+            print(f"# {note}")
+        failed = failed or bool(bad)
+    return 1 if failed else 0
 
 
 def _open_trace(path):
@@ -113,24 +176,52 @@ def cmd_run(args):
     from .explore.mirror import run_selftest
     from .explore.strategies import strategy_from_spec
     from .selftest import find_selftest
-    from .variants import DEFAULTS, load_variant
     find_selftest(args.selftest)
-    if not 1 <= args.cpus <= 1024:
-        raise UsageError(f"--cpus {args.cpus}: must be in 1..1024")
-    if len(args.variant) > 1:
-        raise UsageError("one --variant per run (every other subsystem has its default variant)")
-    variant = load_variant(args.variant[0] if args.variant else DEFAULTS["mm_cid"])
+    variant = _one_variant(args)
     if args.strategy:
         strategy_from_spec(args.strategy)
+    if args.args:
+        import inspect
+        if len(inspect.signature(find_selftest(args.selftest).run).parameters) < 2:
+            raise UsageError(f"{args.selftest} takes no arguments")
     trace_file = _open_trace(args.trace)
     try:
         return run_selftest(args.selftest, variant, args.cpus, args.seed, args.strategy,
-                            trace_file, stats=args.stats)
+                            trace_file, stats=args.stats, argv=args.args or None)
     except KeyboardInterrupt as exc:
         return _bail_out(exc, args.trace)
     finally:
         if trace_file:
             trace_file.close()
+
+
+def _one_variant_options(p):
+    """--variant, --cpus and --seed of ``run`` and ``kselftest`` (_one_variant())."""
+    p.add_argument("--variant", action="append", default=[], metavar="NAME|PATH",
+                   help="variant (registered name or patch file)")
+    p.add_argument("--cpus", type=int, default=8, metavar="N")
+    p.add_argument("--seed", type=int, default=1, metavar="S")
+
+
+def _one_variant(args):
+    """--cpus checked and the one --variant of ``run`` and ``kselftest`` loaded
+    (the mm_cid default without one)."""
+    from .variants import DEFAULTS, load_variant
+    if not 1 <= args.cpus <= 1024:
+        raise UsageError(f"--cpus {args.cpus}: must be in 1..1024")
+    if len(args.variant) > 1:
+        raise UsageError("one --variant per run (every other subsystem has its default variant)")
+    return load_variant(args.variant[0] if args.variant else DEFAULTS["mm_cid"])
+
+
+def cmd_kselftest(args):
+    from .kselftest import collection, kselftest
+    collection(args.dir)
+    variant = _one_variant(args)
+    try:
+        return kselftest(args.dir, variant, args.cpus, args.seed, full=args.full or None)
+    except KeyboardInterrupt as exc:
+        return _bail_out(exc)
 
 
 def _bail_out(exc, trace=None):
@@ -170,7 +261,7 @@ def cmd_replay(args):
     from .explore.replay import replay
     trace_file = _open_trace(args.trace)
     try:
-        return replay(args.key, trace_file)
+        return replay(args.key, trace_file, memory_model=args.memory_model)
     except KeyboardInterrupt as exc:
         return _bail_out(exc, args.trace)
     finally:
@@ -186,12 +277,12 @@ def cmd_compare(args):
     if args.plot:
         plots.require()
     jobs = plan(args.variant, args.workload, args.cpus, args.duration, args.seeds, args.seed,
-                args.nohz_full)
+                args.nohz_full, args.isolcpus)
     progress = None if args.quiet else Progress(len(jobs))
     try:
         result = compare(args.variant, args.workload, args.cpus, args.duration, args.seeds,
                          args.seed, args.nohz_full, workers=args.jobs or default_workers(),
-                         progress=progress)
+                         progress=progress, isolcpus=args.isolcpus)
     except KeyboardInterrupt:
         print(f"compare: interrupted after {progress.done if progress else '?'} of {len(jobs)} "
               f"runs; nothing reported", file=sys.stderr)
@@ -230,18 +321,30 @@ def main(argv=None):
 
 def _command(argv):
     try:
-        args = _parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        cut = argv.index("--") if "--" in argv else len(argv)
+        program_args = argv[cut + 1:]
+        args = _parser().parse_args(argv[:cut])
+        if program_args and args.command != "run":
+            raise UsageError("arguments after -- are for `run` (a program's arguments)")
+        args.args = program_args
+        if args.command != "litmus":
+            _memory_model(args)
+        if args.command == "litmus":
+            return cmd_litmus(args)
         if args.command == "run":
             return cmd_run(args)
         if args.command == "explore":
             return cmd_explore(args)
+        if args.command == "kselftest":
+            return cmd_kselftest(args)
         if args.command == "replay":
             return cmd_replay(args)
         if args.command == "variants":
             return cmd_variants(args)
         if args.command == "compare":
             return cmd_compare(args)
-        raise UsageError("a command is needed: run, explore, replay, compare or variants "
+        raise UsageError("a command is needed: run, kselftest, explore, replay, compare or variants "
                          "(see --help)")
     except UsageError as exc:
         print(f"emulator: error: {exc}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """``python -m emulator compare``: variants side by side on workloads.
 
     python -m emulator compare --variant A --variant B [--workload W]... [--cpus N]...
-        [--duration 1s] [--seeds K] [--seed S] [--nohz-full CPUS] [-j J]
+        [--duration 1s] [--seeds K] [--seed S] [--nohz-full CPUS] [--isolcpus CPUS] [-j J]
         [--format text|markdown|csv|json] [--plot DIR]
 
 Every variant (all of one subsystem; the other subsystems keep their
@@ -36,17 +36,23 @@ NOT_COUNTERS = ("virtual_ns", "events", "host_handoffs")
 class Job:
     """One run: a workload, a CPU count, a variant and a seed."""
 
-    __slots__ = ("workload", "cpus", "variant", "seed", "duration_ns", "nohz_full")
+    __slots__ = ("workload", "cpus", "variant", "seed", "duration_ns", "nohz_full", "isolcpus")
 
-    def __init__(self, workload, cpus, variant, seed, duration_ns, nohz_full=None):
+    def __init__(self, workload, cpus, variant, seed, duration_ns, nohz_full=None, isolcpus=None):
         self.workload, self.cpus, self.variant, self.seed = workload, cpus, variant, seed
         self.duration_ns, self.nohz_full = duration_ns, nohz_full
+        # --nohz-full alone isolates both ways (nohz_full= and isolcpus=, as
+        # the predecessor series' tuned setups do); --isolcpus alone keeps
+        # the tick on its CPUs.
+        self.isolcpus = isolcpus if isolcpus is not None else nohz_full
 
     def __repr__(self):
         return f"{self.variant} {self.workload} {self.cpus} CPUs seed {self.seed}"
 
     def replay_command(self, duration_text):
         iso = f" --nohz-full {self.nohz_full}" if self.nohz_full else ""
+        if self.isolcpus and self.isolcpus != self.nohz_full:
+            iso += f" --isolcpus {self.isolcpus}"
         return (f"python -m emulator compare --variant {self.variant} --workload "
                 f"{self.workload} --cpus {self.cpus} --duration {duration_text} "
                 f"--seed {self.seed} --seeds 1{iso}")
@@ -71,7 +77,7 @@ def run_job(job):
     variant = load_variant(job.variant)
     workloads = load_workloads(job.workload)
     m = Machine(job.cpus, variants=[variant], seed=job.seed, nohz_full=job.nohz_full,
-                isolcpus=job.nohz_full, replay=job.replay_command(duration_text(job.duration_ns)))
+                isolcpus=job.isolcpus, replay=job.replay_command(duration_text(job.duration_ns)))
     ctx = Context(m, job.duration_ns)
     metrics = RunMetrics(m.kernel, job.duration_ns)
     with _workload_code(job):
@@ -195,7 +201,7 @@ def check_variants(specs):
     return classes
 
 
-def plan(variants, workloads, cpus, duration, seeds, seed, nohz_full=None):
+def plan(variants, workloads, cpus, duration, seeds, seed, nohz_full=None, isolcpus=None):
     """Check the options and return the jobs (a UsageError for bad input)."""
     from .machine import cpu_list_mask
     from .workloads import load_workloads
@@ -208,13 +214,14 @@ def plan(variants, workloads, cpus, duration, seeds, seed, nohz_full=None):
     for n in cpus:
         if not 1 <= n <= 1024:
             raise UsageError(f"--cpus {n}: must be in 1..1024")
-        if nohz_full:
-            mask = cpu_list_mask(nohz_full, "--nohz-full", n)
-            if mask == (1 << n) - 1:
-                raise UsageError(f"--nohz-full {nohz_full} leaves no housekeeping CPU of {n}")
+        for option, cpus_text in (("--nohz-full", nohz_full), ("--isolcpus", isolcpus)):
+            if cpus_text:
+                mask = cpu_list_mask(cpus_text, option, n)
+                if mask == (1 << n) - 1:
+                    raise UsageError(f"{option} {cpus_text} leaves no housekeeping CPU of {n}")
     if seeds < 1:
         raise UsageError(f"--seeds {seeds}: at least 1")
-    return [Job(w, n, v, s, duration_ns, nohz_full)
+    return [Job(w, n, v, s, duration_ns, nohz_full, isolcpus)
             for w in workloads for n in cpus for s in range(seed, seed + seeds) for v in variants]
 
 
@@ -262,15 +269,16 @@ def run_jobs(jobs, workers=1, progress=None):
 
 
 def compare(variants, workloads=(), cpus=(), duration="1s", seeds=1, seed=1, nohz_full=None,
-            workers=1, progress=None):
+            workers=1, progress=None, isolcpus=None):
     """Run the comparison; its `emulator.observe.report.Comparison`."""
     from .observe.report import Comparison
-    jobs = plan(variants, workloads, cpus, duration, seeds, seed, nohz_full)
+    jobs = plan(variants, workloads, cpus, duration, seeds, seed, nohz_full, isolcpus)
     if progress is True:
         progress = Progress(len(jobs))
     start = time.perf_counter()
     results = run_jobs(jobs, workers, progress)
-    return Comparison(results, jobs, wall_s=time.perf_counter() - start, nohz_full=nohz_full)
+    return Comparison(results, jobs, wall_s=time.perf_counter() - start, nohz_full=nohz_full,
+                      isolcpus=isolcpus)
 
 
 def default_workers():

@@ -42,6 +42,13 @@ class HardLockup(EmulationFailure):
     kind = "hard lockup"
 
 
+class SoftLockup(EmulationFailure):
+    """A CPU that does not switch with its current task in a sleeping state
+    (emulator/kernel/watchdog.py)."""
+
+    kind = "soft lockup"
+
+
 class BatonTimeout(EmulationFailure):
     kind = "baton held"
 
@@ -58,6 +65,16 @@ class KernelBug(EmulationFailure):
     """BUG()/WARN() equivalents: the kernel model found an impossible state."""
 
     kind = "kernel bug"
+
+
+class InvariantViolation(EmulationFailure):
+    """A broken invariant (emulator/checks/); ``invariant`` names it ("P1"), as data."""
+
+    kind = "invariant violation"
+
+    def __init__(self, message, detail="", invariant=None):
+        super().__init__(message, detail)
+        self.invariant = invariant
 
 
 class Terminated(BaseException):

@@ -19,6 +19,33 @@ from .engine import Engine
 from .errors import Deadlock, EmulationFailure, HardLockup, Interrupted, KernelBug, UsageError
 from .kernel import Kernel
 from .kernel.locking import _set_running_kernel, running_kernel
+from .kernel.memory_model import MODELS as MEMORY_MODELS, make_memory_model
+
+# How long a store may stay unseen by some CPU under tso and weak, in virtual
+# ns (memory_model.py): the chooser draws delays up to it.  Not a cited
+# figure: no source at hand bounds how long a store may stay unpropagated on
+# a real CPU (the LKMM sets no bound; hardware drains store buffers and
+# invalidate queues in far less, but by no documented limit).  It is a
+# modelling bound, chosen so that spin loops end; a change needs a source.
+MEMORY_WINDOW_NS = 50_000
+
+# The memory model of the machines built without one: what --memory-model of
+# a command or of pytest selects for every machine they build.
+_default_memory_model = ["sc"]
+
+
+def default_memory_model():
+    return _default_memory_model[0]
+
+
+def set_default_memory_model(name):
+    """Build the machines made without ``memory_model=`` with *name*; returns
+    the previous default."""
+    if name not in MEMORY_MODELS:
+        raise UsageError(f"--memory-model must be one of {', '.join(MEMORY_MODELS)}, not {name!r}")
+    previous = _default_memory_model[0]
+    _default_memory_model[0] = name
+    return previous
 from .kernel.task import TASK_RUNNING
 from .observe.osnoise import Osnoise
 from .variants import load_variant, select_variants
@@ -141,7 +168,12 @@ class Machine:
                  hz=1000, glibc_rseq=True, lockup_ns=1_000_000_000, baton_timeout=10.0,
                  trace_tail=512, trace=False, max_threads=1 << 16, costs=None, replay=None,
                  stall_timeout=30.0, invariants=True, strategy=None, trace_functions=False,
-                 nohz_full=None, isolcpus=None):
+                 nohz_full=None, isolcpus=None, memory_model=None):
+        if memory_model is None:
+            memory_model = _default_memory_model[0]
+        if memory_model not in MEMORY_MODELS:
+            raise UsageError(f"memory_model must be one of {', '.join(MEMORY_MODELS)}, "
+                             f"not {memory_model!r}")
         if isinstance(nr_cpus, bool) or not isinstance(nr_cpus, int) or not 1 <= nr_cpus <= 1024:
             raise UsageError(f"nr_cpus must be an int in 1..1024, not {nr_cpus!r}")
         nr_possible = nr_cpus if nr_possible is None else nr_possible
@@ -181,10 +213,22 @@ class Machine:
                              invariants=invariants, nohz_full=nohz_full, isolcpus=isolcpus)
         # osnoise's view of the isolated CPUs, if there are any.
         self.osnoise = Osnoise(self.kernel, nohz_full | isolcpus) if nohz_full | isolcpus else None
+        # The memory model behind the shared-memory primitives (sc: none, no cost).
+        self.memory_model = memory_model
+        if memory_model != "sc":
+            k = self.kernel
+            k.memory_model = make_memory_model(
+                memory_model, nr_possible, lambda n: k.chooser.below(n),
+                lambda: k.engine.now, MEMORY_WINDOW_NS)
         if strategy is not None:
             strategy.install(self.kernel)
         if trace_functions:
-            self.kernel.tp.trace_functions(self.kernel.mm_cid)
+            # The function tracer over the variants the run is about: the
+            # selected mm_cid and lazy_tlb ones (mm_cid's if neither is).
+            traced = [c.subsystem for c in self.selected
+                      if c.subsystem in ("mm_cid", "lazy_tlb")] or ["mm_cid"]
+            for subsystem in traced:
+                self.kernel.tp.trace_functions(getattr(self.kernel, subsystem))
         if trace:
             self.kernel.tp.record_all()
         self._ran = False
@@ -420,6 +464,8 @@ class Machine:
             return self.replay
         variants = [cls.source or cls.name for cls in self.selected]
         strategy = f", strategy={self.strategy.spec()!r}" if self.strategy else ""
+        if self.memory_model != "sc":
+            strategy += f", memory_model={self.memory_model!r}"
         return f"Machine(nr_cpus={self.nr_cpus}, variants={variants!r}, seed={self.seed}{strategy})"
 
     def failure_report(self, failure=None):
@@ -427,13 +473,20 @@ class Machine:
         the CPUs and tasks it names, repeats folded) and the replay command."""
         k = self.kernel
         strategy = f" strategy={self.strategy.spec()}" if self.strategy else ""
+        memory = ""
+        if self.memory_model != "sc":
+            # the stores other CPUs may not have seen yet
+            flight = k.memory_model.in_flight()
+            strategy += f" memory_model={self.memory_model}"
+            memory = "stores in flight:\n" + ("\n".join(f"  {ln}" for ln in flight)
+                                               or "  none") + "\n"
         about = "" if failure is None else f"{failure.message}\n{failure.detail}"
         functions = "" if k.tp.function else \
             " (the replay adds the variant's function calls)"
         variants = ",".join(cls.name for cls in self.variant_classes.values())
         return (f"seed={self.seed} variant={variants} cpus={self.nr_cpus}{strategy} "
                 f"virtual time={self.engine.now} ns\n"
-                f"minimal trace{functions}:\n{k.tp.minimal_trace(about)}\n"
+                f"{memory}minimal trace{functions}:\n{k.tp.minimal_trace(about)}\n"
                 f"replay: {self.replay_command()}")
 
     def trace_text(self):

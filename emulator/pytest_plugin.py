@@ -41,6 +41,27 @@ DEFAULT_CPUS = (1, 2, 3, 8, 128)      # one CPU, two, an odd count, more
 PATCH_SEARCH_SHARDS = 8
 
 
+# The default suite's share of weak-memory searching: one stateful search per
+# selected variant in each of these models (sc is every other test's), of
+# MEMORY_SEARCH_EXAMPLES examples; --emu-memory-examples=N or
+# EMU_MEMORY_EXAMPLES=N makes them a longer campaign.  With --memory-model M
+# every machine of the session is M already: the share then runs in M only.
+MEMORY_SEARCH_MODELS = ("tso", "weak")
+MEMORY_SEARCH_EXAMPLES = 40
+
+
+def memory_search_examples(config):
+    n = config.getoption("emu_memory_examples")
+    if n is None:
+        text = os.environ.get("EMU_MEMORY_EXAMPLES", str(MEMORY_SEARCH_EXAMPLES))
+        if not text.strip().isdigit():
+            raise pytest.UsageError(f"EMU_MEMORY_EXAMPLES={text!r}: a number of examples >= 1")
+        n = int(text)
+    if n < 1:
+        raise pytest.UsageError(f"--emu-memory-examples {n}: must be >= 1")
+    return n
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("emulator")
     group.addoption("--variant", action="append", default=[], metavar="NAME|PATH",
@@ -56,6 +77,13 @@ def pytest_addoption(parser):
                          "variant, spread over the xdist workers (see python -m emulator explore)")
     group.addoption("--emu-workload", default=None, metavar="W",
                     help="the campaign's workload (stateful, generated, or a selftest mirror)")
+    group.addoption("--memory-model", default=None, metavar="M",
+                    help="sc (default), tso or weak: the memory model of every machine the "
+                         "tests build (emulator/kernel/memory_model.py)")
+    group.addoption("--emu-memory-examples", type=int, default=None, metavar="N",
+                    help="examples of each tso and weak search of the default suite "
+                         f"(default {MEMORY_SEARCH_EXAMPLES}, env EMU_MEMORY_EXAMPLES): the "
+                         "opt-in longer weak-memory campaign (tests/test_memory_model_search.py)")
     group.addoption("--emu-strategy", default=None, metavar="S",
                     help="exploration strategy for the selftest mirrors and machine_factory "
                          "machines (random, pct, name:key=value,...)")
@@ -93,6 +121,14 @@ def pytest_configure(config):
         if not 1 <= n <= 1024:
             raise pytest.UsageError(f"--cpus {n}: must be in 1..1024")
     config._emu_cpus = cpus
+    memory_search_examples(config)          # a bad count fails here, not per test
+    model = config.getoption("memory_model")
+    if model is not None:
+        from .machine import set_default_memory_model
+        try:
+            set_default_memory_model(model)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
     spec = config.getoption("emu_strategy")
     if spec:
         try:
@@ -131,6 +167,9 @@ def _signal_workers(signum):
 
 
 def pytest_unconfigure(config):
+    if config.getoption("memory_model") is not None:
+        from .machine import set_default_memory_model
+        set_default_memory_model("sc")
     scope = getattr(config, "_emu_interrupt", None)
     if scope is not None:
         del config._emu_interrupt
@@ -158,6 +197,31 @@ def pytest_runtest_call(item):
         raise stop from group
     interrupt.checkpoint()
     return result
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo):
+    """Before pytest reports the interrupt: a signal taken at an instruction
+    that has no line (CPython 3.11's exception clean-up code) leaves a
+    traceback entry whose tb_lineno is None, and pytest's report of such a
+    traceback fails with a TypeError (the same crash as pytest-xdist#1196),
+    which turns Ctrl-C into an internal error.  Those entries are unlinked,
+    in the interrupt and in every exception chained to it or grouped with it."""
+    _unlink_lineless_entries(excinfo.value, set())
+
+
+def _unlink_lineless_entries(exc, seen):
+    if exc is None or id(exc) in seen:
+        return
+    seen.add(id(exc))
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        if tb.tb_next.tb_lineno is None:
+            tb.tb_next = tb.tb_next.tb_next
+        else:
+            tb = tb.tb_next
+    for other in (exc.__cause__, exc.__context__, *getattr(exc, "exceptions", ())):
+        _unlink_lineless_entries(other, seen)
 
 
 def pytest_report_header(config):
@@ -259,6 +323,13 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("emu_search", params,
                              ids=[f"{v.name}-{shard}" if getattr(v, "source", None) else v.name
                                   for v, shard in params])
+    if "emu_memory_search" in metafunc.fixturenames:
+        forced = metafunc.config.getoption("memory_model")
+        models = (forced,) if forced else MEMORY_SEARCH_MODELS
+        variants = _module_variants(metafunc.config, metafunc.module)
+        params = [(v, m) for v in variants for m in models]
+        metafunc.parametrize("emu_memory_search", params, indirect=True,
+                             ids=[f"{v.name}-{m}" for v, m in params])
     if "selftest_machine" in metafunc.fixturenames:
         config = metafunc.config
         marker = metafunc.definition.get_closest_marker("emu_cpus")
@@ -334,6 +405,8 @@ def rerun_command(item):
     strategy = config.getoption("emu_strategy")
     if strategy:
         args.append(f"--emu-strategy={strategy}")
+    if config.getoption("memory_model"):
+        args.append(f"--memory-model={config.getoption('memory_model')}")
     return shlex.join(args)
 
 
@@ -349,6 +422,13 @@ def selftest_machine(request):
         request.node.add_marker(pytest.mark.xfail(reason=reason, strict=strict,
                                                   raises=SelftestFailed))
     return SelftestRun(request, variant, nr_cpus, request.config.getoption("emu_seed"))
+
+
+@pytest.fixture
+def emu_memory_search(request):
+    """(variant, memory model, examples): a share of the searches in tso and weak."""
+    variant, model = request.param
+    return variant, model, memory_search_examples(request.config)
 
 
 @pytest.fixture

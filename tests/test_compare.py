@@ -33,6 +33,8 @@ def emulator(*args):
     (["--variant", "v6.13", "--variant", "nosuch"], "unknown variant 'nosuch'"),
     (["--variant", "v6.13", "--cpus", "0"], "--cpus 0: must be in 1..1024"),
     (["--variant", "v6.13", "-j", "0"], "-j 0: at least 1"),
+    (["--variant", "v6.13", "--cpus", "2", "--isolcpus", "0-1"],
+     "--isolcpus 0-1 leaves no housekeeping CPU of 2"),
     (["--workload", "idle"], "at least one --variant"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args, words):
@@ -115,7 +117,7 @@ def test_a_failing_run_is_reported_with_its_replay_and_left_out():
     assert ("replay: python -m emulator compare --variant seed-000 --workload fork --cpus 2 "
             "--duration 2ms --seed 1 --seeds 1") in text
     assert cmp.stat(("fork", 2), "seed-000", "context_switches") is None
-    assert cmp.seed_000_cells(("fork", 2), "seed-000") == ("failed",) * 3
+    assert cmp.seed_000_cells(("fork", 2), "seed-000") == ("finding",) * 3
 
 
 def test_cyclictest_on_isolated_cpus_prints_rtla_timerlat_histograms():
@@ -203,3 +205,70 @@ def test_seeds_histograms_add_up_and_an_empty_column_sets_no_minimum():
     b.add(1, "CPU", 9_000)
     merged = a.merge(b)
     assert merged.summary("CPU") == (2, 7_000, 8_000, 9_000)
+
+
+def _runs(values_by_variant):
+    """Run dicts as run_job() returns them, one per value of each counter."""
+    out = []
+    for variant, counters in values_by_variant.items():
+        n = len(next(iter(counters.values())))
+        for i in range(n):
+            out.append({"workload": "w", "cpus": 2, "variant": variant, "subsystem": "mm_cid",
+                        "seed": 1 + i, "duration_ns": MS, "failure": None,
+                        "values": {k: v[i] for k, v in counters.items()}})
+    return out
+
+
+def test_changes_carry_mmtests_sign_and_asterisks_where_beyond_the_seeds_noise():
+    """+ is better (pndiff for costs, pdiff for throughput; activity counts: + is more); a change
+    larger than the two 95% confidence half-widths is starred, a noisy one is not."""
+    from emulator.observe.report import Comparison
+    cmp = Comparison(_runs({
+        "head": {"ipis": [10, 11, 12], "hackbench messages/s": [100, 100, 100],
+                 "context_switches": [1000, 1100, 1200]},
+        "patch": {"ipis": [20, 21, 22], "hackbench messages/s": [110, 110, 110],
+                  "context_switches": [1000, 1100, 1300]},
+    }))
+    block = ("w", 2)
+    assert cmp.change(block, "patch", "ipis") == pytest.approx(100 - 21 * 100 / 11)   # worse: -
+    assert cmp.change(block, "patch", "hackbench messages/s") == pytest.approx(10)  # better: +
+    assert cmp.change(block, "patch", "context_switches") == pytest.approx(3400 / 33 - 100)
+    # ipis: |21 - 11| = 10 > 2 * qt(0.975, 2) * 1 / sqrt(3) = 4.97; no spread: any difference
+    assert cmp.significant(block, "patch", "ipis") is True
+    assert cmp.significant(block, "patch", "hackbench messages/s") is True
+    assert cmp.significant(block, "patch", "context_switches") is False
+    assert cmp.significant(block, "head", "ipis") is None
+    ratio = Comparison(_runs({"head": {"locks_per_switch": [2.0, 2.0]},
+                              "patch": {"locks_per_switch": [2.5, 2.5]}}))
+    assert ratio.significant(block, "patch", "locks_per_switch") is True    # seeds agree
+    rows = {line.split()[1]: line for line in cmp.text().splitlines()
+            if line.startswith(("Amean", "Hmean"))}
+    assert rows["ipis"].startswith("Amean") and "* -90.91%*" in rows["ipis"]
+    assert rows["hackbench"].startswith("Hmean") and "*  10.00%*" in rows["hackbench"]
+    assert "(   3.03%)" in rows["context_switches"] and "*" not in rows["context_switches"]
+    stddev = [line for line in cmp.text().splitlines() if line.startswith("Stddev")]
+    assert stddev and not any("*" in line for line in stddev)
+    one = Comparison(_runs({"head": {"ipis": [10]}, "patch": {"ipis": [20]}}))
+    assert one.significant(block, "patch", "ipis") is None
+    assert not any("*" in line for line in one.text().splitlines() if line.startswith("Amean"))
+
+
+def test_the_head_scan_delays_a_real_time_probe_only_where_the_tick_runs():
+    """The predecessor series' mechanism: with isolcpus= only, a tick that lands while the
+    cyclictest thread runs queues v6.13's scan as task work in it, and its next wake-up is late by
+    the whole scan (250 ns per possible CPU); seed-000 scans in a kworker and the probe never
+    waits.  With nohz_full= the tick stops and v6.13's scan never runs on the isolated CPUs.
+    (A 997 us period drifts against the 1 ms tick; a 1000 us one stays in phase with it.)"""
+    from emulator.variants.mm_cid_v6_4 import SCAN_NS_PER_CPU
+    key = "cyclictest Thr max us"
+    ticking = compare(["v6.13", "seed-000"], ["cpu-load:80+cyclictest:997"], [4], "1s",
+                      isolcpus="1-3")
+    block = ticking.blocks[0]
+    assert "isolated CPUs 1-3 (isolcpus only: their tick runs)" in ticking.text()
+    late = ticking.stat(block, "v6.13", key)[0] - ticking.stat(block, "seed-000", key)[0]
+    assert late == pytest.approx(4 * SCAN_NS_PER_CPU / 1000)
+    assert ticking.change(block, "seed-000", key) > 0             # + is better: lower latency
+    quiet = compare(["v6.13", "seed-000"], ["cpu-load:80+cyclictest:997"], [4], "1s",
+                    nohz_full="1-3")
+    assert quiet.stat(block, "v6.13", key)[0] == quiet.stat(block, "seed-000", key)[0]
+    assert quiet.stat(block, "v6.13", "scan_invocations") is None    # no scan ran at all

@@ -153,3 +153,74 @@ def test_subscribed_tracepoint_sees_events():
     assert len(records) == m.kernel.nr_switches
     assert all(r[4] == "sched_switch" and "==>" in str(r[5]) for r in records)
     assert "sched_switch:" in Tracepoints.format(records[0])
+
+
+def test_the_kernels_events_carry_their_fields_and_print_as_ftrace():
+    """A process forks a child that moves to the other CPU, signals itself
+    and execs a new image; a kernel thread runs a function on a kworker of
+    CPU 1: every event is a Fields, its fields the values of the moment and
+    its text ftrace's format for the event."""
+    from emulator.checks.kasan import is_freed
+    from emulator.observe.trace import Fields, SchedProcessForkFields
+    from emulator.uapi.libc import execve, fork, getpid, sched_setaffinity, waitpid
+    from emulator.uapi.signal import SIGUSR1, kill, sigaction, struct_sigaction
+
+    seen = {}
+
+    def new_image():
+        usleep(1000)
+        return 0
+
+    def child():
+        seen["to"] = 1 - sched_getcpu()
+        sched_setaffinity(0, {seen["to"]})
+        sigaction(SIGUSR1, struct_sigaction(lambda signo: None))
+        kill(getpid(), SIGUSR1)
+        execve(new_image)
+
+    def main():
+        seen["parent"] = getpid()
+        seen["child"] = fork(child)
+        waitpid(seen["child"])
+        return 0
+
+    m = Machine(nr_cpus=2, seed=1, trace=True)
+    assert m.run(main) == 0
+    k = Machine(nr_cpus=2, seed=1, trace=True)
+    assert k.run_kernel(lambda kernel: kernel.work_on_cpu(1, lambda arg: arg, 7)) == 7
+    events = m.kernel.tp.full + k.kernel.tp.full
+    by_event = {}
+    for r in events:
+        by_event.setdefault(r[4], []).append(r)
+    assert set(by_event) >= {
+        "sched_process_fork", "sched_migrate_task", "signal_generate", "signal_deliver",
+        "sched_process_exec", "sched_process_exit", "mm_alloc", "mm_free",
+        "workqueue_queue_work", "workqueue_execute_start", "workqueue_execute_end"}
+    assert all(isinstance(r[5], Fields) for r in events)
+    parent, child_pid = seen["parent"], seen["child"]
+    fork_ = next(r[5] for r in by_event["sched_process_fork"] if r[5].fields["pid"] == parent)
+    assert type(fork_) is SchedProcessForkFields and fork_.fields["child_pid"] == child_pid
+    assert str(fork_) == f"comm=main pid={parent} child_comm=main child_pid={child_pid}"
+    moved = [r[5].fields for r in by_event["sched_migrate_task"] if r[5].fields["pid"] == child_pid]
+    assert moved and moved[-1]["dest_cpu"] == seen["to"]
+    generate = by_event["signal_generate"][0][5]
+    assert str(generate) == f"sig={SIGUSR1} comm=main pid={child_pid} grp=1"
+    deliver = by_event["signal_deliver"][0][5]
+    assert deliver.fields == {"sig": SIGUSR1, "sa_handler": "<lambda>", "sa_flags": 0}
+    assert str(deliver) == f"sig={SIGUSR1} sa_handler=<lambda> sa_flags=0x0"
+    exec_ = by_event["sched_process_exec"][-1][5]
+    assert str(exec_) == f"filename=new_image pid={child_pid} old_pid={child_pid}"
+    exits = {r[5].fields["pid"]: str(r[5]) for r in by_event["sched_process_exit"]}
+    assert exits[child_pid] == f"comm=new_image pid={child_pid} prio=120"
+    alloc, free = by_event["mm_alloc"][-1][5], by_event["mm_free"][0][5]
+    assert str(alloc) == (f"mm=mm#{alloc.fields['id']} by "
+                          f"{alloc.fields['by_comm']}[{alloc.fields['by_pid']}]")
+    assert str(free) == f"mm=mm#{free.fields['id']}" and is_freed(free.fields["mm"])
+    queued = by_event["workqueue_queue_work"][0][5]
+    assert queued.fields == {"work": "work_for_cpu_fn", "workqueue": "events", "req_cpu": 1,
+                             "cpu": 1}
+    assert str(queued) == "work struct=work_for_cpu_fn workqueue=events req_cpu=1 cpu=1"
+    start = by_event["workqueue_execute_start"][0][5]
+    assert str(start) == "work struct work_for_cpu_fn: function work_for_cpu_fn"
+    assert m.trace_text().count(": sched_process_fork: comm=") == len(
+        [r for r in m.kernel.tp.full if r[4] == "sched_process_fork"])

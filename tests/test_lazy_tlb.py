@@ -315,3 +315,177 @@ def test_conformance_processes_threads_kernel_users_and_hotplug(emu_variant, sha
         if reason is None:
             raise
         pytest.xfail(reason)
+
+
+SHOOT_LOCAL = "fixtures/patches/shoot_local_after_flush.py"
+
+
+def test_the_search_catches_a_patch_that_trusts_the_exit_flush():
+    """fixtures/patches/shoot_local_after_flush.py (a patch to shootdown-v6.4
+    named by no other test) shoots only the CPU of the final mmdrop, trusting
+    the exit flush to have cleared the others.  The stateful search a
+    ``pytest --variant`` run gives a patch file (its shards in order, each of
+    STATEFUL_PATCH_EXAMPLES examples) finds the CPU that ran exit_mmap()
+    still holding the mm when another CPU frees it (P6), and reports it with
+    the minimal trace and a replay key.  Shrinking is off here to keep the
+    test short; the default run shrinks."""
+    from hypothesis import Phase
+
+    from emulator.errors import EmulationFailure
+    from emulator.explore.stateful import stateful_search
+    from emulator.explore.stateful_lazy_tlb import lazy_tlb_machine
+    from emulator.pytest_plugin import PATCH_SEARCH_SHARDS
+    from test_lazy_tlb_stateful import PATCH_EXAMPLES
+    patch = load_variant(SHOOT_LOCAL)
+    for shard in range(PATCH_SEARCH_SHARDS):
+        try:
+            stateful_search(lazy_tlb_machine(patch), PATCH_EXAMPLES, shard,
+                            phases=[Phase.explicit, Phase.generate])()
+        except EmulationFailure as exc:
+            text = str(exc)
+            break
+    else:
+        pytest.fail(f"no shard of the default search caught {SHOOT_LOCAL}")
+    assert text.startswith("P6 no use after free: mm#") and "still has it loaded" in text
+    assert "minimal trace:" in text and "function: cleanup_lazy_tlbs(" in text
+    assert "replay: python -m emulator replay emu1-" in text
+
+
+def nohz_full_teardowns(variant, churn=20, isolated_ms=60):
+    """4 CPUs, CPU 3 nohz_full and isolated.  A tenant process ran a thread
+    on CPU 3 and exits while CPU 3 runs one task of another process for
+    *isolated_ms* (its tick stopped: nohz_full with one task); CPUs 0-2
+    keep switching to user tasks, and *churn* short processes fork and exit
+    there, one a millisecond.  Then two tasks share CPU 3 for a few ms (its
+    tick comes back).  Returns the lazy_tlb stats, the dead mms not yet
+    freed and the frees done when the isolated task ended, and the CPUs the
+    generation waited for then."""
+    m = Machine(nr_cpus=4, seed=1, variants=[variant], nohz_full="3", isolcpus="3")
+    k = m.kernel
+    s = k.lazy_stats
+    seen = {}
+
+    def on(cpus, fn):
+        def body():
+            libc.sched_setaffinity(0, cpus)
+            return fn()
+        return body
+
+    def switcher():
+        while m.now < (isolated_ms + 30) * MS:
+            libc.busy_wait(200_000)
+            libc.usleep(50)
+        return 0
+
+    def tenant_thread(_):
+        libc.sched_setaffinity(0, {3})
+        libc.busy_wait(100_000)
+        return 0
+
+    def tenant():
+        libc.pthread_join(libc.pthread_create(tenant_thread, 0))
+        libc.usleep(4000)
+        return 0
+
+    def isolated():
+        end = m.now + isolated_ms * MS
+        while m.now < end:
+            libc.busy_wait(500_000)           # never sleeps: no switch, no tick
+        return 0
+
+    def sharing():
+        for _ in range(4):
+            libc.busy_wait(1_500_000)
+            libc.usleep(100)
+        return 0
+
+    def main():
+        libc.sched_setaffinity(0, {0, 1, 2})
+        switchers = [libc.fork(on({c}, switcher)) for c in (0, 1, 2)]
+        t = libc.fork(on({0}, tenant))
+        libc.usleep(1000)
+        iso = libc.fork(on({3}, isolated))
+        for _ in range(churn):
+            libc.waitpid(libc.fork(lambda: libc.busy_wait(100_000) or 0))
+            libc.usleep(1000)
+        libc.waitpid(t)
+        libc.waitpid(iso)
+        libc.usleep(1000)
+        seen["dead"] = len(s.mmput_ns)
+        seen["freed"] = len(s.free_wait_ns)
+        seen["stalled_by"] = getattr(k.lazy_tlb, "stalling_cpus", list)()
+        for pid in [libc.fork(on({3}, sharing)) for _ in range(2)]:
+            libc.waitpid(pid)
+        for pid in switchers:
+            libc.waitpid(pid)
+        return 0
+    assert m.run(main) == 0
+    return s, seen
+
+
+def test_an_isolated_cpu_running_one_task_holds_every_generation_free_back():
+    """The objection in the seed thread, on a nohz_full CPU that is never
+    idle: CPU 3 runs one task for 60 ms, so it neither ticks nor switches mm,
+    and the generation scheme frees nothing meanwhile: the 22 mms that die
+    (the churn, the tenant, the isolated process) wait up to 65.7 ms, all
+    dead at once, until two tasks share CPU 3 and its tick comes back.
+    Refcount frees each at its exit or at the next user switch of an idle
+    CPU (at most 4 dead at once, 1.3 ms), without interrupting CPU 3;
+    shootdown-v6.4 frees each at once (5 us) but IPIs the isolated CPU for
+    the tenant it ran, and its DEBUG_VM_SHOOT_LAZIES sweep interrupts it at
+    every free (25 times)."""
+    gen, gen_seen = nohz_full_teardowns("seed-004-generation")
+    assert gen_seen["freed"] == 0 and gen_seen["dead"] == 22
+    assert gen_seen["stalled_by"] == [3]
+    assert gen.max_dead_unfreed == 22 and len(gen.free_wait_ns) == 22
+    assert max(gen.free_wait_ns) > 60 * MS
+    assert gen.isolated_ipis == 0
+
+    ref, ref_seen = nohz_full_teardowns("refcount")
+    assert ref_seen["freed"] >= 20 and ref.max_dead_unfreed <= 4
+    assert max(ref.free_wait_ns) < 2 * MS
+    assert ref.isolated_ipis == 0
+
+    v64, v64_seen = nohz_full_teardowns("shootdown-v6.4")
+    assert v64_seen["dead"] == 0 and v64.max_dead_unfreed <= 2
+    assert max(v64.free_wait_ns) < 20 * US
+    assert v64.isolated_ipis == 1 and v64.debug_isolated_ipis > 20
+
+
+def lazy_tlb_workload(variant, nr_cpus=4, ms=20):
+    """The ``lazy-tlb`` workload of ``python -m emulator compare`` for *ms*."""
+    from emulator.workload import fork as pfork
+    from emulator.workloads import FOREVER, Context, load_workloads
+    m = Machine(nr_cpus=nr_cpus, seed=1, variants=[variant])
+    ctx = Context(m, ms * MS)
+    programs = [p for w in load_workloads("lazy-tlb") for p in w.programs(ctx)]
+    m.start(Program(*[pfork(p) for p in programs], sleep(FOREVER)))
+    try:
+        m.advance(ms * MS)
+        return m.stats(), m.kernel.lazy_stats
+    finally:
+        m.close()
+
+
+def test_the_compare_workload_shows_each_schemes_cost():
+    """compare's lazy-tlb workload (threads of one mm going idle and coming
+    back on every CPU, processes dying on two CPUs): refcount one mm_count
+    atomic per switch from several CPUs each ms; shootdown none, and an IPI
+    per teardown; the generation scheme none, its frees deferred by
+    milliseconds."""
+    ref, ref_stats = lazy_tlb_workload("refcount")
+    assert 0.9 < ref["lazy_tlb_atomics_per_switch"] < 1.1
+    assert ref["lazy_tlb_bounce_cpus_per_mm_ms"] > 2
+    # the bounce proxy keeps one entry per live mm, not one per mm and ms for ever
+    from emulator.checks.kasan import is_freed
+    assert ref_stats.writer_windows > 20 and ref_stats.writers
+    assert not any(is_freed(mm) for mm in ref_stats.writers)
+    v64, v64_stats = lazy_tlb_workload("shootdown-v6.4")
+    assert v64["lazy_tlb_atomics_per_switch"] == 0
+    assert v64_stats.shootdowns > 0 and v64_stats.shootdown_ipis >= v64_stats.shootdowns
+    assert v64_stats.debug_ipis == 3 * v64_stats.shootdowns      # every other CPU, each free
+    assert max(v64_stats.free_wait_ns) < 50 * US
+    gen, gen_stats = lazy_tlb_workload("seed-004-generation")
+    assert gen["lazy_tlb_atomics_per_switch"] == 0 and gen_stats.shootdown_ipis == 0
+    assert gen_stats.deferred > 0 and len(gen_stats.mmput_ns) > 0   # dead, not yet freed
+    assert all(wait > 1 * MS for wait in gen_stats.deferred_wait_ns)

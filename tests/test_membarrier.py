@@ -11,7 +11,8 @@ from emulator.uapi.libc import (
     busy_wait, execve, fork, pthread_create, pthread_join, sched_setaffinity, usleep, waitpid,
 )
 from emulator.uapi.membarrier import (
-    MEMBARRIER_CMD_FLAG_CPU, MEMBARRIER_CMD_GET_REGISTRATIONS, MEMBARRIER_CMD_GLOBAL_EXPEDITED,
+    MEMBARRIER_CMD_FLAG_CPU, MEMBARRIER_CMD_GET_REGISTRATIONS, MEMBARRIER_CMD_GLOBAL,
+    MEMBARRIER_CMD_GLOBAL_EXPEDITED,
     MEMBARRIER_CMD_PRIVATE_EXPEDITED, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ,
     MEMBARRIER_CMD_QUERY, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
     MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ,
@@ -153,3 +154,38 @@ def test_global_expedited_interrupts_only_registered_processes(machine_factory):
 
     assert machine.run(main) == 0
     assert hits == [2]
+
+
+def test_registering_rseq_registers_the_plain_private_command_as_the_kernel_answers(
+        machine_factory):
+    """membarrier_register_private_expedited() sets MEMBARRIER_STATE_PRIVATE_EXPEDITED
+    with the _RSEQ bits, so GET_REGISTRATIONS names both registrations, while the
+    plain private command, whose _READY bit is unset, is still EPERM."""
+    seen = {}
+
+    def main():
+        sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0)
+        seen["registrations"] = sys_membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0)
+        seen["plain"] = errno_of(sys_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)
+        return 0
+
+    assert machine_factory(2).run(main) == 0
+    assert seen == {"registrations": MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED
+                    | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ,
+                    "plain": errno.EPERM}
+
+
+def test_the_global_command_is_refused_with_nohz_full_cpus(machine_factory):
+    """MEMBARRIER_CMD_GLOBAL is not compatible with nohz_full: QUERY leaves it
+    out and the command is EINVAL; without nohz_full it is there and works."""
+    seen = {}
+
+    def main():
+        seen["query"] = sys_membarrier(MEMBARRIER_CMD_QUERY, 0, 0) & MEMBARRIER_CMD_GLOBAL
+        seen["global"] = errno_of(sys_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0)
+        return 0
+
+    assert machine_factory(4, nohz_full="1-3").run(main) == 0
+    assert seen == {"query": 0, "global": errno.EINVAL}
+    assert machine_factory(4).run(main) == 0
+    assert seen == {"query": MEMBARRIER_CMD_GLOBAL, "global": 0}

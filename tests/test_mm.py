@@ -24,7 +24,7 @@ def mm_events(m):
     out = []
 
     def rec(r):
-        out.append((r[4], int(re.search(r"mm=(?:<freed )?mm#(\d+)", r[5]).group(1)), r[3], r[0]))
+        out.append((r[4], r[5].fields["id"], r[3], r[0]))
     m.kernel.tp.subscribe("mm_alloc", rec)
     m.kernel.tp.subscribe("mm_free", rec)
     return out
@@ -36,7 +36,7 @@ def forks(m):
     out = []
 
     def rec(r):
-        child = k.tasks[int(re.search(r"child_pid=(\d+)", r[5]).group(1))]
+        child = k.tasks[r[5].fields["child_pid"]]
         out.append((child.pid, k.cur.pid, child.mm, k.cur.mm, child.tgid == k.cur.tgid))
     k.tp.subscribe("sched_process_fork", rec)
     return out
@@ -391,7 +391,8 @@ def test_two_threads_exec_at_once_one_wins(variant, seed):
 
 
 def fields_of(record):
-    return dict(re.findall(r"(\w+)=(\S+)", record[5]))
+    """A record's fields as the strings ftrace prints."""
+    return {name: str(value) for name, value in record[5].fields.items()}
 
 
 @pytest.mark.parametrize("image, err", [("/no/such/file", errno.ENOENT), (42, errno.ENOEXEC)])

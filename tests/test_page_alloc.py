@@ -413,3 +413,77 @@ def test_an_era_promising_isolation_may_not_drain_by_work_items():
     drain_once("v5.19")
     with pytest.raises(EmulationFailure, match="PA7 violated"):
         drain_once(ByWork)
+
+
+def alloc_and_free_orders(variant):
+    """One task allocates and frees a block of each pcp order, twice."""
+    def body(k):
+        for _ in range(2):
+            blocks = [(k.alloc_pages(GFP_KERNEL, order), order) for order in range(4)]
+            for pfn, order in blocks:
+                k._free_pages(pfn, order)
+        return 0
+    return Machine(nr_cpus=2, variants=[variant], seed=1).run_kernel(body, cpu=0)
+
+
+def test_a_pcp_count_that_forgets_the_order_is_caught_as_its_lock_goes():
+    """PA2: a patch taking a high-order block off a pcp list counts one
+    page, not 1 << order; the count and the lists disagree the moment
+    pcp->lock is released."""
+    from emulator.variants import get_variant
+
+    class CountsBlocks(get_variant("v6.2")):
+        name = "pcp-counts-blocks"
+
+        def _rmqueue_pcplist(self, zone, order, migratetype, pcp):
+            pfn = super()._rmqueue_pcplist(zone, order, migratetype, pcp)
+            if pfn is not None:
+                pcp.count += (1 << order) - 1       # the patch's "pcp->count--"
+            return pfn
+
+    assert alloc_and_free_orders("v6.2") == 0
+    with pytest.raises(EmulationFailure, match="PA2 violated: CPU 0's pcp count is"):
+        alloc_and_free_orders(CountsBlocks)
+
+
+def test_a_free_path_that_keeps_the_task_pinned_is_caught_on_return():
+    """PA5: a patch's fallback, when the pcp is taken, frees to the buddy
+    lists without pcpu_task_unpin().  An interrupt frees on the CPU whose
+    task holds its pcp: the task's allocation returns with preemption still
+    disabled.  (The model counts an interrupt's pinning on the task it
+    interrupted; the kernel's preempt_count is the CPU's, the same here.)"""
+    from emulator.kernel import page_alloc as pa
+    from emulator.variants import get_variant
+
+    class StaysPinned(get_variant("v6.2")):
+        name = "pcp-free-stays-pinned"
+
+        def free_unref_page(self, pfn, order):
+            k = self.k
+            zone = k.page_zone(pfn)
+            pa.pcpu_task_pin()
+            pcp = zone.per_cpu_pageset[k.cpu]
+            if pcp.lock.owner is not None:          # "contended": the early exit
+                k.free_one_page(zone, pfn, order, self.get_pcppage_migratetype(pfn))
+                return                              # ...without pcpu_task_unpin()
+            pa.pcpu_task_unpin()
+            super().free_unref_page(pfn, order)
+
+    def body(k):
+        pfn = k.alloc_pages(GFP_KERNEL, 0)
+        bulk = k.page_alloc.rmqueue_bulk
+
+        def rmqueue_bulk(*args):                    # the interrupt comes inside the section
+            got = bulk(*args)
+            k.blk_submit([(pfn, 0)], 0, 0)
+            k.charge(1)
+            return got
+        k.page_alloc.rmqueue_bulk = rmqueue_bulk
+        k.alloc_pages(GFP_KERNEL, 1)
+        del k.page_alloc.rmqueue_bulk
+        k.msleep(1)
+        return 0
+
+    assert Machine(nr_cpus=2, variants=["v6.2"], seed=1).run_kernel(body, cpu=0) == 0
+    with pytest.raises(EmulationFailure, match=r"PA5 violated: __alloc_pages\(\) on CPU 0 returned with .* \(1, 0, 0\)"):
+        Machine(nr_cpus=2, variants=[StaysPinned], seed=1).run_kernel(body, cpu=0)

@@ -224,3 +224,22 @@ def test_an_rseq_cs_pointing_at_nothing_kills_with_sigsegv(machine_factory):
     assert machine_factory(2).run(main) == 0
     assert "survived" not in seen
     assert os.WIFSIGNALED(seen["status"]) and os.WTERMSIG(seen["status"]) == SIGSEGV
+
+
+def test_each_era_has_the_rseq_of_its_kernel_and_a_patch_that_of_its_base(tmp_path):
+    """Every registered mm_cid era names the kernel whose rseq it runs
+    (RSEQ_KERNEL_OF); a patch file takes its base's: a patch to v6.14 checks
+    the signature (SIGSEGV), a patch to seed-003 (on the v6.19 rework) does not."""
+    from emulator.kernel.rseq import RSEQ_KERNEL_OF
+    from emulator.variants import registered
+    in_tree = {name for name, cls in registered("mm_cid").items()
+               if cls.__module__.startswith("emulator.variants.")}  # not other tests' patches
+    assert "v7.0" in in_tree and in_tree <= set(RSEQ_KERNEL_OF)
+    for base in ("v6.14", "seed-003"):
+        patch = tmp_path / f"on_{base.replace('.', '_').replace('-', '_')}.py"
+        patch.write_text("from emulator.variants import get_variant\n\n"
+                         f"class OnBase(get_variant({base!r})):\n"
+                         f"    name = 'on-{base}'\n")
+        seen = preempted_in(block(sig=RSEQ_SIG ^ 1), str(patch))
+        killed = os.WIFSIGNALED(seen["status"]) and os.WTERMSIG(seen["status"]) == SIGSEGV
+        assert killed == (base == "v6.14"), (base, seen)

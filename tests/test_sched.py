@@ -1,7 +1,6 @@
 """The scheduler core as stories: placement, the tick, RT, balancing, migration
 hooks, affinity, nohz, and context_switch()'s order of hooks and lazy mm."""
 
-import re
 
 from emulator.checks.kasan import is_freed
 from emulator.kernel.rseq import RSEQ_EVENT_PREEMPT
@@ -18,12 +17,8 @@ V63 = get_variant("v6.3")
 
 
 def fields(record):
-    """A trace record's fields, as the strings ftrace prints: its Fields'
-    data, or the key=value pairs of an event that is still text."""
-    text = record[5]
-    if isinstance(text, str):
-        return dict(re.findall(r"(\w+)=(\S+)", text))
-    return {name: str(value) for name, value in text.fields.items()}
+    """A trace record's fields, as the strings ftrace prints."""
+    return {name: str(value) for name, value in record[5].fields.items()}
 
 
 def recorder(m, *events):
@@ -502,3 +497,75 @@ def test_a_loop_of_yields_takes_time():
              if "sched_switch" in line and "prev_state=R+" in line]
     assert len(times) >= 900
     assert times[-1] - times[0] >= 900 * DEFAULT["syscall_ns"]
+
+
+# -- sleeping and waking, and the watchdog ---------------------------------------------------------------
+
+
+def pipe_ping_pong(pairs):
+    """*pairs* pairs of threads of one process, each pair pinned to two CPUs
+    (2i, 2i+1), passing a one-byte token through two pipes (will-it-scale's
+    context_switch1_threads), and a worker forking processes whose two
+    threads die on two CPUs, one after the other."""
+    from emulator.workload import pipe, pthread_join, read, wait, write
+    threads = []
+    for i in range(pairs):
+        a, b = pipe(f"a{i}"), pipe(f"b{i}")
+        threads.append(thread(Program(setaffinity({2 * i}), repeat(1 << 30, write(a, 1), read(b, 1)))))
+        threads.append(thread(Program(setaffinity({2 * i + 1}), repeat(1 << 30, read(a, 1), write(b, 1)))))
+    victim = Program(thread(Program(run(50 * US))), run(100 * US), pthread_join())
+    worker = Program(repeat(1 << 30, fork(victim), wait(), sleep(200 * US)))
+    return Program(fork(Program(*threads, sleep(1 << 40))), fork(worker), sleep(1 << 40))
+
+
+def test_pipe_ping_pong_keeps_switching_while_ipis_arrive():
+    """Regression story for a defect in the model: pipe ping-pong pairs kept
+    switching only until IPIs came.  Under shootdown-v6.4, every mm teardown
+    IPIs every CPU (DEBUG_VM_SHOOT_LAZIES's on_each_cpu()); such an IPI
+    brings an idle CPU with a wake-up pending in early, and the pairs fell
+    into step: the model charged a system call's entry cost after its body
+    had run, so each write woke its reader within the reader's own entry
+    cost, spent between prepare_to_wait() and __schedule()'s dequeue, where
+    a wake-up only sets TASK_RUNNING again.  Neither task ever slept, both
+    stayed rq->curr in TASK_INTERRUPTIBLE at every tick, and their CPUs
+    never switched again (80% fewer context switches than refcount).  Now
+    pipe_read() and pipe_write() spend the owed time where the kernel takes
+    pipe->mutex, and every pair's CPUs switch to the end."""
+    m = Machine(nr_cpus=8, variants=["shootdown-v6.4"], seed=1)
+    k = m.kernel
+    m.start(pipe_ping_pong(pairs=4))             # every CPU busy with a pair
+    m.advance(4 * MS)
+    before = [rq.nr_switches for rq in k.rqs]
+    m.advance(4 * MS)                   # (a soft lockup would fail the run here)
+    switched = [rq.nr_switches - n for rq, n in zip(k.rqs, before)]
+    assert k.lazy_stats.debug_ipis >= 8 * 7, k.lazy_stats.debug_ipis  # IPIs came, to every CPU
+    # A round trip is an IPI, a switch-in and a system call: about 4 us each way.
+    assert all(n >= 500 for n in switched), switched
+    m.close()
+
+
+def test_a_task_left_current_in_a_sleeping_state_is_a_soft_lockup():
+    """A kernel path that sets TASK_UNINTERRUPTIBLE and then computes on
+    without calling schedule() (a missed schedule()) keeps its CPU from
+    switching: the watchdog reports it as a soft lockup on that CPU, naming
+    the task and its state, rather than the run ending with low figures."""
+    import pytest
+    from emulator.errors import SoftLockup
+    from emulator.kernel.task import TASK_UNINTERRUPTIBLE
+
+    def fn(k):
+        k.cur.state = TASK_UNINTERRUPTIBLE      # set_current_state()
+        k.charge(50 * MS)                       # ... and no schedule()
+    m = Machine(nr_cpus=2, seed=1)
+    with pytest.raises(SoftLockup, match=r"soft lockup - CPU#1 stuck for 10ms! \[ktest:\d+\]: "
+                                         r"on CPU 1, ktest\[\d+\] was rq->curr in state D"):
+        m.run_kernel(fn, cpu=1)
+    assert 10 * MS <= m.now <= 12 * MS
+
+
+def test_a_cpu_bound_task_alone_on_its_cpu_is_no_soft_lockup():
+    """A task computing alone on its CPU does not switch either, but it is
+    TASK_RUNNING: no report, however long it runs."""
+    m = Machine(nr_cpus=2, seed=1)
+    assert m.run(Program(setaffinity({1}), run(50 * MS))) == 0
+    assert m.now >= 50 * MS

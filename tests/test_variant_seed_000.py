@@ -23,7 +23,7 @@ MS = 1_000_000
 def work_runs(m):
     """Virtual times at which task_mm_cid_work started, from the trace."""
     return [r[0] for r in m.kernel.tp.full
-            if r[4] == "workqueue_execute_start" and "task_mm_cid_work" in r[5]]
+            if r[4] == "workqueue_execute_start" and r[5].fields["function"] == "task_mm_cid_work"]
 
 
 def test_the_scan_is_a_delayed_work_rearmed_every_100ms_from_mm_init():

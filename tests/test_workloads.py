@@ -146,3 +146,25 @@ def test_per_cpu_workloads_go_to_the_isolated_cpus():
     assert pins == [("setaffinity", frozenset({2})), ("setaffinity", frozenset({3}))]
     (main,) = probe.programs(ctx)
     assert [t[1].phases[0][1] for t in main.phases if t[0] == "thread"] == [{2}, {3}]
+
+
+def test_a_nohz_full_cpu_is_ticked_remotely_once_a_second_and_never_scans_cids():
+    """sched_tick_remote(): a nohz_full CPU running one task has no tick of its own; a
+    housekeeping kworker ticks it at 1 Hz without task_tick_mm_cid(), so v6.13's scan never runs
+    for its mm, where the same CPU without nohz_full queues it every 100 ms."""
+    from emulator.workloads import FOREVER
+
+    def run_hog(nohz):
+        m = Machine(nr_cpus=2, variants=["v6.13"], seed=1, nohz_full=nohz, isolcpus=nohz)
+        try:
+            m.start(Program(fork(Program(setaffinity({1}), run(FOREVER), comm="hog")),
+                            sleep(FOREVER)))
+            m.advance(2_500 * MS)
+            k = m.kernel
+            return k.remote_ticks, len(k.scan_stats.get("task_mm_cid_work", ()))
+        finally:
+            m.close()
+
+    assert run_hog("1") == (2, 0)             # at 1 s and 2 s; no scan
+    remote, scans = run_hog(None)
+    assert remote == 0 and 20 <= scans <= 25   # MM_CID_SCAN_DELAY 100 ms, from the first tick

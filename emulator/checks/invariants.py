@@ -25,20 +25,9 @@ it, and (added by the machine) the trace tail and the replay command.
 ``Machine(invariants=False)`` switches P1-P4 off.
 """
 
-from ..errors import EmulationFailure
-
-
-class InvariantViolation(EmulationFailure):
-    """A broken invariant; ``invariant`` names it ("P1"), as data."""
-
-    kind = "invariant violation"
-
-    def __init__(self, message, detail="", invariant=None):
-        super().__init__(message, detail)
-        self.invariant = invariant
-
-
-from .page_alloc import PageAllocInvariants  # noqa: E402 (it uses InvariantViolation)
+from ..errors import InvariantViolation
+from .lazy_tlb import lazy_tlb_at_quiet
+from .page_alloc import PageAllocInvariants
 
 
 def exposes_cid(k, t):
@@ -148,6 +137,5 @@ class Invariants(PageAllocInvariants):
 
     def at_quiet(self):
         P4_no_orphan_cid_bits(self.k)
-        from .lazy_tlb import lazy_tlb_at_quiet
         lazy_tlb_at_quiet(self.k)
         self.page_alloc_quiet()

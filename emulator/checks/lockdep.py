@@ -27,12 +27,12 @@ import re
 
 from ..errors import EmulationFailure
 
-_INSTANCE = (
-    (re.compile(r"\brq\d+"), "rq"),
-    (re.compile(r"\bmm#\d+"), "mm"),
-    (re.compile(r"\bpcp\d+"), "pcp"),
-    (re.compile(r"\bzone\d+"), "zone"),
-    (re.compile(r"[\w/:.-]+\[\d+\]"), "task"),
+_INSTANCE = (                 # (what a name must contain to match, the pattern, its class)
+    ("rq", re.compile(r"\brq\d+"), "rq"),
+    ("mm#", re.compile(r"\bmm#\d+"), "mm"),
+    ("pcp", re.compile(r"\bpcp\d+"), "pcp"),
+    ("zone", re.compile(r"\bzone\d+"), "zone"),
+    ("[", re.compile(r"[\w/:.-]+\[\d+\]"), "task"),
 )
 
 
@@ -41,8 +41,9 @@ class LockOrderViolation(EmulationFailure):
 
 
 def lock_class(name):
-    for pattern, replacement in _INSTANCE:
-        name = pattern.sub(replacement, name)
+    for literal, pattern, replacement in _INSTANCE:
+        if literal in name:               # (a new mm's locks are new names: each fork's)
+            name = pattern.sub(replacement, name)
     return name
 
 

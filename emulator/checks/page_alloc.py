@@ -24,7 +24,7 @@ the mm_cid ones are (InvariantViolation with ``invariant="PA3"``).
       patch deriving from seed 002 would reuse to bring work items back).
 """
 
-from .invariants import InvariantViolation
+from ..errors import InvariantViolation
 
 
 def PA1_conservation(k, zone):

@@ -12,11 +12,12 @@ A :class:`Coverage` accumulates, over the runs a search makes, two sets:
   eras without one, how full the bitmap is against the era's bound).
 
 ``Coverage.watch(machine)`` wraps the kernel functions of the machine's mm_cid
-variant (those the function tracer traces: its methods but
-``NOT_KERNEL_FUNCTIONS``) for one run; it costs a wrapper per call, so only a
-search that asks for it pays.  ``Coverage.reached(run)`` adds the run and,
-inside a Hypothesis test and unless the coverage only observes
-(``guide=False``), reports with ``hypothesis.target()`` how many pairs and
+variant, and of its lazy_tlb variant if the run selected one (those the
+function tracer traces: its methods but ``NOT_KERNEL_FUNCTIONS``) for one
+run; it costs a wrapper per call, so only a search that asks for it pays.
+``Coverage.reached(run)`` adds the run and, inside a Hypothesis test and
+unless the coverage only observes (``guide=False``), reports with
+``hypothesis.target()`` how many pairs and
 states the run added (label ``new pairs and states``).  Hypothesis keeps the
 best-scoring example and, after half of a search, mutates it looking for a
 better score; the score is relative to what earlier runs reached, so a
@@ -108,14 +109,19 @@ class RunCoverage:
         return len(self.pairs) + len(self.states)
 
     def install(self):
-        variant = self.machine.kernel.mm_cid
-        for name in kernel_functions(variant):
-            setattr(variant, name, self._observed(name, getattr(variant, name)))
+        k = self.machine.kernel
+        variants = [k.mm_cid]
+        # A run about a lazy_tlb variant watches its functions too (their
+        # states are its coverage_state(mm)).
+        if any(c.subsystem == "lazy_tlb" for c in getattr(self.machine, "selected", ())):
+            variants.append(k.lazy_tlb)
+        for variant in variants:
+            for name in kernel_functions(variant):
+                setattr(variant, name, self._observed(name, getattr(variant, name), variant))
         return self
 
-    def _observed(self, name, fn):
+    def _observed(self, name, fn, variant):
         k = self.machine.kernel
-        variant = k.mm_cid
         active = self.active
         pairs = self.pairs
         states = self.states

@@ -91,6 +91,9 @@ def make_key(kind, variant, **fields):
     if ref is None:
         return None
     data = {"emulator": emulator_version(), "kind": kind, "variant": ref, **fields}
+    from ..machine import default_memory_model
+    if default_memory_model() != "sc":          # the run's memory model (tso, weak)
+        data["memory_model"] = default_memory_model()
     raw = zlib.compress(json.dumps(data, separators=(",", ":"), sort_keys=True).encode(), 9)
     return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

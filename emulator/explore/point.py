@@ -25,6 +25,9 @@ def sched_point_hook(k, strategy):
     chooser = k.chooser
     pause_ns = strategy.pause_ns
     observe = strategy.observe          # None, or a recorder of every point
+    # weak: the CPUs whose path stored to a lingering site (memory_model.py)
+    memory = getattr(k, "memory_model", None)
+    lingering = getattr(memory, "lingering", None)
 
     if observe is not None:
         # The non-atomic helpers (__cpumask_set_cpu() ...) are accesses, not points.
@@ -34,6 +37,12 @@ def sched_point_hook(k, strategy):
         t = k.cur
         if observe is not None:
             observe(k, kind, obj)
+        if lingering is not None and lingering[k.cpu]:
+            lingering[k.cpu] = False       # this CPU's next point, if its path may pause
+            if not (k.in_irq or t.stack is None or getcurrent() is not t.stack):
+                memory.lingers += 1
+                k.pause_kernel_path(1 + chooser.below(memory.LINGER_MAX_NS))
+                return
         if k.in_irq or t.stack is None or getcurrent() is not t.stack:
             return
         # Where a real kernel may stop this path for as long as interrupts and

@@ -2,6 +2,7 @@
 ``pytest --emu-replay=KEY`` (the keys themselves: emulator.explore.keys)."""
 
 from ..errors import EmulationFailure, UsageError
+from ..machine import set_default_memory_model
 from ..workload import program_from_data
 from .generated import Case, run_case
 from .keys import load_variant_ref, parse_key, replay_command
@@ -13,11 +14,20 @@ from .systematic import program_outcome
 __all__ = ["replay"]
 
 
-def replay(key, trace_file=None, out=print):
+def replay(key, trace_file=None, out=print, memory_model=None):
     """Run what *key* names, with the variant's functions traced, printing
-    its outcome as ``python -m emulator run`` does; returns the exit status (0 the run passed or ended in a
+    its outcome as ``python -m emulator run`` does, under the memory model
+    the key names (or *memory_model*); returns the exit status (0 the run passed or ended in a
     recorded finding, 1 it failed, 4 a selftest skipped)."""
     data = parse_key(key)
+    previous = set_default_memory_model(memory_model or data.get("memory_model", "sc"))
+    try:
+        return _replay(data, key, trace_file, out)
+    finally:
+        set_default_memory_model(previous)
+
+
+def _replay(data, key, trace_file, out):
     variant = load_variant_ref(data["variant"])
     kind = data["kind"]
     command = replay_command(key)

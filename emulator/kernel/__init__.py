@@ -37,11 +37,13 @@ from .task import SignalStruct, Task, TASK_INTERRUPTIBLE, TASK_RUNNING
 from .task_work import TaskWork
 from .time import Time
 from .wait import Wait
+from .watchdog import Watchdog
 from .workqueue import Workqueue
 
 
 class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Signal, Membarrier, Entry, Sys, Wait, Time, TaskWork, IrqWork,
-             Workqueue, StopMachine, PageAlloc, Isolation, Mmap, Blk, Cpu, LazyTlbMm, Kthread, Pipe):
+             Workqueue, StopMachine, PageAlloc, Isolation, Mmap, Blk, Cpu, LazyTlbMm, Kthread, Pipe,
+             Watchdog):
 
     def __init__(self, engine, *, nr_cpus, nr_possible, nr_nodes, hz, variants, glibc_rseq,
                  lockup_ns, trace_tail, max_threads, costs=None, invariants=True, nohz_full=0,
@@ -150,6 +152,8 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Signal, Membarrier, Entry, Sys, 
         self.mm_cid.init_task_fields(self.init_task)
         self.cur = self.init_task
         self.workqueue_init()
+        for cpu in range(self.nr_online):          # sched_cpu_starting()
+            self.sched_tick_start(cpu)
         self.invariants = Invariants(self) if invariants else None
         self.lockdep = Lockdep(self) if invariants else None
         self.page_alloc_init()

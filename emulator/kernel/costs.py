@@ -4,7 +4,12 @@ The two frequent costs, system call entry and switching a user task in, are
 owed by the task and spent in its next stretch on the CPU (``kdebt``): folded
 into its next computation, or spent before it blocks, yields its CPU or lets
 its Python body continue.  The CPU is busy for the same time either way; it only takes one
-event instead of two.  The other costs are spent where they are charged.
+event instead of two.  Not the order, though: the system call's body runs (and wakes
+others) before its entry cost, and a task that then sleeps spends it between its
+set_current_state() and its dequeue, where a wake-up keeps it from sleeping at all.
+pipe_read() and pipe_write() therefore spend it first (kernel/pipe.py: two tasks passing
+a token through pipes otherwise stop switching for good); futex and other waits still
+spend it late (a departure).  The other costs are spent where they are charged.
 
 Kernel code runs in zero virtual time except where it charges a cost, so
 these figures decide how long tasks stay on their CPUs and so how much they

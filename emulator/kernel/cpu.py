@@ -52,6 +52,49 @@ CPU (__cpu_up(), __cpu_die()) are a latency (``cpu_up_ns``), with no
 CPU0-cannot-go (x86 has no online file for CPU 0 since v6.3; arm64 and
 powerpc let any CPU go but the last); cpus_read_lock() readers are not
 counted by the writer (nobody in the model holds it across a sleep).
+
+Checked against the kernel (kernel/cpu.c, kernel/sched/core.c and
+include/linux/cpuhotplug.h as quoted in lore threads and mirrors of 6.x;
+the index has no current kernel/cpu.c of its own):
+
+- take_cpu_down(): __cpu_disable(), then the DYING callbacks down to
+  max(st->target, CPUHP_AP_OFFLINE), which must not fail
+  (cpuhp_invoke_callback_range_nofail()), then stop_machine_park(); on
+  interrupts off under stop_machine.  tick_handover_do_timer() and
+  tick_offline_cpu() (since 6.9 the CPUHP_AP_TICK_DYING state) are not
+  modelled;
+- takedown_cpu(): kthread_park() of the hotplug thread (not modelled: it is
+  left asleep), stop_machine_cpuslocked(take_cpu_down) on the CPU,
+  BUG_ON(cpu_online(cpu)), wait_for_ap_thread(st, false),
+  BUG_ON(st->state != CPUHP_AP_IDLE_DEAD), then __cpu_die();
+- idle_task_exit() (since bf2c59fce4074, 5.8): BUG_ON(cpu_online()), then
+  switch_mm(mm, &init_mm, current) if the idle task's active_mm is not
+  init_mm, active_mm and its reference left for finish_cpu();
+- finish_cpu(), CPUHP_BRINGUP_CPU's teardown on the control CPU: if the
+  idle task's active_mm is not init_mm it becomes init_mm, and the old one
+  is dropped with mmdrop_lazy_tlb() (init_mm included: the boot grab);
+- the states' order (only those the model has): CPUHP_CREATE_THREADS <
+  CPUHP_PAGE_ALLOC < CPUHP_WORKQUEUE_PREP < CPUHP_TIMERS_PREPARE <
+  CPUHP_BP_PREPARE_DYN < CPUHP_BRINGUP_CPU < CPUHP_AP_IDLE_DEAD <
+  CPUHP_AP_OFFLINE < CPUHP_AP_SCHED_STARTING < CPUHP_AP_SMPCFD_DYING <
+  CPUHP_AP_HRTIMERS_DYING < CPUHP_AP_ONLINE < CPUHP_TEARDOWN_CPU <
+  CPUHP_AP_ONLINE_IDLE < CPUHP_AP_SCHED_WAIT_EMPTY <
+  CPUHP_AP_WORKQUEUE_ONLINE < CPUHP_AP_ONLINE_DYN < CPUHP_AP_ACTIVE <
+  CPUHP_ONLINE (the model had CPUHP_WORKQUEUE_PREP before CPUHP_PAGE_ALLOC
+  until this check).  6.5's CPUHP_BP_KICK_AP (the parallel bring-up) is
+  not modelled.
+
+Not confirmed: the finish_cpu() and sched_force_init_mm() of the hotplug
+exit race fix (linux-next a08311b423ad) are written from the posted patch's
+description (the idle task's active_mm is init_mm by then, finish_cpu()
+drops that reference), not from its diff; the arches' __cpu_disable()
+beyond powerpc radix's cleanup_cpu_mmu_context().  Confirmed:
+cpuhp_report_idle_dead() sets CPUHP_AP_IDLE_DEAD and completes the control
+CPU's wait by smp_call_function_single() to cpumask_first(cpu_online_mask).
+Departure: the kernel calls idle_task_exit() from arch_cpu_idle_dead()
+after cpuhp_report_idle_dead() has sent that IPI; the model switches first
+and sends it after (the IPI takes ``ipi_latency_ns`` either way, and the
+dead CPU runs nothing in between, so no other CPU can tell).
 """
 
 from .locking import mutex, mutex_lock, mutex_unlock, raw_spin_lock, raw_spin_unlock
@@ -68,8 +111,8 @@ ENOSPC = 28
 CPUHP_INVALID = -1
 CPUHP_OFFLINE = 0
 CPUHP_CREATE_THREADS = 1
-CPUHP_WORKQUEUE_PREP = 2
-CPUHP_PAGE_ALLOC = 3
+CPUHP_PAGE_ALLOC = 2
+CPUHP_WORKQUEUE_PREP = 3
 CPUHP_TIMERS_PREPARE = 4
 CPUHP_BP_PREPARE_DYN = 5
 CPUHP_BP_PREPARE_DYN_END = CPUHP_BP_PREPARE_DYN + 20

@@ -10,6 +10,7 @@ string is a path that does not exist (ENOENT); anything else is a file with no
 binary handler (ENOEXEC).
 """
 
+from ..observe.trace import SchedProcessExecFields
 from .task import TASK_KILLABLE
 
 ENOENT = 2
@@ -57,7 +58,8 @@ class Exec:
             self.invariants.index(me.cpu, me)
         self.rseq_execve(me)
         if self.tp.sched_process_exec:
-            self.tp.emit("sched_process_exec", f"filename={comm} pid={me.pid} old_pid={old_pid}")
+            self.tp.emit("sched_process_exec", SchedProcessExecFields((
+                SchedProcessExecFields, comm, me.pid, old_pid)))
         me.user.exec_start(image)
         return 0
 

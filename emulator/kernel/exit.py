@@ -5,6 +5,7 @@ the signal number for a fatal signal (only SIGKILL is modelled).
 """
 
 from ..errors import KernelBug
+from ..observe.trace import SchedProcessExitFields
 from .locking import raw_spin_lock, raw_spin_unlock
 from .task import (
     EXIT_DEAD, EXIT_ZOMBIE, PF_EXITING, PF_KTHREAD, TASK_DEAD, TASK_INTERRUPTIBLE,
@@ -34,7 +35,8 @@ class Exit:
         group_dead = sig.live == 0
         tsk.exit_code = code
         if self.tp.sched_process_exit:
-            self.tp.emit("sched_process_exit", f"comm={tsk.comm} pid={tsk.pid} prio={tsk.prio}")
+            self.tp.emit("sched_process_exit", SchedProcessExitFields((
+                SchedProcessExitFields, tsk.comm, tsk.pid, tsk.prio)))
         self.exit_mm()
         self.exit_task_work(tsk)
         self.exit_notify(tsk, group_dead)

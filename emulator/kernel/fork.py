@@ -9,7 +9,7 @@ mmdrop() frees the struct (__mmdrop), after which it is poisoned.
 
 from ..checks.kasan import kasan_poison, kasan_record_alloc
 from ..errors import KernelBug
-from ..observe.cid_watch import forget_mm, forget_task
+from ..observe.trace import MmFields, SchedProcessForkFields, forget_mm, forget_task
 from .locking import (
     atomic_dec_and_test, atomic_inc, atomic_read, atomic_t, raw_spin_lock, raw_spin_unlock,
 )
@@ -66,7 +66,8 @@ class Fork:
         self.live_mms[mm.id] = mm
         self.mms_allocated += 1
         if self.tp.mm_alloc:
-            self.tp.emit("mm_alloc", f"mm={mm!r} by {self.cur!r}")
+            cur = self.cur
+            self.tp.emit("mm_alloc", MmFields((MmFields, mm, mm.id, cur.comm, cur.pid)))
         return mm
 
     def mm_alloc(self):
@@ -125,7 +126,7 @@ class Fork:
         slots = self.mm_cid.cid_slots(mm)
         self.mm_cid.mm_destroy_cid(mm)
         if self.tp.mm_free:
-            self.tp.emit("mm_free", f"mm={mm!r}")
+            self.tp.emit("mm_free", MmFields((MmFields, mm, mm.id)))
         self.mms_freed += 1
         del self.live_mms[mm.id]
         kasan_poison(mm, self)
@@ -137,6 +138,8 @@ class Fork:
         cpu = self.cpu
         if prev_mm is not next_mm:
             next_mm.cpu_bitmap |= 1 << cpu
+            if self.memory_model is not None:
+                self.memory_model.switch_mm(cpu)    # the arch's implied barrier, if any
         self.rqs[cpu].loaded_mm = next_mm
 
     # -- tasks -----------------------------------------------------------------------------
@@ -249,7 +252,8 @@ class Fork:
         if user is not None:
             self.nr_user_tasks += 1
         if self.tp.sched_process_fork:
-            self.tp.emit("sched_process_fork", f"comm={cur.comm} pid={cur.pid} child_comm={p.comm} child_pid={p.pid}")
+            self.tp.emit("sched_process_fork", SchedProcessForkFields((
+                SchedProcessForkFields, cur.comm, cur.pid, p.comm, p.pid)))
         return p
 
     def kernel_clone(self, clone_flags, comm, user):

@@ -22,6 +22,7 @@ shootdowns (total, and to CPUs in ``isolated_mask`` if the machine has one),
 and for every mm the time from its last mmput() to its free.
 """
 
+from ..checks.kasan import is_freed
 from ..errors import KernelBug
 
 
@@ -33,19 +34,46 @@ class LazyTlbStats:
         self.shootdowns = 0           # cleanup_lazy_tlbs() calls that sent IPIs or ran locally
         self.shootdown_ipis = 0       # IPIs of those (remote CPUs)
         self.isolated_ipis = 0        # of which to isolated CPUs
-        self.writers = {}             # (mm, ms) -> mask of CPUs that wrote its mm_count
+        self.debug_ipis = 0           # DEBUG_VM_SHOOT_LAZIES's on_each_cpu() sweeps' IPIs
+        self.debug_isolated_ipis = 0  # of which to isolated CPUs
+        # The bounce proxy: per live mm, the millisecond its mm_count was last
+        # written in and the mask of CPUs that wrote it then; a finished
+        # millisecond (or a freed mm's last) is folded into the two sums, so
+        # the dict holds only live mms (a long run does not grow it).
+        self.writers = {}             # mm -> [ms, mask of CPUs that wrote its mm_count]
+        self.writer_cpus = 0          # sum over finished (mm, ms) of the CPUs writing
+        self.writer_windows = 0       # number of finished (mm, ms) with a write
         self.mmput_ns = {}            # mm -> virtual time of its last mmput() (__mmput())
         self.free_wait_ns = []        # per freed mm: its free - its last mmput()
         self.deferred = 0             # frees a variant deferred (generation scheme)
         self.deferred_wait_ns = []    # per deferred free: free - deferral
         self.max_dead_unfreed = 0     # most dead (mmput()) mms not yet freed at once
 
+    def wrote(self, mm, ms, cpu):
+        """CPU *cpu* wrote *mm*'s mm_count in millisecond *ms*."""
+        w = self.writers.get(mm)
+        if w is None:
+            self.writers[mm] = [ms, 1 << cpu]
+        elif w[0] == ms:
+            w[1] |= 1 << cpu
+        else:
+            self.writer_cpus += w[1].bit_count()
+            self.writer_windows += 1
+            w[0], w[1] = ms, 1 << cpu
+
+    def forget(self, mm):
+        """*mm* is freed: its last millisecond is folded in."""
+        w = self.writers.pop(mm, None)
+        if w is not None:
+            self.writer_cpus += w[1].bit_count()
+            self.writer_windows += 1
+
     def bounce_proxy(self):
         """Mean number of distinct CPUs writing one mm's mm_count in one
         millisecond where any did (1.0: no bouncing)."""
-        if not self.writers:
-            return 0.0
-        return sum(m.bit_count() for m in self.writers.values()) / len(self.writers)
+        cpus = self.writer_cpus + sum(w[1].bit_count() for w in self.writers.values())
+        windows = self.writer_windows + len(self.writers)
+        return cpus / windows if windows else 0.0
 
 
 class LazyTlbMm:
@@ -60,15 +88,21 @@ class LazyTlbMm:
     def mmgrab_lazy_tlb(self, mm):
         if mm is not self.init_mm:
             self.lazy_refs[mm] = self.lazy_refs.get(mm, 0) + 1
-        self._lazy_call(self.lazy_tlb.mmgrab_lazy_tlb, mm)
+        before = self.counters.atomic
+        self.lazy_tlb.mmgrab_lazy_tlb(mm)
+        self._lazy_atomics(mm, before)
 
     def mmdrop_lazy_tlb(self, mm):
         self._lazy_drop(mm)
-        self._lazy_call(self.lazy_tlb.mmdrop_lazy_tlb, mm)
+        before = self.counters.atomic
+        self.lazy_tlb.mmdrop_lazy_tlb(mm)
+        self._lazy_atomics(mm, before)
 
     def mmdrop_lazy_tlb_sched(self, mm):
         self._lazy_drop(mm)
-        self._lazy_call(self.lazy_tlb.mmdrop_lazy_tlb_sched, mm)
+        before = self.counters.atomic
+        self.lazy_tlb.mmdrop_lazy_tlb_sched(mm)
+        self._lazy_atomics(mm, before)
 
     def _lazy_drop(self, mm):
         if mm is self.init_mm or mm is None:
@@ -79,16 +113,16 @@ class LazyTlbMm:
             from ..checks.lazy_tlb import P8_lazy_drop_without_grab
             P8_lazy_drop_without_grab(self, mm)
 
-    def _lazy_call(self, fn, mm):
-        counters = self.counters
-        before = counters.atomic
-        fn(mm)
-        done = counters.atomic - before
+    def _lazy_atomics(self, mm, before):
+        """Count the atomics the variant's helper just did on *mm*'s mm_count
+        (called after it returned, so that it is in no call chain a report
+        prints)."""
+        done = self.counters.atomic - before
         if done and mm is not self.init_mm:
             stats = self.lazy_stats
             stats.atomics += done
-            key = (mm, self.engine.now // 1_000_000)
-            stats.writers[key] = stats.writers.get(key, 0) | 1 << self.cpu
+            if not is_freed(mm):             # (the drop that freed it was counted)
+                stats.wrote(mm, self.engine.now // 1_000_000, self.cpu)
 
     # -- kernel/fork.c ------------------------------------------------------------------
 
@@ -124,6 +158,7 @@ class LazyTlbMm:
             stats.free_wait_ns.append(self.engine.now - put)
         if deferred_since is not None:
             stats.deferred_wait_ns.append(self.engine.now - deferred_since)
+        stats.forget(mm)
         self.lazy_refs.pop(mm, None)
 
     # -- kernel/smp.c ---------------------------------------------------------------------
@@ -159,7 +194,8 @@ class LazyTlbMm:
         """``--stats`` lines of the lazy_tlb subsystem: mm_count atomics in the
         lazy helpers per context switch, the bounce proxy (distinct CPUs
         writing one mm's mm_count per ms), shootdowns and their IPIs (to
-        isolated CPUs), the wait from an mm's last mmput() to its free
+        isolated CPUs), the IPIs of the DEBUG_VM_SHOOT_LAZIES sweeps (apart:
+        a debug option), the wait from an mm's last mmput() to its free
         (avg/max, ms), deferred frees and their wait, and the dead mms not
         yet freed (now, and at most at once)."""
         s = self.lazy_stats
@@ -172,6 +208,8 @@ class LazyTlbMm:
             "lazy_tlb_shootdowns": s.shootdowns,
             "lazy_tlb_shootdown_ipis": s.shootdown_ipis,
             "lazy_tlb_shootdown_ipis_isolated": s.isolated_ipis,
+            "lazy_tlb_debug_vm_ipis": s.debug_ipis,
+            "lazy_tlb_debug_vm_ipis_isolated": s.debug_isolated_ipis,
             "lazy_tlb_mmput_to_free_ms": (f"avg/max={sum(waits) / len(waits) / 1e6:.3f}/"
                                           f"{max(waits) / 1e6:.3f} n={len(waits)}" if waits else "-"),
             "lazy_tlb_deferred_frees": s.deferred,
@@ -181,6 +219,15 @@ class LazyTlbMm:
         }
         return out
 
+
+    def lazy_coverage_state(self, mm):
+        """What a search's coverage (explore/coverage.py) records of *mm* when
+        a lazy_tlb function is entered for it: whether it still has users,
+        how many CPUs its mask holds (0, 1, more), and whether this CPU is in
+        it and has it loaded."""
+        bits = mm.cpu_bitmap
+        return ("lazy", mm.mm_users.counter > 0, min(bits.bit_count(), 2),
+                bool(bits >> self.cpu & 1), self.rqs[self.cpu].loaded_mm is mm)
 
     def lazy_users(self, mm):
         """Who uses *mm* lazily now: tasks without an mm whose active_mm it is

@@ -6,6 +6,11 @@ exploring strategy may use to switch to another CPU's kernel path.  Kernel
 code and variants must reach shared state only through these, and never assume
 a path runs to completion in one step.
 
+Memory model (emulator/kernel/memory_model.py): with ``Machine(memory_model=
+"tso" | "weak")`` the accesses and barriers here go through the model's
+per-CPU view (store buffers, stale reads); in the default ``sc`` they act on
+the object at once, at the cost of one test of ``_memory``.
+
 The primitives also count what they do (``Counters``): lock acquisitions and
 atomic operations, so that a variant's cost per context switch is measured.
 
@@ -15,13 +20,16 @@ reports can name who holds what.
 """
 
 from ..errors import HardLockup, KernelBug
+from .memory_model import NO_STORE as _NO_STORE
 
 _machine = None   # the kernel whose code is running (one per engine thread)
+_memory = None    # its memory model: None for sc (memory_model.py)
 
 
 def _set_running_kernel(kernel):
-    global _machine
+    global _machine, _memory
     _machine = kernel
+    _memory = getattr(kernel, "memory_model", None)
 
 
 def running_kernel():
@@ -53,20 +61,65 @@ def sched_point(kind, obj):
 
 def READ_ONCE(obj, field):
     sched_point("READ_ONCE", obj)
+    if _memory is not None:
+        return _memory.load(_machine.cpu, obj, field)
     return getattr(obj, field)
 
 
 def WRITE_ONCE(obj, field, value):
     sched_point("WRITE_ONCE", obj)
+    if _memory is not None:
+        return _memory.store(_machine.cpu, obj, field, value)
     setattr(obj, field, value)
 
 
-def smp_mb():
-    """Full memory barrier.  The model is sequentially consistent, so a barrier
-    only counts and offers a scheduling point; it pairs with nothing by itself."""
+def smp_load_acquire(obj, field):
+    """READ_ONCE() that orders every later access after it (pairs with
+    smp_store_release())."""
+    sched_point("smp_load_acquire", obj)
+    if _memory is not None:
+        return _memory.load(_machine.cpu, obj, field, acquire=True)
+    return getattr(obj, field)
+
+
+def smp_store_release(obj, field, value):
+    """WRITE_ONCE() ordered after every earlier access (pairs with
+    smp_load_acquire())."""
+    sched_point("smp_store_release", obj)
+    if _memory is not None:
+        return _memory.store(_machine.cpu, obj, field, value, release=True)
+    setattr(obj, field, value)
+
+
+def _barrier(kind):
     k = _machine
     k.counters.barrier += 1
-    sched_point("smp_mb", None)
+    sched_point("smp_mb" if kind == "mb" else "smp_" + kind, None)
+    if _memory is not None:
+        _memory.fence(k.cpu, kind)
+
+
+def smp_mb():
+    """Full memory barrier.  Sequentially consistent (sc), a barrier only
+    counts and offers a scheduling point; under tso and weak it orders this
+    CPU's accesses as memory_model.py says."""
+    _barrier("mb")
+
+
+def smp_rmb():
+    """Read barrier: later loads see what the loads before it saw carried."""
+    _barrier("rmb")
+
+
+def smp_wmb():
+    """Write barrier: this CPU's earlier stores reach every CPU before its later ones."""
+    _barrier("wmb")
+
+
+# Full barriers by another name (include/asm-generic/barrier.h, include/linux/spinlock.h).
+smp_mb__before_atomic = smp_mb
+smp_mb__after_atomic = smp_mb
+smp_mb__after_spinlock = smp_mb
 
 
 def cpu_relax():
@@ -87,6 +140,8 @@ def cmpxchg(obj, field, old, new):
     k = _machine
     k.counters.atomic += 1
     sched_point("cmpxchg", obj)
+    if _memory is not None:       # fully ordered when it succeeds, unordered when it fails
+        return _memory.rmw(k.cpu, obj, field, lambda cur: new if cur == old else _NO_STORE)
     cur = getattr(obj, field)
     if cur == old:
         setattr(obj, field, new)
@@ -104,6 +159,8 @@ def xchg(obj, field, new):
     k = _machine
     k.counters.atomic += 1
     sched_point("xchg", obj)
+    if _memory is not None:
+        return _memory.rmw(k.cpu, obj, field, lambda cur: new)
     cur = getattr(obj, field)
     setattr(obj, field, new)
     return cur
@@ -121,29 +178,44 @@ class atomic_t:
 
 def atomic_read(v):
     sched_point("atomic_read", v)
+    if _memory is not None:
+        return _memory.load(_machine.cpu, v, "counter")
     return v.counter
 
 
 def atomic_set(v, i):
     sched_point("atomic_set", v)
+    if _memory is not None:
+        return _memory.store(_machine.cpu, v, "counter", i)
     v.counter = i
 
+
+# Documentation/atomic_t.txt: the atomics that return no value are unordered
+# (RMW, relaxed); those that return one are fully ordered.
 
 def atomic_inc(v):
     _machine.counters.atomic += 1
     sched_point("atomic_inc", v)
+    if _memory is not None:
+        _memory.rmw(_machine.cpu, v, "counter", _inc, ordered=False)
+        return
     v.counter += 1
 
 
 def atomic_dec(v):
     _machine.counters.atomic += 1
     sched_point("atomic_dec", v)
+    if _memory is not None:
+        _memory.rmw(_machine.cpu, v, "counter", _dec, ordered=False)
+        return
     v.counter -= 1
 
 
 def atomic_dec_and_test(v):
     _machine.counters.atomic += 1
     sched_point("atomic_dec_and_test", v)
+    if _memory is not None:
+        return _memory.rmw(_machine.cpu, v, "counter", _dec) == 1
     v.counter -= 1
     return v.counter == 0
 
@@ -151,8 +223,18 @@ def atomic_dec_and_test(v):
 def atomic_inc_return(v):
     _machine.counters.atomic += 1
     sched_point("atomic_inc_return", v)
+    if _memory is not None:
+        return _memory.rmw(_machine.cpu, v, "counter", _inc) + 1
     v.counter += 1
     return v.counter
+
+
+def _inc(x):
+    return x + 1
+
+
+def _dec(x):
+    return x - 1
 
 
 # -- bit operations on a Cpumask ------------------------------------------------------
@@ -177,18 +259,26 @@ def __cpumask_clear_cpu(cpu, mask):
 def cpumask_set_cpu(cpu, mask):
     _machine.counters.atomic += 1
     sched_point("set_bit", mask)
+    if _memory is not None:       # set_bit(): atomic, unordered
+        _memory.rmw(_machine.cpu, mask, "bits", lambda b: b | 1 << cpu, ordered=False)
+        return
     mask.bits |= 1 << cpu
 
 
 def cpumask_clear_cpu(cpu, mask):
     _machine.counters.atomic += 1
     sched_point("clear_bit", mask)
+    if _memory is not None:       # clear_bit(): atomic, unordered
+        _memory.rmw(_machine.cpu, mask, "bits", lambda b: b & ~(1 << cpu), ordered=False)
+        return
     mask.bits &= ~(1 << cpu)
 
 
 def cpumask_test_and_set_cpu(cpu, mask):
     _machine.counters.atomic += 1
     sched_point("test_and_set_bit", mask)
+    if _memory is not None:       # test_and_set_bit(): fully ordered
+        return (_memory.rmw(_machine.cpu, mask, "bits", lambda b: b | 1 << cpu) >> cpu) & 1
     old = (mask.bits >> cpu) & 1
     mask.bits |= 1 << cpu
     return old
@@ -268,12 +358,16 @@ def raw_spin_lock(lock):
     else:
         lock.owner = cur = k.cur
         cur.held_locks.append(lock)
+    if _memory is not None:       # ACQUIRE
+        _memory.lock_acquired(k.cpu, lock)
 
 
 def raw_spin_unlock(lock):
     k = _machine
     if lock.owner is None:
         raise KernelBug(f"BUG: unlocking {lock.name}, which is not locked")
+    if _memory is not None:       # RELEASE
+        _memory.lock_releasing(k.cpu, lock)
     if lock.max_hold >= 0:
         held = k.engine.now - lock.since
         if held > lock.max_hold:
@@ -298,6 +392,8 @@ def raw_spin_trylock(lock):
     lock.cpu = k.cpu
     lock.since = k.engine.now
     k.held_locks.append(lock)
+    if _memory is not None:
+        _memory.lock_acquired(k.cpu, lock)
     return True
 
 
@@ -387,6 +483,8 @@ def mutex_lock(lock):
         k.wait_event(lock.wait, lambda: lock.owner is None)
     lock.owner = cur
     cur.held_mutexes.append(lock)
+    if _memory is not None:
+        _memory.lock_acquired(k.cpu, lock)
 
 
 def mutex_trylock(lock):
@@ -399,6 +497,8 @@ def mutex_trylock(lock):
     k.counters.lock_acquire += 1
     lock.owner = k.cur
     k.cur.held_mutexes.append(lock)
+    if _memory is not None:
+        _memory.lock_acquired(k.cpu, lock)
     return True
 
 
@@ -406,6 +506,8 @@ def mutex_unlock(lock):
     k = _machine
     if lock.owner is not k.cur:
         raise KernelBug(f"BUG: mutex_unlock({lock.name}) by {k.cur!r}, owner {lock.owner!r}")
+    if _memory is not None:
+        _memory.lock_releasing(k.cpu, lock)
     lock.owner = None
     k.cur.held_mutexes.remove(lock)
     if lock.wait.waiters:

@@ -1,13 +1,27 @@
 """kernel/sched/membarrier.c and include/uapi/linux/membarrier.h.
 
+Checked against kernel/sched/membarrier.c as of v6.19 (the commands,
+MEMBARRIER_CMD_BITMASK, the per-command checks, sync_runqueues_membarrier_state(),
+membarrier_get_registrations()) and the MEMBARRIER_STATE_* / MEMBARRIER_FLAG_*
+enums of include/linux/sched/mm.h.  GET_REGISTRATIONS is v6.3's
+(every modelled kernel has it); MEMBARRIER_CMD_FLAG_CPU v5.10's.
+
 The commands the rseq selftests and glibc use: QUERY, the private expedited
 barrier with and without _RSEQ (whose IPI makes the running thread abort its
 critical section, ipi_rseq() -> rseq_preempt()), their registrations, the
 global expedited barrier and its registration, and GET_REGISTRATIONS (v6.3).
 Order of checks and error returns as in sys_membarrier() and
-membarrier_private_expedited(): bad flags -EINVAL, an unregistered private
-command -EPERM, a single-threaded mm or a single online CPU returns at once,
-a target CPU that is offline or runs another mm is skipped (returns 0).
+membarrier_private_expedited(): bad flags (any flag but
+MEMBARRIER_CMD_FLAG_CPU with PRIVATE_EXPEDITED_RSEQ) or an unknown command
+-EINVAL, an unregistered private command -EPERM (never ENXIO: a target CPU
+that is offline, out of range or runs another mm is skipped and 0 returned),
+a single-threaded mm or a single online CPU returns at once (not for
+SYNC_CORE), and with nohz_full CPUs MEMBARRIER_CMD_GLOBAL is -EINVAL and
+left out of QUERY's answer (tick_nohz_full_enabled()).  Registering any
+private command sets MEMBARRIER_STATE_PRIVATE_EXPEDITED too (set_state
+starts from it), so GET_REGISTRATIONS after registering only _RSEQ answers
+REGISTER_PRIVATE_EXPEDITED | REGISTER_PRIVATE_EXPEDITED_RSEQ, as the kernel
+does (its states[] pair each bit with its _READY bit).
 
 The registration state lives in ``mm.membarrier_state`` (absent is 0): a fork
 copies it with the mm (dup_mm() copies scalar fields), execve() starts from a
@@ -19,7 +33,8 @@ copy of the state (rq->membarrier_state, membarrier_switch_mm()) is read
 from the current task's mm instead; membarrier_ipi_mutex and
 cpus_read_lock() are not taken; MEMBARRIER_CMD_GLOBAL (synchronize_rcu())
 returns at once; SYNC_CORE is accepted (x86 has
-CONFIG_ARCH_HAS_MEMBARRIER_SYNC_CORE) and its IPI is a plain one.
+CONFIG_ARCH_HAS_MEMBARRIER_SYNC_CORE) and its IPI is a plain one;
+CONFIG_RSEQ is on; -ENOMEM (zalloc_cpumask_var()) cannot happen.
 """
 
 MEMBARRIER_CMD_QUERY = 0
@@ -78,9 +93,15 @@ class Membarrier:
         if not flags & MEMBARRIER_CMD_FLAG_CPU:
             cpu_id = -1
         if cmd == MEMBARRIER_CMD_QUERY:
-            return MEMBARRIER_CMD_BITMASK          # no nohz_full CPUs in the model
+            cmd_mask = MEMBARRIER_CMD_BITMASK
+            if self.tick_nohz_full_enabled():
+                cmd_mask &= ~MEMBARRIER_CMD_GLOBAL
+            return cmd_mask
         if cmd == MEMBARRIER_CMD_GLOBAL:
-            return 0
+            # MEMBARRIER_CMD_GLOBAL is not compatible with nohz_full.
+            if self.tick_nohz_full_enabled():
+                return -EINVAL
+            return 0                            # synchronize_rcu(): not modelled
         if cmd == MEMBARRIER_CMD_GLOBAL_EXPEDITED:
             return self.membarrier_global_expedited()
         if cmd == MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED:
@@ -169,8 +190,11 @@ class Membarrier:
             # For RSEQ, don't rseq_preempt() the caller: user code is not
             # supposed to issue syscalls at all from inside an rseq
             # critical section.
-            mask &= ~(1 << self.cpu)
-        self.smp_call_function_many(mask, ipi_func, None, True)
+            self.smp_call_function_many(mask, ipi_func, None, True)
+        else:
+            # For SYNC_CORE, we do need a barrier on the current cpu
+            # (on_each_cpu_mask() runs ipi_func here too).
+            self.on_each_cpu_mask(mask, ipi_func, None, True)     # kernel/lazy_tlb.py's
         return 0
 
     def membarrier_register_global_expedited(self):
@@ -187,31 +211,50 @@ class Membarrier:
         set_state = MEMBARRIER_STATE_PRIVATE_EXPEDITED
         if flags == MEMBARRIER_FLAG_SYNC_CORE:
             ready_state = MEMBARRIER_STATE_PRIVATE_EXPEDITED_SYNC_CORE_READY
-            set_state = MEMBARRIER_STATE_PRIVATE_EXPEDITED_SYNC_CORE
         elif flags == MEMBARRIER_FLAG_RSEQ:
             ready_state = MEMBARRIER_STATE_PRIVATE_EXPEDITED_RSEQ_READY
-            set_state = MEMBARRIER_STATE_PRIVATE_EXPEDITED_RSEQ
         state = membarrier_state(mm)
         # We need to consider threads belonging to different thread groups,
-        # which share the same mm (CLONE_VM but not CLONE_THREAD).
+        # which use the same mm. (CLONE_VM but not CLONE_THREAD).
         if state & ready_state == ready_state:
             return 0
-        mm.membarrier_state = state | set_state | ready_state
+        if flags & MEMBARRIER_FLAG_SYNC_CORE:
+            set_state |= MEMBARRIER_STATE_PRIVATE_EXPEDITED_SYNC_CORE
+        if flags & MEMBARRIER_FLAG_RSEQ:
+            set_state |= MEMBARRIER_STATE_PRIVATE_EXPEDITED_RSEQ
+        mm.membarrier_state = state | set_state
+        # (sync_runqueues_membarrier_state(): the runqueues' copies are not modelled)
+        mm.membarrier_state |= ready_state
         return 0
 
     def membarrier_get_registrations(self):
-        state = membarrier_state(self.cur.mm)
-        pairs = (
-            (MEMBARRIER_STATE_GLOBAL_EXPEDITED, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED),
-            (MEMBARRIER_STATE_PRIVATE_EXPEDITED, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED),
-            (MEMBARRIER_STATE_PRIVATE_EXPEDITED_SYNC_CORE,
-             MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE),
-            (MEMBARRIER_STATE_PRIVATE_EXPEDITED_RSEQ,
-             MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ),
+        membarrier_state_ = membarrier_state(self.cur.mm)
+        states = (
+            MEMBARRIER_STATE_GLOBAL_EXPEDITED | MEMBARRIER_STATE_GLOBAL_EXPEDITED_READY,
+            MEMBARRIER_STATE_PRIVATE_EXPEDITED | MEMBARRIER_STATE_PRIVATE_EXPEDITED_READY,
+            MEMBARRIER_STATE_PRIVATE_EXPEDITED_SYNC_CORE
+            | MEMBARRIER_STATE_PRIVATE_EXPEDITED_SYNC_CORE_READY,
+            MEMBARRIER_STATE_PRIVATE_EXPEDITED_RSEQ | MEMBARRIER_STATE_PRIVATE_EXPEDITED_RSEQ_READY,
         )
-        return sum(cmd for bit, cmd in pairs if state & bit)
+        registration_cmds = (
+            MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE,
+            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ,
+        )
+        registrations_mask = 0
+        for state, cmd in zip(states, registration_cmds):
+            if membarrier_state_ & state:
+                registrations_mask |= cmd
+                membarrier_state_ &= ~state
+        assert membarrier_state_ == 0, "WARN_ON_ONCE(membarrier_state != 0)"
+        return registrations_mask
+
+    def tick_nohz_full_enabled(self):
+        return bool(getattr(self, "nohz_full_mask", 0))
 
     # -- kernel/smp.c, for the IPIs above -------------------------------------------------------
+
+    # (on_each_cpu_mask(): emulator.kernel.lazy_tlb)
 
     def smp_call_function_single(self, cpu, func, info, wait):
         if cpu == self.cpu:

@@ -58,7 +58,6 @@ MIGRATE_UNMOVABLE = 0
 MIGRATE_MOVABLE = 1
 MIGRATE_RECLAIMABLE = 2
 MIGRATE_PCPTYPES = 3                # the types with pcp lists
-MIGRATE_NAMES = ("Unmovable", "Movable", "Reclaimable")
 
 NR_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
 
@@ -170,9 +169,6 @@ class zone:
 
     def set_pageblock_migratetype(self, pfn, mt):
         self.pageblock_mt[(pfn - self.zone_start_pfn) >> pageblock_order] = mt
-
-    def contains(self, pfn):
-        return self.zone_start_pfn <= pfn < self.zone_start_pfn + self.spanned_pages
 
     def pcp_pages(self):
         return sum(pcp.count for pcp in self.per_cpu_pageset)
@@ -531,6 +527,8 @@ def local_lock_irqsave(lock):
     if lock.owner is not None:
         raise KernelBug(f"BUG: {lock.name} taken on CPU {k.cpu} while held by {lock.owner!r}")
     lock.owner = k.lock_holder()
+    if _locking._memory is not None:      # ACQUIRE, as locking.py's locks (memory_model.py)
+        _locking._memory.lock_acquired(k.cpu, lock)
     return flags
 
 
@@ -538,6 +536,8 @@ def local_unlock_irqrestore(lock, flags):
     k = _locking._machine
     if k.invariants is not None:
         k.invariants.pcp_released(k.local_pcps(), k.page_alloc)
+    if _locking._memory is not None:      # RELEASE
+        _locking._memory.lock_releasing(k.cpu, lock)
     lock.owner = None
     k.local_irq_restore(flags)
 

@@ -46,7 +46,7 @@ bad descriptor pointer, a bad descriptor, a bad signature and the flags.
 
 from ..checks.invariants import P3_rseq_written_by_the_kernel_update
 from ..errors import KernelBug
-from ..observe.trace import RseqUpdateFields
+from ..observe.trace import RseqIpFixupFields, RseqUpdateFields
 from .task import PF_EXITING
 
 # x86-64 with 4-level page tables: the end of the user address space.
@@ -68,8 +68,27 @@ RSEQ_CS_NO_RESTART_FLAGS = (RSEQ_CS_FLAG_NO_RESTART_ON_PREEMPT | RSEQ_CS_FLAG_NO
                             | RSEQ_CS_FLAG_NO_RESTART_ON_MIGRATE)
 SIGSEGV = 11
 
-# The mm_cid eras that build on the v6.19 rseq rework (see the docstring).
-RSEQ_REWORK_ERAS = ("v7.0", "seed-003")
+# The kernel each mm_cid era is (or was posted against), which decides its
+# rseq: the eras' rseq behaviour changed at
+#   v6.0   0190e4198e47 "rseq: Deprecate RSEQ_CS_FLAG_NO_RESTART_ON_* flags" and
+#          c17a6ff93213 "rseq: Kill process when unknown flags are encountered in
+#          ABI structures": any flag in rseq or rseq_cs is -EINVAL (SIGSEGV);
+#          the pr_warn_once() rseq_warn_flags() came later, same outcome;
+#   v6.3   af7f588d8f73 / the extensible ABI: mm_cid and node_id written,
+#          rseq_len >= 32 with AT_RSEQ_ALIGN alignment checked before access
+#          (EINVAL, never EFAULT, for an unaligned area);
+#   v6.19  Thomas Gleixner's rseq rework (rseq_update_user_cs(), no checks
+#          without the debug static key).
+# Every modelled era is v6.3 or later, so only the last step shows.  seed-000
+# is posted against 231825b2e1ff (v6.13-rc), seed-001 against v6.3-rc; seed-003
+# (V3, 2025-10-29) sits on the rseq rework: inferred from its being the tree
+# v7.0 merged, not from its cover letter.  A patch has the era of the
+# registered variant it derives from; an mm_cid era missing here is an error.
+RSEQ_KERNEL_OF = {"v6.3": (6, 3), "seed-001": (6, 3), "v6.4": (6, 4), "v6.13": (6, 13),
+                  "v6.14": (6, 14), "seed-000": (6, 13), "seed-003": (6, 19),
+                  "v7.0": (7, 0)}
+RSEQ_REWORK = (6, 19)
+RSEQ_REWORK_ERAS = tuple(n for n, v in RSEQ_KERNEL_OF.items() if v >= RSEQ_REWORK)
 
 # The program text every emulated process maps (they all run one binary):
 # address -> the 32-bit word there.  What get_user() of a code address reads.
@@ -144,12 +163,23 @@ class Rseq:
 
     rseq_debug = False              # the v6.19+ rseq_debug_enabled static key
 
+    def rseq_kernel_version(self):
+        """The kernel version whose rseq this machine runs: that of its
+        mm_cid variant, or of the nearest registered era it derives from
+        (RSEQ_KERNEL_OF)."""
+        for c in type(self.mm_cid).__mro__:
+            version = RSEQ_KERNEL_OF.get(getattr(c, "name", None))
+            if version is not None:
+                return version
+        raise KernelBug(f"no rseq era recorded for mm_cid variant "
+                        f"{getattr(self.mm_cid, 'name', type(self.mm_cid).__name__)!r} "
+                        f"(emulator/kernel/rseq.py RSEQ_KERNEL_OF)")
+
     def rseq_reworked(self):
-        """True if this kernel's rseq is the v6.19 rework (RSEQ_REWORK_ERAS)."""
+        """True if this kernel's rseq is the v6.19 rework."""
         era = self.__dict__.get("_rseq_reworked")
         if era is None:
-            era = self._rseq_reworked = any(getattr(c, "name", None) in RSEQ_REWORK_ERAS
-                                            for c in type(self.mm_cid).__mro__)
+            era = self._rseq_reworked = self.rseq_kernel_version() >= RSEQ_REWORK
         return era
 
     def sys_rseq(self, rseq, rseq_len, flags, sig):
@@ -380,8 +410,8 @@ class Rseq:
     def trace_rseq_ip_fixup(self, t, ip, start_ip, post_commit_offset, abort_ip):
         t.rseq.aborts += 1
         if self.tp.rseq_ip_fixup:
-            self.tp.emit("rseq_ip_fixup", f"regs_ip={ip:#x} start_ip={start_ip:#x} "
-                         f"post_commit_offset={post_commit_offset} abort_ip={abort_ip:#x}")
+            self.tp.emit("rseq_ip_fixup", RseqIpFixupFields((
+                RseqIpFixupFields, ip, start_ip, post_commit_offset, abort_ip)))
 
     def rseq_update_cpu_node_id(self, t):
         rseq = t.rseq

@@ -40,6 +40,7 @@ Departures:
   pending once), no ptrace.
 """
 
+from ..observe.trace import SignalDeliverFields, SignalGenerateFields
 from .task import PF_EXITING, TASK_INTERRUPTIBLE, TASK_WAKEKILL
 
 SIGHUP = 1
@@ -265,8 +266,8 @@ class Signal:
                 return 0
             t.pending |= bit
         if self.tp.signal_generate:
-            self.tp.emit("signal_generate", f"sig={sig} comm={t.comm} pid={t.pid} "
-                         f"grp={int(group)}")
+            self.tp.emit("signal_generate", SignalGenerateFields((
+                SignalGenerateFields, sig, t.comm, t.pid, int(group))))
         self.complete_signal(sig, t, group)
         return 0
 
@@ -389,7 +390,8 @@ class Signal:
             if bit & SIG_KERNEL_COREDUMP_MASK and getattr(self, "rlimit_core", 0) > 0:
                 code |= 0x80                # do_coredump(): WCOREDUMP
             if self.tp.signal_deliver:
-                self.tp.emit("signal_deliver", f"sig={sig} sa_handler=0 sa_flags=0")
+                self.tp.emit("signal_deliver",
+                             SignalDeliverFields((SignalDeliverFields, sig, 0, 0, False)))
             self.do_group_exit(code)
         self.recalc_sigpending(t)
 
@@ -404,8 +406,8 @@ class Signal:
             return
         self.rseq_signal_deliver(t, sig)
         if self.tp.signal_deliver:
-            self.tp.emit("signal_deliver", f"sig={sig} sa_handler={getattr(handler, '__name__', handler)} "
-                         f"sa_flags={flags:#x}")
+            self.tp.emit("signal_deliver", SignalDeliverFields((
+                SignalDeliverFields, sig, getattr(handler, "__name__", handler), flags, True)))
         frames.append(sigframe(sig, handler, t.blocked, user.regs_ip))
         user.regs_ip = 0                    # the handler's code: no critical section
         blocked = t.blocked | mask

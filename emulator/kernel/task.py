@@ -164,10 +164,3 @@ class Task:
 
     def __repr__(self):
         return f"{self.comm}[{self.pid}]"
-
-    @property
-    def is_kthread(self):
-        return bool(self.flags & PF_KTHREAD)
-
-    def is_rt(self):
-        return self.prio < MAX_RT_PRIO

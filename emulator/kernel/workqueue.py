@@ -11,6 +11,7 @@ concurrently pending item up to ``max_active`` and never shrinks.
 
 from collections import deque
 
+from ..observe.trace import WorkqueueExecuteFields, WorkqueueQueueWorkFields
 from .task import PF_WQ_WORKER, TASK_INTERRUPTIBLE, TASK_RUNNING
 from .time import timer_list
 from .wait import wait_queue_head_t
@@ -126,7 +127,8 @@ class Workqueue:
         work.nr_queued += 1
         pool.worklist.append(work)
         if self.tp.workqueue_queue_work:
-            self.tp.emit("workqueue_queue_work", f"work struct={work.name} workqueue={wq.name} req_cpu={cpu} cpu={pool.cpu}")
+            self.tp.emit("workqueue_queue_work", WorkqueueQueueWorkFields((
+                WorkqueueQueueWorkFields, work.name, wq.name, cpu, pool.cpu)))
         self.wake_up_worker(pool, wq)
 
     def cpu_pool(self, cpu):
@@ -297,10 +299,12 @@ class Workqueue:
         work.pending = False           # set_work_pool_and_clear_pending()
         tp = self.tp
         if tp.workqueue_execute_start:
-            tp.emit("workqueue_execute_start", f"work struct {work.name}: function {work.name}")
+            tp.emit("workqueue_execute_start",
+                    WorkqueueExecuteFields((WorkqueueExecuteFields, work.name, work.name)))
         work.func(work)
         if tp.workqueue_execute_end:
-            tp.emit("workqueue_execute_end", f"work struct {work.name}: function {work.name}")
+            tp.emit("workqueue_execute_end",
+                    WorkqueueExecuteFields((WorkqueueExecuteFields, work.name, work.name)))
         w.current_work = None
         work.running_on = None
         work.nr_done += 1

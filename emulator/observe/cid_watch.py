@@ -38,6 +38,7 @@ minimal trace keeps them however old they are in the tail.
 """
 
 import os
+from operator import attrgetter
 from sys import _getframe
 
 from ..kernel import locking as _locking
@@ -248,12 +249,12 @@ def watched_cidmask(mask, mm):
 # either intercepts every store (__setattr__: its reads stay a slot's, a
 # store to another field costs a call), where the cid field is the only one
 # or is read far more often than the others are stored (v7.0's task cid:
-# ~4 reads a context switch), or keeps the cid in the copy's __dict__ under
-# the same descriptor as a task's (only the cid's stores cost a call, its
-# reads an unspecialized attribute), where another field is stored at every
-# switch (v6.4's slot time).  The emitter is each store hook's own body: a
-# call would add a tenth to an event, which one context switch in two
-# emits in some eras.
+# ~4 reads a context switch), or keeps the cid in a slot of its own under a
+# property (only the cid's stores cost a call, its reads a C getter), where
+# another field is stored at every switch (v6.4's slot time); the copy has
+# no __dict__, since a fork at 128 CPUs makes (and its free drops) 128 of
+# them.  The emitter is each store hook's own body: a call would add a
+# tenth to an event, which one context switch in two emits in some eras.
 
 class _WatchedTaskField:
     """A task's own field (in its ``__dict__``) whose stores emit mm_cid_owner."""
@@ -330,25 +331,22 @@ def _owner_event(k, tp, kind, owner, watch, old, value):
         tp.emit("mm_cid_owner", CidOwnerFields(fields))
 
 
-class _WatchedStructField:
-    """The field of a watched copy of a slotted struct, kept in the copy's
-    ``__dict__``, whose stores emit mm_cid_owner for the copy's owner
-    (``_watch``: the kind of owner, the owner, _mm_watch() of its mm)."""
+def _watched_struct_field(store):
+    """The property of the field of a watched copy of a slotted struct, kept
+    in the copy's slot *store*, whose stores emit mm_cid_owner for the copy's
+    owner (``_watch``: the kind of owner, the owner, _mm_watch() of its mm);
+    a read is the slot's, through a C getter."""
+    get = attrgetter(store)
 
-    __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
-
-    def __set__(self, obj, value):
-        d = obj.__dict__
-        old = d[self.name]
-        d[self.name] = value
+    def store_field(obj, value):
+        old = get(obj)
+        _object_setattr(obj, store, value)
         if value != old:
             k = _locking._machine             # running_kernel()
             if k is not None and k.tp.mm_cid_owner:
                 kind, owner, watch = obj._watch
                 _owner_event(k, k.tp, kind, owner, watch, old, value)
+    return property(get, store_field)
 
 
 def _struct_setattr(field, slot):
@@ -394,13 +392,46 @@ def _watched_class(cls, field, by_setattr=None):
         if by_setattr:                        # the layout of cls: watched in place
             how = {"__slots__": (), "__setattr__": _struct_setattr(field, getattr(cls, field))}
         else:
-            how = {"__slots__": ("__dict__", "_watch"), field: _WatchedStructField(field),
-                   "_copied": [name for name in slots if name != field]}
+            store = f"_watched_{field}"
+            how = {"__slots__": ("_watch", store), field: _watched_struct_field(store),
+                   "_copied": [name for name in slots if name != field], "_store": store}
         watched = type(f"watched_{cls.__name__}", (cls, Watched),
                        dict(how, __doc__=f"{cls.__name__} whose stores to .{field} emit "
                                          f"mm_cid_owner."))
+        if not by_setattr:
+            watched._copy_slots = _slots_copier(cls, watched, field)
         _watched_classes[key] = watched
     return watched
+
+
+def _slots_copier(cls, watched, field):
+    """``copy_slots(slots, start, watch)``: the slots of *slots* (a list, by
+    CPU) from *start* on replaced by their watched copies (as _watched()
+    makes them, owner their CPU) up to the first that is not a plain *cls*,
+    whose index it returns (``len(slots)``: none).  The loop, compiled for
+    the fields of *cls*, is watch_slots()' (a fork at 128 CPUs watches 128
+    slots)."""
+    lines = ["def copy_slots(slots, start, watch):",
+             "    for cpu in range(start, len(slots)):",
+             "        obj = slots[cpu]",
+             "        if obj.__class__ is not plain:",
+             "            return cpu",
+             "        copy = new(watched)"]
+    for name in watched._copied:
+        lines += ["        try:",
+                  f"            set_{name}(copy, obj.{name})",
+                  "        except AttributeError:",          # a slot never set stays unset
+                  "            pass"]
+    lines += [f"        set_store(copy, obj.{field})",
+              "        copy._watch = ('cpu', cpu, watch)",
+              "        slots[cpu] = copy",
+              "    return len(slots)"]
+    scope = {"plain": cls, "watched": watched, "new": watched.__new__,
+             "set_store": watched.__dict__[watched._store].__set__}
+    for name in watched._copied:
+        scope[f"set_{name}"] = getattr(cls, name).__set__      # the slot's member descriptor
+    exec("\n".join(lines), scope)
+    return scope["copy_slots"]
 
 
 def _watched(tp, obj, cls, field, kind, owner, watch):
@@ -415,7 +446,7 @@ def _watched(tp, obj, cls, field, kind, owner, watch):
         value = getattr(obj, name, _watched)
         if value is not _watched:             # a slot never set stays unset
             _object_setattr(copy, name, value)
-    copy.__dict__[field] = getattr(obj, field)
+    _object_setattr(copy, cls._store, getattr(obj, field))
     copy._watch = (kind, owner, watch)
     return copy
 
@@ -426,7 +457,7 @@ def watch_struct(k, obj, field, mm, owner, by_setattr=None):
     (None: the task's mm at the time of the store).  *by_setattr*: whether
     its class intercepts every store, which keeps the reads of *field* a
     slot's and watches *obj* itself (default: if *field* is its only field);
-    else the result is a copy whose *field* is in its ``__dict__``."""
+    else the result is a copy whose *field* is a property over a slot of its own."""
     if isinstance(obj, Watched):
         return obj
     return _watched(k.tp, obj, _watched_class(type(obj), field, by_setattr), field,
@@ -440,34 +471,18 @@ def watch_slots(k, slots, field, mm):
     watch = _mm_watch(mm)
     cls = watched = None
     tp = k.tp
-    for cpu, slot in enumerate(slots):
+    cpu, n = 0, len(slots)
+    while cpu < n:
+        slot = slots[cpu]
         if slot.__class__ is not cls:
             cls = slot.__class__
             watched = None if issubclass(cls, Watched) else _watched_class(cls, field)
+            if watched is not None and "_copied" in watched.__dict__:
+                cpu = watched._copy_slots(slots, cpu, watch)    # the run of plain cls
+                continue
         if watched is not None:
             slots[cpu] = _watched(tp, slot, watched, field, "cpu", cpu, watch)
-
-
-def forget_mm(k, mm, slots):
-    """*mm* is freed (__mmdrop()): what the watches remember of it and of
-    its per-CPU *slots* goes (kept, every mm a fork storm made stayed in
-    memory: 130 entries a fork for v7.0 at 128 CPUs)."""
-    names = k.tp.names
-    names.pop(mm, None)
-    for slot in slots:
-        entry = names.get(id(slot))
-        if entry is not None and entry[0] is slot:
-            del names[id(slot)]
-
-
-def forget_task(k, t):
-    """*t*'s task_struct is freed (dead and reaped): what the watches
-    remember of its cid storage (a variant's struct in its fields) goes."""
-    names = k.tp.names
-    for value in t.__dict__.values():
-        entry = names.get(id(value))
-        if entry is not None and entry[0] is value:
-            del names[id(value)]
+        cpu += 1
 
 
 def watch_task_field(t, field):

@@ -82,6 +82,7 @@ def write_plots(cmp, directory):
                             **style)
                 if positive:
                     ax.set_yscale("log")
+                    ax.set_ylim(bottom=0.5)          # a bucket of 1 sample still shows
                 ax.set_xlim(0, top)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 ax.set_xlabel(f"{ctx} {unit} (us, 1 us buckets)")
@@ -103,6 +104,12 @@ def write_plots(cmp, directory):
                 low_ax.step(xs, c["distinct"], where="post", label=v, **style)
             top_ax.set_ylabel("largest mm_cid seen\n(none: no update)")
             low_ax.set_ylabel("distinct mm_cids seen")
+            # From 0 up, so that a flat line reads as its value and the
+            # ticks are whole numbers (a range under 1 gets fractional ones).
+            top_max = max((m for _, c in series for m in c["max"]), default=0)
+            low_max = max((d for _, c in series for d in c["distinct"]), default=0)
+            top_ax.set_ylim(-0.5, top_max + 1)
+            low_ax.set_ylim(-0.5, low_max + 1)
             for ax in (top_ax, low_ax):
                 ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             low_ax.set_xlabel(f"virtual time (ms), slices of {series[0][1]['bin_ns'] / 1e6:g} ms")
@@ -118,11 +125,17 @@ def write_plots(cmp, directory):
             fig, (inv_ax, dur_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
             width = 0.8 / len(cmp.variants)
             for i, v in enumerate(cmp.variants):
-                inv = [(cmp.stat(b, v, "scan_invocations") or (0,))[0] for b in blocks]
-                dur = [(cmp.stat(b, v, "scan_avg_us") or (0,))[0] for b in blocks]
                 xs = [j + i * width for j in range(len(blocks))]
-                inv_ax.bar(xs, inv, width, label=v)
-                dur_ax.bar(xs, dur, width, label=v)
+                for ax, key in ((inv_ax, "scan_invocations"), (dur_ax, "scan_avg_us")):
+                    ys = [(cmp.stat(b, v, key) or (0,))[0] for b in blocks]
+                    bars = ax.bar(xs, ys, width, label=v)
+                    # A block whose runs all failed has no figure: say so
+                    # where its bar would be, rather than draw a 0.
+                    for x, b, bar in zip(xs, blocks, bars):
+                        if cmp.stat(b, v, "processes") is None:
+                            word = cmp.seed_000_cells(b, v)[0]
+                            ax.text(x, 0, word, rotation=90, ha="center", va="bottom",
+                                    fontsize=8, color=bar.get_facecolor())
             for ax, label in ((inv_ax, "scan invocations"), (dur_ax, "scan duration avg (us)")):
                 ax.set_xticks([j + width * (len(cmp.variants) - 1) / 2 for j in range(len(blocks))])
                 ax.set_xticklabels([b[0] for b in blocks], fontsize=8)

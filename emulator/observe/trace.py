@@ -22,14 +22,21 @@ occurrence and a count, and the events the report *pinned* (``pin()``: the
 ones that explain it, such as where a concurrency id lost its owner) however
 old they are in the tail.
 
-An event's text is a str, or its fields (`Fields`): the mm_cid events
-(``mm_cid_get``, ``mm_cid_put``, ``mm_cid_owner``, emitted by the watched cid
-storage of emulator/observe/cid_watch.py) are, so that a report or a metric
-reads ``record[5].fields["cid"]`` rather than parsing the text, and an event
-costs a tuple: its text is made only when printed (``str(record[5])``: a
-report, the minimal trace, --trace).  Where only the tail listens
-(``tail_only``), their emitter appends the record to the tail itself, the
+An event carries its fields (`Fields`, one class per event format below),
+so that a report, a check or a metric reads ``record[5].fields["cid"]``
+rather than parsing text, and an event costs a tuple: its text, ftrace's
+for the event, is made only when printed (``str(record[5])``: a report, the
+minimal trace, --trace).  Only ``function`` (the function tracer, on in
+replays) is still a str.  Where only the tail listens (``tail_only``), the
+mm_cid events' emitter (the watched cid storage of
+emulator/observe/cid_watch.py) appends the record to the tail itself, the
 fields a plain tuple there: ``Fields.of(record[5])`` reads a tail's record.
+
+Departures from ftrace's formats (include/trace/events/): a work item is
+named where ftrace prints its address, and ``workqueue_queue_work`` has no
+``function=``; ``signal_generate`` has no ``errno=``, ``code=`` or ``res=``,
+``signal_deliver`` no ``errno=`` or ``code=`` (the model has no siginfo);
+``mm_alloc`` and ``mm_free`` are the model's own events.
 """
 
 import re
@@ -132,6 +139,132 @@ class RseqUpdateFields(NamedFields):
 
     def text(self):
         return f"cpu_id={self[1]} node_id={self[2]} mm_cid={self[3]} pid={self[4]}"
+
+
+class SchedMigrateTaskFields(NamedFields):
+    """sched_migrate_task's fields: ``comm=main pid=5 prio=120 orig_cpu=0
+    dest_cpu=3``."""
+
+    __slots__ = ()
+    NAMES = ("comm", "pid", "prio", "orig_cpu", "dest_cpu")
+
+    def text(self):
+        _, comm, pid, prio, orig, dest = self
+        return f"comm={comm} pid={pid} prio={prio} orig_cpu={orig} dest_cpu={dest}"
+
+
+class SchedProcessForkFields(NamedFields):
+    """sched_process_fork's fields: ``comm=main pid=5 child_comm=main
+    child_pid=6``."""
+
+    __slots__ = ()
+    NAMES = ("comm", "pid", "child_comm", "child_pid")
+
+    def text(self):
+        return f"comm={self[1]} pid={self[2]} child_comm={self[3]} child_pid={self[4]}"
+
+
+class SchedProcessExecFields(NamedFields):
+    """sched_process_exec's fields: ``filename=newimage pid=5 old_pid=5``."""
+
+    __slots__ = ()
+    NAMES = ("filename", "pid", "old_pid")
+
+    def text(self):
+        return f"filename={self[1]} pid={self[2]} old_pid={self[3]}"
+
+
+class SchedProcessExitFields(NamedFields):
+    """sched_process_exit's fields: ``comm=main pid=5 prio=120``."""
+
+    __slots__ = ()
+    NAMES = ("comm", "pid", "prio")
+
+    def text(self):
+        return f"comm={self[1]} pid={self[2]} prio={self[3]}"
+
+
+class WorkqueueQueueWorkFields(NamedFields):
+    """workqueue_queue_work's fields: ``work struct=task_mm_cid_work
+    workqueue=events req_cpu=3 cpu=3`` (a work item is named by its
+    function's name, where ftrace prints its address; ``cpu``: the pool's,
+    -1 for the unbound pool)."""
+
+    __slots__ = ()
+    NAMES = ("work", "workqueue", "req_cpu", "cpu")
+
+    def text(self):
+        return f"work struct={self[1]} workqueue={self[2]} req_cpu={self[3]} cpu={self[4]}"
+
+
+class WorkqueueExecuteFields(NamedFields):
+    """workqueue_execute_start's and _end's fields: ``work struct
+    task_mm_cid_work: function task_mm_cid_work``."""
+
+    __slots__ = ()
+    NAMES = ("work", "function")
+
+    def text(self):
+        return f"work struct {self[1]}: function {self[2]}"
+
+
+class SignalGenerateFields(NamedFields):
+    """signal_generate's fields: ``sig=10 comm=main pid=5 grp=1``."""
+
+    __slots__ = ()
+    NAMES = ("sig", "comm", "pid", "grp")
+
+    def text(self):
+        return f"sig={self[1]} comm={self[2]} pid={self[3]} grp={self[4]}"
+
+
+class SignalDeliverFields(NamedFields):
+    """signal_deliver's fields: ``sig=10 sa_handler=handler sa_flags=0x0``
+    (a handler by its name; a default action ``sa_handler=0 sa_flags=0``).
+    The last item, not a field, says which: whether the flags print in hex."""
+
+    __slots__ = ()
+    NAMES = ("sig", "sa_handler", "sa_flags")
+
+    def text(self):
+        _, sig, handler, flags, handled = self
+        if handled:
+            return f"sig={sig} sa_handler={handler} sa_flags={flags:#x}"
+        return f"sig={sig} sa_handler={handler} sa_flags={flags}"     # the default action
+
+
+class RseqIpFixupFields(NamedFields):
+    """rseq_ip_fixup's fields: ``regs_ip=0x401010 start_ip=0x401000
+    post_commit_offset=32 abort_ip=0x401040``."""
+
+    __slots__ = ()
+    NAMES = ("regs_ip", "start_ip", "post_commit_offset", "abort_ip")
+
+    def text(self):
+        _, ip, start, offset, abort = self
+        return (f"regs_ip={ip:#x} start_ip={start:#x} post_commit_offset={offset} "
+                f"abort_ip={abort:#x}")
+
+
+class MmFields(Fields):
+    """mm_alloc's and mm_free's fields (the model's own events): ``mm=mm#3
+    by main[5]`` at an allocation (the task that allocated), ``mm=mm#3`` at
+    a free.  ``mm`` is the mm_struct, ``id`` its number; its name is
+    ``mm#<id>``, as a live mm's repr()."""
+
+    __slots__ = ()
+    # (MmFields, mm, mm.id[, by comm, by pid])
+
+    @property
+    def fields(self):
+        if len(self) == 3:
+            return {"mm": self[1], "id": self[2]}
+        return {"mm": self[1], "id": self[2], "by_comm": self[3], "by_pid": self[4]}
+
+    def text(self):
+        if len(self) == 3:
+            return f"mm=mm#{self[2]}"
+        return f"mm=mm#{self[2]} by {self[3]}[{self[4]}]"
 
 
 class FuncgraphFields(Fields):
@@ -303,6 +436,33 @@ class Tracepoints:
 def _short(value):
     text = repr(value)
     return text if len(text) <= 24 else text[:21] + "..."
+
+
+# The cid watches (cid_watch.py) name objects in Tracepoints.names; the kernel
+# forgets them here, below the kernel, when it frees them (cid_watch imports
+# the kernel).
+def forget_mm(k, mm, slots):
+    """*mm* is freed (__mmdrop()): what the watches remember of it and of
+    its per-CPU *slots* goes (kept, every mm a fork storm made stayed in
+    memory: 130 entries a fork for v7.0 at 128 CPUs)."""
+    names = k.tp.names
+    names.pop(mm, None)
+    if all("_copied" in cls.__dict__ for cls in set(map(type, slots))):
+        return                                # watched copies only: no table entries
+    for slot in slots:
+        entry = names.get(id(slot))
+        if entry is not None and entry[0] is slot:
+            del names[id(slot)]
+
+
+def forget_task(k, t):
+    """*t*'s task_struct is freed (dead and reaped): what the watches
+    remember of its cid storage (a variant's struct in its fields) goes."""
+    names = k.tp.names
+    for value in t.__dict__.values():
+        entry = names.get(id(value))
+        if entry is not None and entry[0] is value:
+            del names[id(value)]
 
 
 def fold_repeats(records, longest=8, least=3, keep=()):

@@ -30,3 +30,10 @@ class Refcount(LazyTlb):
 
     name = "refcount"
     copies = "88e3009b5283 (v6.4) with MMU_LAZY_TLB_REFCOUNT=y: x86, every arch before v6.4"
+    # seed 004's tick hooks are no kernel function of this one (nor traced).
+    NOT_KERNEL_FUNCTIONS = LazyTlb.NOT_KERNEL_FUNCTIONS + (
+        "coverage_state", "mm_gen_tick", "mm_gen_wake")
+
+    def coverage_state(self, mm):
+        """What a search's coverage records of *mm* (not kernel code)."""
+        return self.k.lazy_coverage_state(mm)

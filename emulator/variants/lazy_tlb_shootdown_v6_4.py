@@ -58,6 +58,12 @@ class ShootdownV64(LazyTlb):
     shoots_lazies = True
     debug_vm_shoot_lazies = True      # CONFIG_DEBUG_VM_SHOOT_LAZIES
     exit_flush_piggyback = True       # e43c0a0c3c28 (radix__tlb_flush())
+    NOT_KERNEL_FUNCTIONS = LazyTlb.NOT_KERNEL_FUNCTIONS + (
+        "coverage_state", "mm_gen_tick", "mm_gen_wake", "count_ipis")
+
+    def coverage_state(self, mm):
+        """What a search's coverage records of *mm* (not kernel code)."""
+        return self.k.lazy_coverage_state(mm)
 
     known_findings = (
         Finding(InvariantViolation, r"P9 shootdown coverage: CPU \d+ uses .* but is offline",
@@ -101,7 +107,10 @@ class ShootdownV64(LazyTlb):
         sent = k.on_each_cpu_mask(mm.cpu_bitmap, self.do_shoot_lazy_tlb, mm, True)
         self.count_ipis(sent)
         if self.debug_vm_shoot_lazies:
-            k.on_each_cpu(self.do_check_lazy_tlb, mm, True)
+            swept = k.on_each_cpu(self.do_check_lazy_tlb, mm, True)
+            stats = k.lazy_stats
+            stats.debug_ipis += swept.bit_count()
+            stats.debug_isolated_ipis += (swept & (k.isolated_mask | k.nohz_full_mask)).bit_count()
         return True
 
     def count_ipis(self, mask):

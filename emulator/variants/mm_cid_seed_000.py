@@ -27,16 +27,34 @@ v6.13-rc; nothing of mm_cid differs.)
 Finding (kept as posted): ``__mmdrop()`` runs from ``finish_task_switch()``
 with preemption disabled when the last lazy-TLB reference to an exited
 process's mm goes (``mmdrop_lazy_tlb_sched()`` -> ``mmdrop()`` on
-!PREEMPT_RT; PREEMPT_RT defers it to an RCU callback, which the model does not
-have); there ``mm_destroy_cid()`` -> ``disable_delayed_work_sync()`` ->
+!PREEMPT_RT; PREEMPT_RT defers it to an RCU callback, below); there ``mm_destroy_cid()`` -> ``disable_delayed_work_sync()`` ->
 ``might_sleep()`` is "BUG: sleeping function called from invalid context".
 Any workload in which a process exits and a user task then runs on a CPU that
 still holds its mm lazily hits it (tests/test_conformance.py
 processes_fork_exec_exit and synthetic_churn; tests/test_variant_seed_000.py).
 v1 used ``disable_delayed_work()`` without _sync; v7 onwards use a plain work
 with ``disable_work()`` and an mm_count reference around each queued run.  I
-found no public report of the splat against v2 (the posting's measurements
-were on PREEMPT_RT, where this path is deferred).
+found no public report of the splat against v2.
+
+PREEMPT_RT, where the posting was measured, does not make the path legal, so
+the model does not need RT's deferral to reach the verdict: there
+``mmdrop_sched()`` (include/linux/sched/mm.h) hands the last drop to
+``call_rcu(&mm->delayed_drop, __mmdrop_delayed)``, and RCU callbacks run in
+the rcuc/rcuo kthreads inside ``local_bh_disable()``, which on PREEMPT_RT
+takes ``rcu_read_lock()`` ("Required to meet the RCU bottomhalf
+requirements", kernel/softirq.c); ``__cancel_work_sync()``'s
+``might_sleep()`` then counts an RCU nest depth of 1 against an expected 0
+(``__might_resched()``): the same "sleeping function called from invalid
+context" under CONFIG_DEBUG_ATOMIC_SLEEP, and a real sleep inside an RCU
+read-side section whenever the work is running at that moment.  Without
+that debug option a cancel of an idle work returns at once, which is how
+the posting's fork figures could be taken.  The model has no RCU and no
+PREEMPT_RT (spinlock_t as rt_mutex, threaded interrupts), so it does not
+run that configuration; compare reports the fork row of seed-000 as this
+finding.  (Checked: RT's ``__local_bh_disable_ip()`` in kernel/softirq.c and
+``nocb_cb_wait()``'s ``local_bh_disable(); rcu_do_batch(rdp);`` in
+kernel/rcu/tree_nocb.h, the rcuo path that nohz_full CPUs' callbacks take;
+the rcuc path, ``rcu_cpu_kthread()`` in kernel/rcu/tree.c, is from memory.)
 
 Departures, as in v6.13; the work's cost is 250 ns of virtual CPU time per
 CPU in the first pass (v6.4); ``scan_begin/scan_end("task_mm_cid_work")``

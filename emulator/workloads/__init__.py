@@ -39,7 +39,8 @@ NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 FOREVER = 1 << 40              # a loop count no run reaches
 
-_builtin_modules = ("idle", "cpu_load", "fork", "pthread_max", "hackbench", "cyclictest", "osnoise")
+_builtin_modules = ("idle", "cpu_load", "fork", "pthread_max", "hackbench", "cyclictest", "osnoise",
+                    "lazy_tlb")
 
 
 class Context:

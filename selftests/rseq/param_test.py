@@ -181,8 +181,11 @@ class test_membarrier_thread_args:
         self.percpu_list_ptr = None
 
 
-def make_main(argv, out, mm_cid=False, compare_twice=False, chooser=None):
-    """param_test's main() for *argv*; *out* collects what it prints."""
+def make_main(argv, out, mm_cid=False, compare_twice=False, chooser=None, benchmark=False):
+    """param_test's main() for *argv*; *out* collects what it prints.
+    *benchmark* is the -DBENCHMARK build (param_test_benchmark): the
+    injection points and printf_verbose() are compiled out, the options that
+    set them still parsed."""
     loop_cnt = [0] * (NR_INJECT + 1)
     opt = {"modulo": 0, "verbose": 0, "yield": 0, "signal": 0, "sleep": 0, "disable_rseq": 0,
            "threads": 200, "disable_mod": 0, "test": "s", "mb": 0, "reps": 5000}
@@ -196,7 +199,7 @@ def make_main(argv, out, mm_cid=False, compare_twice=False, chooser=None):
         return st
 
     def printf_verbose(line):
-        if opt["verbose"]:
+        if opt["verbose"] and not benchmark:    # #ifdef BENCHMARK: compiled out
             out.append(line)
 
     def RSEQ_INJECT_C(n):
@@ -667,8 +670,11 @@ def make_main(argv, out, mm_cid=False, compare_twice=False, chooser=None):
                 return -1
             i += 1
 
-        rseq_program(compare_twice=compare_twice, loop_cnt=loop_cnt, inject_c=RSEQ_INJECT_C,
-                     inject_failed=RSEQ_INJECT_FAILED, stderr=out.append)
+        rseq_program(compare_twice=compare_twice,
+                     loop_cnt=[0] * (NR_INJECT + 1) if benchmark else loop_cnt,
+                     inject_c=None if benchmark else RSEQ_INJECT_C,
+                     inject_failed=None if benchmark else RSEQ_INJECT_FAILED,
+                     stderr=out.append)
         if set_signal_handler():
             return -1
         if not opt["disable_rseq"] and rseq_register_current_thread():

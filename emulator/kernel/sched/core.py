@@ -21,7 +21,9 @@ from ..task import (
     TASK_WAKEKILL, MAX_RT_PRIO, DEFAULT_PRIO, state_char,
 )
 from ...errors import KernelBug
-from ...observe.trace import FuncgraphFields, IrqFields, SchedSwitchFields, SchedWakeupFields
+from ...observe.trace import (
+    FuncgraphFields, IrqFields, SchedMigrateTaskFields, SchedSwitchFields, SchedWakeupFields,
+)
 from .fair import FairSchedClass
 from .rt import RtSchedClass
 from .sched import (
@@ -54,6 +56,8 @@ RELAX_NS_MAX = 10_000
 
 class SchedCore:
     """The scheduler core, as methods of the kernel object."""
+
+    memory_model = None     # tso/weak: emulator/kernel/memory_model.py (Machine sets it)
 
     # -- current CPU and task -----------------------------------------------------
 
@@ -217,7 +221,8 @@ class SchedCore:
         if p.cpu != new_cpu:
             tp = self.tp
             if tp.sched_migrate_task:
-                tp.emit("sched_migrate_task", f"comm={p.comm} pid={p.pid} prio={p.prio} orig_cpu={p.cpu} dest_cpu={new_cpu}")
+                tp.emit("sched_migrate_task", SchedMigrateTaskFields((
+                    SchedMigrateTaskFields, p.comm, p.pid, p.prio, p.cpu, new_cpu)))
             self.rseq_migrate(p)
             self.mm_cid.sched_mm_cid_migrate_from(p)
         p.cpu = new_cpu
@@ -472,6 +477,8 @@ class SchedCore:
             rq.irqs_off_since = self.engine.now
         rq.irqs_disabled += 1                   # local_irq_disable()
         raw_spin_lock(rq.lock)
+        if self.memory_model is not None:       # smp_mb__after_spinlock(): tso/weak only,
+            self.memory_model.fence(rq.cpu, "mb")   # not a counted point (sc unchanged)
         now = rq.clock = self.engine.now
         prev_state = prev.state
         if not preempt and prev_state != TASK_RUNNING:
@@ -503,7 +510,10 @@ class SchedCore:
         # (exploration counts distinct schedules by it).
         self.schedule_digest = (self.schedule_digest * 1_000_003 + (rq.cpu << 24 | next.pid)) \
             & 0xFFFF_FFFF_FFFF_FFFF
-        rq.curr = next
+        if self.memory_model is None:
+            rq.curr = next
+        else:                                   # RCU_INIT_POINTER(rq->curr, next): a store
+            self.memory_model.store(rq.cpu, rq, "curr", next)   # other CPUs may see late
         if next.sched_class is RtSchedClass:
             self.rt_curr_mask |= 1 << rq.cpu
         elif prev.sched_class is RtSchedClass:
@@ -888,6 +898,7 @@ class SchedCore:
         rq.tick_entry = None
         self._irq_enter(rq, "local_timer")
         self.scheduler_tick(rq)
+        self.watchdog_timer_fn(rq)              # (kernel/watchdog.py: its own hrtimer)
         if rq.curr is not rq.idle and rq.tick_entry is None and \
                 not (self.nohz_full_mask >> rq.cpu & 1 and self.sched_can_stop_tick(rq)):
             # (tick_nohz_full: the tick of a CPU running one task stops here.)

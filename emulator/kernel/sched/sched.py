@@ -63,6 +63,11 @@ class Rq:
         self.irq_time = 0             # virtual time charged in interrupt context
         self.deferred_irqs = []       # interrupts waiting for irqs to be enabled
         self.wake_list = []           # wake-ups waiting for a task to switch out
+        # kernel/watchdog.py: nr_switches at the last look, and when (and in
+        # which state) a look saw curr sleeping with no switch since (None: not)
+        self.watchdog_touch_switches = 0
+        self.watchdog_touch_ts = None
+        self.watchdog_state = 0
 
     def __repr__(self):
         return f"rq{self.cpu}"
