@@ -20,6 +20,9 @@ from .errors import Deadlock, EmulationFailure, HardLockup, Interrupted, KernelB
 from .kernel import Kernel
 from .kernel.locking import _set_running_kernel, running_kernel
 from .kernel.memory_model import MODELS as MEMORY_MODELS, make_memory_model
+from .kernel.task import TASK_RUNNING
+from .observe.osnoise import Osnoise
+from .variants import load_variant, select_variants
 
 # How long a store may stay unseen by some CPU under tso and weak, in virtual
 # ns (memory_model.py): the chooser draws delays up to it.  Not a cited
@@ -46,9 +49,6 @@ def set_default_memory_model(name):
     previous = _default_memory_model[0]
     _default_memory_model[0] = name
     return previous
-from .kernel.task import TASK_RUNNING
-from .observe.osnoise import Osnoise
-from .variants import load_variant, select_variants
 
 
 def _pin_to_one_host_cpu():

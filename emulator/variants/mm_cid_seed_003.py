@@ -66,6 +66,8 @@ from .mm_cid_v7_0 import (
 # Causes of V3's recorded findings (known_findings below), noted when they happen.
 WALK_MISSED_CLONE_VM_USER = "V3's counting walk to per-CPU mode missed a vfork()ed user"
 ZERO_PCPU_THRS = "V3's pcpu_thrs of 0 kept an mm with more users than cids in per-task mode"
+WALK_MISSED_FORKING_CHILD = ("V3's walk to per-CPU mode missed the child of a concurrent fork, "
+                             "a user with a CID but not yet in the thread list")
 
 
 class mm_mm_cid:
@@ -99,6 +101,20 @@ SEED_003_ZERO_PCPU_THRS = (
     "second CID the one-bit bitmap cannot have, mm_cid.lock held: a hard lockup (Nathan "
     "Chancellor's report).  14b2b17cca54 \"Ensure that per CPU threshold is > 0\".")
 
+SEED_003_CONCURRENT_FORK = (
+    "seed 003 (V3 as posted): sched_mm_cid_fork() runs from copy_mm(), so a child is an "
+    "mm_cid user owning a CID allocated in per-task mode before copy_process() adds it to "
+    "the thread and task lists.  If its parent is preempted in that window and another "
+    "thread's fork() switches the mm to per-CPU mode, mm_cid_fixup_tasks_to_cpus() cannot "
+    "see the child, whose CID stays task-owned in per-CPU mode; its users count runs out on "
+    "current's threads met again by the second loop, or the walk ends with the child never "
+    "found.  With as many CIDs as possible CPUs one CPU then finds none for the task it "
+    "schedules in and spins in mm_get_cid() with its runqueue lock held: a hard lockup.  "
+    "Found by the stateful search (not one of the recorded triggers); the scenario of "
+    "b2e48c429ec5 \"sched/mmcid: Prevent CID stalls due to concurrent forks\" (v7.0-rc, "
+    "Fixes: fbd0e71dc370), which moved sched_mm_cid_fork() to sched_post_fork(), after the "
+    "task is visible; 192d852129b1's user_list is filled under the same mutex.")
+
 @register
 class MmCidSeed003(MmCidV7_0):
     name = "seed-003"
@@ -107,12 +123,14 @@ class MmCidSeed003(MmCidV7_0):
                 SEED_003_COUNTING_WALK),
         Finding(HardLockup, r"spinning on cpu_relax\(\)", ZERO_PCPU_THRS,
                 SEED_003_ZERO_PCPU_THRS),
+        Finding(HardLockup, r"spinning on cpu_relax\(\)", WALK_MISSED_FORKING_CHILD,
+                SEED_003_CONCURRENT_FORK),
     )
     NOT_KERNEL_FUNCTIONS = MmCidV7_0.NOT_KERNEL_FUNCTIONS + ("note_walk_missed_users",
                                                              "note_zero_pcpu_thrs")
     copies = "Thomas Gleixner, [patch V3 00/20] sched: Rewrite MM CID management (2025-10-29)"
     # sched_mm_cid_fork() is called from copy_mm(), before the task is
-    # visible in the thread and task lists.
+    # visible in the thread and task lists (WALK_MISSED_FORKING_CHILD).
     fork_in_copy_mm = SchedMmCid.fork_in_copy_mm
     fork_in_sched_post_fork = SchedMmCid.fork_in_sched_post_fork
     PERCPU_TEST = "mm->mm_cid.percpu"
@@ -391,18 +409,32 @@ class MmCidSeed003(MmCidV7_0):
             if self.mm_cid_fixup_task_to_cpu(t, mm):
                 users -= 1
                 if users == 0:
-                    self.note_walk_missed_users(mm)
+                    self.note_walk_missed_users(mm, counted_out=True)
                     return
+        self.note_walk_missed_users(mm, counted_out=False)
 
-    def note_walk_missed_users(self, mm):
-        """Not kernel code: records the cause of V3's walk finding when it
-        happens.  The walk stopped on its count while a user of @mm outside
-        the thread group (a vfork()ed child) still owns a task CID: the
-        second loop met current's threads again and counted them twice."""
+    def note_walk_missed_users(self, mm, counted_out):
+        """Not kernel code: records the causes of V3's walk findings when they
+        happen, where the walk ends.  WALK_MISSED_CLONE_VM_USER: the walk
+        stopped on its count (@counted_out) while a user of @mm outside the
+        thread group (a vfork()ed child) still owns a task CID: the second
+        loop met current's threads again and counted them twice.
+        WALK_MISSED_FORKING_CHILD (b2e48c429ec5's scenario): a
+        user the walk could not see, the child of a concurrent fork between
+        copy_mm() and the thread list, holds a task CID: either still not in
+        the task list (more users than active visible ones, not counting the
+        child of this fork, itself not yet visible), or added after the walk
+        passed (a leftover in current's thread group, whose visible threads
+        the first loop all met)."""
         current = self.k.cur
-        if any(t.mm is mm and t.tgid != current.tgid and t.mm_cid.active
-               and cid_on_task(t.mm_cid.cid) for t in self.k.tasks.values()):
+        visible = [t for t in self.k.tasks.values() if t.mm is mm and t.mm_cid.active]
+        if counted_out and any(t.tgid != current.tgid and cid_on_task(t.mm_cid.cid)
+                               for t in visible):
             self.k.causes.add(WALK_MISSED_CLONE_VM_USER)
+        if mm.mm_cid.users - len(visible) > 1 or \
+                any(t is not current and t.tgid == current.tgid and cid_on_task(t.mm_cid.cid)
+                    for t in visible):
+            self.k.causes.add(WALK_MISSED_FORKING_CHILD)
 
     def note_zero_pcpu_thrs(self, mc):
         """Not kernel code: records the cause of V3's uniprocessor finding
