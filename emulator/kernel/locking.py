@@ -21,6 +21,7 @@ reports can name who holds what.
 
 from ..errors import HardLockup, KernelBug
 from .memory_model import NO_STORE as _NO_STORE
+from .wait_queue import wait_queue_head_t
 
 _machine = None   # the kernel whose code is running (one per engine thread)
 _memory = None    # its memory model: None for sc (memory_model.py)
@@ -456,7 +457,6 @@ class mutex:
     __slots__ = ("name", "owner", "wait")
 
     def __init__(self, name="mutex"):
-        from .wait import wait_queue_head_t
         self.name = name
         self.owner = None
         self.wait = wait_queue_head_t(name)

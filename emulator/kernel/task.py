@@ -7,6 +7,7 @@ dup_task_struct() time, as the kernel's dup_task_struct() does.
 """
 
 from .locking import raw_spinlock_t
+from .wait_queue import wait_queue_head_t
 
 # task->__state
 TASK_RUNNING = 0x0000
@@ -61,7 +62,6 @@ class SignalStruct:
     """signal_struct: what the threads of one process share."""
 
     def __init__(self, tgid):
-        from .wait import wait_queue_head_t
         self.tgid = tgid
         self.live = 0                 # atomic_t live: threads not yet exited
         self.threads = []             # the thread group, leader first

@@ -6,20 +6,10 @@ called from invalid context").
 """
 
 from .task import TASK_INTERRUPTIBLE, TASK_KILLABLE, TASK_NORMAL, TASK_RUNNING, TASK_UNINTERRUPTIBLE
+from .wait_queue import wait_queue_head_t
 
 EINTR = 4
 EAGAIN = 11
-
-
-class wait_queue_head_t:
-    __slots__ = ("name", "waiters")
-
-    def __init__(self, name="wq"):
-        self.name = name
-        self.waiters = []
-
-    def __repr__(self):
-        return self.name
 
 
 class completion:
