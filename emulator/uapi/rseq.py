@@ -377,6 +377,23 @@ class _Run:
             _rseq_bug("cpu_id comparison failed")
         return False
 
+    def enter(self, cpu):
+        """What every operation does first: start(), the cpu compare and
+        RSEQ_INJECT_ASM(3)."""
+        return self.start() and self.cmp_cpu(cpu) and self.inject(3)
+
+    def cmp_v_twice(self, cpu, v, expect):
+        """RSEQ_COMPARE_TWICE of the cbne operations (True when not built
+        with it): the cpu and *v compared again; False if the kernel aborted
+        the section meanwhile; a changed *v is rseq_bug()."""
+        if not self.build.compare_twice:
+            return True
+        if not self.cmp_cpu_twice(cpu) or not self.step("cmp_v_2"):
+            return False
+        if v.load() != expect:
+            _rseq_bug("expected value comparison failed")
+        return True
+
     def done(self, ret):
         self.u.regs_ip = C_IP
         return ret
@@ -426,19 +443,14 @@ def rseq_load_cbne_store__ptr(rseq_mo, percpu_mode, v, expect, newv, cpu):
     if rseq_mo != RSEQ_MO_RELAXED:
         return -1
     r = _run("load_cbne_store", percpu_mode, _layout_cbne_store)
-    if not r.start() or not r.cmp_cpu(cpu) or not r.inject(3) or not r.step("cmp_v"):
+    if not r.enter(cpu) or not r.step("cmp_v"):
         return r.abort()
     if v.load() != expect:
         return r.done(1)
     if not r.inject(4):
         return r.abort()
-    if r.build.compare_twice:
-        if not r.cmp_cpu_twice(cpu):
-            return r.abort()
-        if not r.step("cmp_v_2"):
-            return r.abort()
-        if v.load() != expect:
-            _rseq_bug("expected value comparison failed")
+    if not r.cmp_v_twice(cpu, v, expect):
+        return r.abort()
     if not r.step("commit"):
         return r.abort()
     v.store(newv)
@@ -459,7 +471,7 @@ def rseq_load_cbeq_store_add_load_store__ptr(rseq_mo, percpu_mode, v, expectnot,
     if rseq_mo != RSEQ_MO_RELAXED:
         return -1
     r = _run("load_cbeq_store_add_load_store", percpu_mode, _layout_cbeq_store_add_load_store)
-    if not r.start() or not r.cmp_cpu(cpu) or not r.inject(3) or not r.step("load_v"):
+    if not r.enter(cpu) or not r.step("load_v"):
         return r.abort()
     r1 = v.load()
     if not r.step("cmp_expectnot"):
@@ -503,7 +515,7 @@ def rseq_load_add_store__ptr(rseq_mo, percpu_mode, v, count, cpu):
     if rseq_mo != RSEQ_MO_RELAXED:
         return -1
     r = _run("load_add_store", percpu_mode, _layout_add_store)
-    if not r.start() or not r.cmp_cpu(cpu) or not r.inject(3):
+    if not r.enter(cpu):
         return r.abort()
     if r.build.compare_twice and not r.cmp_cpu_twice(cpu):
         return r.abort()
@@ -534,7 +546,7 @@ def rseq_load_add_load_load_add_store__ptr(rseq_mo, percpu_mode, p, off, inc, cp
     if rseq_mo != RSEQ_MO_RELAXED:
         return -1
     r = _run("load_add_load_load_add_store", percpu_mode, _layout_add_load_load_add_store)
-    if not r.start() or not r.cmp_cpu(cpu) or not r.inject(3):
+    if not r.enter(cpu):
         return r.abort()
     if r.build.compare_twice and not r.cmp_cpu_twice(cpu):
         return r.abort()
@@ -570,19 +582,14 @@ def rseq_load_cbne_store_store__ptr(rseq_mo, percpu_mode, v, expect, v2, newv2, 
     if rseq_mo not in (RSEQ_MO_RELAXED, RSEQ_MO_RELEASE):
         return -1
     r = _run(f"load_cbne_store_store_{rseq_mo}", percpu_mode, _layout_cbne_store_store)
-    if not r.start() or not r.cmp_cpu(cpu) or not r.inject(3) or not r.step("cmp_v"):
+    if not r.enter(cpu) or not r.step("cmp_v"):
         return r.abort()
     if v.load() != expect:
         return r.done(1)
     if not r.inject(4):
         return r.abort()
-    if r.build.compare_twice:
-        if not r.cmp_cpu_twice(cpu):
-            return r.abort()
-        if not r.step("cmp_v_2"):
-            return r.abort()
-        if v.load() != expect:
-            _rseq_bug("expected value comparison failed")
+    if not r.cmp_v_twice(cpu, v, expect):
+        return r.abort()
     if not r.step("try_store"):
         return r.abort()
     v2.store(newv2)
@@ -606,7 +613,7 @@ def rseq_load_cbne_load_cbne_store__ptr(rseq_mo, percpu_mode, v, expect, v2, exp
     if rseq_mo != RSEQ_MO_RELAXED:
         return -1
     r = _run("load_cbne_load_cbne_store", percpu_mode, _layout_cbne_load_cbne_store)
-    if not r.start() or not r.cmp_cpu(cpu) or not r.inject(3) or not r.step("cmp_v"):
+    if not r.enter(cpu) or not r.step("cmp_v"):
         return r.abort()
     if v.load() != expect:
         return r.done(1)
@@ -647,19 +654,14 @@ def rseq_load_cbne_memcpy_store__ptr(rseq_mo, percpu_mode, v, expect, dst, src, 
     if rseq_mo not in (RSEQ_MO_RELAXED, RSEQ_MO_RELEASE):
         return -1
     r = _run(f"load_cbne_memcpy_store_{rseq_mo}", percpu_mode, _layout_cbne_memcpy_store)
-    if not r.start() or not r.cmp_cpu(cpu) or not r.inject(3) or not r.step("cmp_v"):
+    if not r.enter(cpu) or not r.step("cmp_v"):
         return r.abort()
     if v.load() != expect:
         return r.done(1)
     if not r.inject(4):
         return r.abort()
-    if r.build.compare_twice:
-        if not r.cmp_cpu_twice(cpu):
-            return r.abort()
-        if not r.step("cmp_v_2"):
-            return r.abort()
-        if v.load() != expect:
-            _rseq_bug("expected value comparison failed")
+    if not r.cmp_v_twice(cpu, v, expect):
+        return r.abort()
     if len:
         d = dst.load() if isinstance(dst, ptr) else dst
         s = src.load() if isinstance(src, ptr) else src
