@@ -199,31 +199,6 @@ def pytest_runtest_call(item):
     return result
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_keyboard_interrupt(excinfo):
-    """Before pytest reports the interrupt: a signal taken at an instruction
-    that has no line (CPython 3.11's exception clean-up code) leaves a
-    traceback entry whose tb_lineno is None, and pytest's report of such a
-    traceback fails with a TypeError (the same crash as pytest-xdist#1196),
-    which turns Ctrl-C into an internal error.  Those entries are unlinked,
-    in the interrupt and in every exception chained to it or grouped with it."""
-    _unlink_lineless_entries(excinfo.value, set())
-
-
-def _unlink_lineless_entries(exc, seen):
-    if exc is None or id(exc) in seen:
-        return
-    seen.add(id(exc))
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        if tb.tb_next.tb_lineno is None:
-            tb.tb_next = tb.tb_next.tb_next
-        else:
-            tb = tb.tb_next
-    for other in (exc.__cause__, exc.__context__, *getattr(exc, "exceptions", ())):
-        _unlink_lineless_entries(other, seen)
-
-
 def pytest_report_header(config):
     if config.getoption("emu_explore") is not None:
         return ["emulator: each campaign appends its failures, as it finds them, to "
