@@ -435,8 +435,9 @@ class ProgramUser:
             self.threads.clear()
             return None
         if kind == "spin_until_started":
-            if any(child._frames is None for child in self.threads):
-                return ("again", ("call", k.sys_sched_yield, ()))
+            for child in self.threads:
+                if child._frames is None:
+                    return ("again", ("call", k.sys_sched_yield, ()))
             return None
         if kind == "clock_nanosleep":
             interval = op[1]

@@ -421,17 +421,19 @@ def test_under_a_strategy_a_path_lingers_after_storing_to_a_lingering_site():
             before = k.engine.now
             READ_ONCE(d, "x")                # the next scheduling point
             mem = k.memory_model
-            return k.engine.now - before, bool(mem and mem.store_sites.get(("Shared", "x")))
+            # (a run's access sites may also wait for another CPU: see below)
+            return (k.engine.now - before, bool(mem and mem.store_sites.get(("Shared", "x"))),
+                    mem.postpones if mem else 0)
         m = Machine(nr_cpus=2, seed=seed, memory_model=mode,
                     strategy=ScriptStrategy() if strategy else None)
         return m.run_kernel(body)
     runs = [run(s) for s in range(24)]
-    lingered = [paused for paused, n in runs if n]
+    lingered = [paused for paused, n, _ in runs if n]
     assert lingered and len(lingered) < len(runs)
     assert all(0 < paused <= WeakModel.LINGER_MAX_NS for paused in lingered)
-    assert all(paused == 0 for paused, n in runs if not n)
+    assert all(paused == 0 for paused, n, postponed in runs if not n and not postponed)
     assert {run(s, strategy=False)[0] for s in range(24)} == {0}
-    assert {run(s, mode="sc") for s in range(8)} == {(0, False)}
+    assert {run(s, mode="sc") for s in range(8)} == {(0, False, 0)}
 
 
 def test_a_bad_count_of_memory_search_examples_is_a_usage_error(tmp_path):
@@ -445,3 +447,47 @@ def test_a_bad_count_of_memory_search_examples_is_a_usage_error(tmp_path):
     bad = run("test_x.py", EMU_MEMORY_EXAMPLES="lots")
     assert bad.returncode != 0 and "EMU_MEMORY_EXAMPLES='lots'" in bad.stderr
     assert run("--emu-memory-examples=3", "test_x.py").returncode == 0
+
+
+def test_under_a_strategy_a_path_waits_at_an_access_for_another_cpus_access():
+    """Per run each access site (primitive, object type) postpones with
+    probability 1/POSTPONE_ONE_IN, each access there with 1/POSTPONE_EACH: the
+    path stops until another CPU reaches an access to the same object, then
+    goes on as soon as that CPU lets it (active testing, Sen PLDI 2008), or
+    at its drawn bound.  Here every access postpones: kthread A on CPU 0 waits
+    at its READ_ONCE(x) for B, which reads x on CPU 1 after 1 ms."""
+    from emulator.explore.strategies import ScriptStrategy
+    from emulator.kernel.locking import READ_ONCE
+
+    def run(seed):
+        class Shared:
+            x = 0
+        d = Shared()
+        seen = {}
+
+        def other(k):
+            k.msleep(1)
+            seen["b"] = k.engine.now
+            READ_ONCE(d, "x")
+
+        def body(k):
+            k.kthread_create_on_cpu(other, k, 1, "B")
+            start = k.engine.now
+            READ_ONCE(d, "x")
+            return start, k.engine.now, seen.get("b"), k.memory_model.postpones
+        m = Machine(nr_cpus=2, seed=seed, memory_model="weak", strategy=ScriptStrategy())
+        return m.run_kernel(body)
+
+    saved = WeakModel.POSTPONE_ONE_IN, WeakModel.POSTPONE_EACH, WeakModel.POSTPONE_MAX_NS
+    WeakModel.POSTPONE_ONE_IN = WeakModel.POSTPONE_EACH = 1
+    WeakModel.POSTPONE_MAX_NS = bound = 40_000_000
+    try:
+        runs = [run(seed) for seed in range(8)]
+    finally:
+        WeakModel.POSTPONE_ONE_IN, WeakModel.POSTPONE_EACH, WeakModel.POSTPONE_MAX_NS = saved
+    woken = [r for r in runs if r[2] is not None and r[1] - r[2] <= 1]
+    # most draws outlast B's sleep: A goes on when B reads x, not at its bound
+    assert len(woken) >= 6, runs
+    assert all(postpones >= 1 for _, _, _, postpones in runs)
+    # a drawn bound shorter than B's sleep ends the wait without B
+    assert all(end - start <= bound + 2000 for start, end, _, _ in runs)

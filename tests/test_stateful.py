@@ -154,3 +154,34 @@ def test_an_example_boots_its_shape_and_replays_it_from_the_key():
                                 "preempt_p": 0.25}
     finally:
         sm.teardown()
+
+
+def test_a_recorded_finding_met_between_steps_ends_the_example_as_known():
+    """P4 is checked between steps wherever the machine is quiet; a recorded
+    finding of the variant met there ends the example as known, as it does
+    when the run itself raises it.  (It was reported as a new failure: the
+    weak-memory search met v7.0's "last user" finding so.)"""
+    from emulator.errors import InvariantViolation
+    from emulator.explore.stateful import replay_steps
+    from emulator.variants import get_variant
+    from emulator.variants.base import Finding
+
+    LEAK = "the exit left its cid bit set"
+
+    class LeakOnExit(get_variant("v6.3")):
+        name = "v6.3-leaks-a-cid-bit-on-exit"
+        known_findings = (Finding(InvariantViolation, r"P4 no orphan: ", LEAK, "a leak at exit"),)
+
+        def sched_mm_cid_exit_signals(self, t):
+            if t.mm is not None and t.mm_cid >= 0:
+                self.k.causes.add(LEAK)
+                t.mm_cid = -1            # the bit stays set: no mm_cid_put()
+                t.mm_cid_active = 0
+                return
+            super().sched_mm_cid_exit_signals(t)
+
+    # the thread exits, leaking its bit; the machine is quiet after the advance
+    steps = [["spawn", {"who": 0, "n": 1, "then": 0}], ["advance", {"ns": 1_000_000}],
+             ["exit_thread", {"who": 1, "then": 0}], ["advance", {"ns": 3_000_000}],
+             ["advance", {"ns": 3_000_000}]]
+    assert replay_steps(LeakOnExit, {"nr_cpus": 2, "seed": 1}, steps) == "a leak at exit"

@@ -28,9 +28,11 @@ def _is_machinery(filename):
     return filename.startswith(_LIBRARIES)
 
 
-# A code object -> its function's name, or None for machinery: the walk
-# below runs at every allocation and free, over the same few hundred
-# functions.
+# id() of a code object -> (its function's name, or None for machinery; the
+# code object, kept so that its id stays its own): the walk below runs at
+# every allocation and free, over the same few hundred functions.  Keyed by
+# id(), not by the code object, whose hash is computed anew at every lookup
+# (over its constants and names: a few hundred ns for a long function).
 _code_names = {}
 
 
@@ -43,9 +45,10 @@ def call_site(skip=2, depth=6):
     while frame is not None and len(names) < depth:
         code = frame.f_code
         try:
-            name = known[code]
+            name = known[id(code)][0]
         except KeyError:
-            name = known[code] = None if _is_machinery(code.co_filename) else code.co_name
+            name = None if _is_machinery(code.co_filename) else code.co_name
+            known[id(code)] = (name, code)
         if name is not None and name not in names:
             names.append(name)
         frame = frame.f_back

@@ -142,10 +142,15 @@ class Lockdep:
 
     def acquire(self, held, lock):
         """*lock* is being taken by a context holding *held*."""
-        new = self._class(lock.name)
+        classes = self.classes                  # self._class(), its hits without the call
+        new = classes.get(lock.name)
+        if new is None:
+            new = self._class(lock.name)
         after = self.after
         for h in held:
-            old = self._class(h.name)
+            old = classes.get(h.name)
+            if old is None:
+                old = self._class(h.name)
             if old == new:
                 continue
             edges = after.get(old)

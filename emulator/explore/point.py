@@ -18,6 +18,15 @@ from greenlet import getcurrent
 
 __all__ = ["sched_point_hook"]
 
+# The points that access memory through the model, where a path may wait for
+# another CPU's access to the same object (memory_model.WeakModel.postpone_ns);
+# not lock operations, whose order the pauses explore.
+_ACCESSES = frozenset([
+    "READ_ONCE", "WRITE_ONCE", "smp_load_acquire", "smp_store_release", "cmpxchg", "xchg",
+    "atomic_read", "atomic_set", "atomic_inc", "atomic_dec", "atomic_dec_and_test",
+    "atomic_inc_return", "set_bit", "clear_bit", "test_and_set_bit",
+])
+
 
 def sched_point_hook(k, strategy):
     """The hook for kernel *k*, deciding with *strategy*."""
@@ -28,6 +37,9 @@ def sched_point_hook(k, strategy):
     # weak: the CPUs whose path stored to a lingering site (memory_model.py)
     memory = getattr(k, "memory_model", None)
     lingering = getattr(memory, "lingering", None)
+    # weak: paths that wait at an access for another CPU's access to the object
+    postpone = getattr(memory, "postpone_ns", None) if lingering is not None else None
+    waiting = k.paused_until
 
     if observe is not None:
         # The non-atomic helpers (__cpumask_set_cpu() ...) are accesses, not points.
@@ -35,6 +47,12 @@ def sched_point_hook(k, strategy):
 
     def sched_point(kind, obj):
         t = k.cur
+        if waiting and id(obj) in waiting and waiting[id(obj)][2] != k.cpu:
+            # Another CPU's path waits for an access to obj: this is one.
+            # Which of the two goes first is the chooser's.
+            k.wake_paused_path(obj)
+            if chooser.below(2) and not (k.in_irq or t.stack is None or getcurrent() is not t.stack):
+                k.pause_kernel_path(1)
         if observe is not None:
             observe(k, kind, obj)
         if lingering is not None and lingering[k.cpu]:
@@ -45,9 +63,14 @@ def sched_point_hook(k, strategy):
                 return
         if k.in_irq or t.stack is None or getcurrent() is not t.stack:
             return
+        preemptible = k.preemptible(t)
+        if postpone is not None and kind in _ACCESSES and id(obj) not in waiting:
+            ns = postpone(kind, obj, preemptible)
+            if ns is not None:
+                k.pause_kernel_path(ns, until=obj)
+                return
         # Where a real kernel may stop this path for as long as interrupts and
         # the tasks preempting it take: where delays of milliseconds happen.
-        preemptible = k.preemptible(t)
         delay = pause_ns(kind, preemptible)
         if delay is not None:
             if preemptible and strategy.resched and k.preempt_kernel_path():

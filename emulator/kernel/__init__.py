@@ -94,6 +94,7 @@ class Kernel(SchedCore, Fork, Exit, Exec, Rseq, Signal, Membarrier, Entry, Sys, 
         self.live_mms = {}
         self.rseq_resuming = None
         self.paused_lock_holders = 0
+        self.paused_until = {}           # id(obj) -> a path paused until obj (pause_kernel_path)
         # Causes of recorded findings seen in this run (emulator.explore.findings.known_finding)
         self.causes = set()
         self.suspended_holders = [0] * nr_possible

@@ -51,6 +51,10 @@ class Counters:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
+# The primitives below call sched_point() only when a hook is installed (the
+# test it makes first, without the call): a run without an exploration
+# strategy makes millions of them.  With a hook, the call and so the stack the
+# hook sees are as they were.
 def sched_point(kind, obj):
     """A point where another CPU's kernel path may run (exploration hook)."""
     hook = _machine.sched_point_hook
@@ -61,14 +65,16 @@ def sched_point(kind, obj):
 # -- plain accesses ----------------------------------------------------------------
 
 def READ_ONCE(obj, field):
-    sched_point("READ_ONCE", obj)
+    if _machine.sched_point_hook is not None:
+        sched_point("READ_ONCE", obj)
     if _memory is not None:
         return _memory.load(_machine.cpu, obj, field)
     return getattr(obj, field)
 
 
 def WRITE_ONCE(obj, field, value):
-    sched_point("WRITE_ONCE", obj)
+    if _machine.sched_point_hook is not None:
+        sched_point("WRITE_ONCE", obj)
     if _memory is not None:
         return _memory.store(_machine.cpu, obj, field, value)
     setattr(obj, field, value)
@@ -77,7 +83,8 @@ def WRITE_ONCE(obj, field, value):
 def smp_load_acquire(obj, field):
     """READ_ONCE() that orders every later access after it (pairs with
     smp_store_release())."""
-    sched_point("smp_load_acquire", obj)
+    if _machine.sched_point_hook is not None:
+        sched_point("smp_load_acquire", obj)
     if _memory is not None:
         return _memory.load(_machine.cpu, obj, field, acquire=True)
     return getattr(obj, field)
@@ -86,7 +93,8 @@ def smp_load_acquire(obj, field):
 def smp_store_release(obj, field, value):
     """WRITE_ONCE() ordered after every earlier access (pairs with
     smp_load_acquire())."""
-    sched_point("smp_store_release", obj)
+    if _machine.sched_point_hook is not None:
+        sched_point("smp_store_release", obj)
     if _memory is not None:
         return _memory.store(_machine.cpu, obj, field, value, release=True)
     setattr(obj, field, value)
@@ -95,7 +103,8 @@ def smp_store_release(obj, field, value):
 def _barrier(kind):
     k = _machine
     k.counters.barrier += 1
-    sched_point("smp_mb" if kind == "mb" else "smp_" + kind, None)
+    if _machine.sched_point_hook is not None:
+        sched_point("smp_mb" if kind == "mb" else "smp_" + kind, None)
     if _memory is not None:
         _memory.fence(k.cpu, kind)
 
@@ -140,7 +149,8 @@ def cmpxchg(obj, field, old, new):
     """Atomically replace *old* by *new*; returns the value found."""
     k = _machine
     k.counters.atomic += 1
-    sched_point("cmpxchg", obj)
+    if _machine.sched_point_hook is not None:
+        sched_point("cmpxchg", obj)
     if _memory is not None:       # fully ordered when it succeeds, unordered when it fails
         return _memory.rmw(k.cpu, obj, field, lambda cur: new if cur == old else _NO_STORE)
     cur = getattr(obj, field)
@@ -159,7 +169,8 @@ def try_cmpxchg(obj, field, old, new):
 def xchg(obj, field, new):
     k = _machine
     k.counters.atomic += 1
-    sched_point("xchg", obj)
+    if _machine.sched_point_hook is not None:
+        sched_point("xchg", obj)
     if _memory is not None:
         return _memory.rmw(k.cpu, obj, field, lambda cur: new)
     cur = getattr(obj, field)
@@ -178,14 +189,16 @@ class atomic_t:
 
 
 def atomic_read(v):
-    sched_point("atomic_read", v)
+    if _machine.sched_point_hook is not None:
+        sched_point("atomic_read", v)
     if _memory is not None:
         return _memory.load(_machine.cpu, v, "counter")
     return v.counter
 
 
 def atomic_set(v, i):
-    sched_point("atomic_set", v)
+    if _machine.sched_point_hook is not None:
+        sched_point("atomic_set", v)
     if _memory is not None:
         return _memory.store(_machine.cpu, v, "counter", i)
     v.counter = i
@@ -196,7 +209,8 @@ def atomic_set(v, i):
 
 def atomic_inc(v):
     _machine.counters.atomic += 1
-    sched_point("atomic_inc", v)
+    if _machine.sched_point_hook is not None:
+        sched_point("atomic_inc", v)
     if _memory is not None:
         _memory.rmw(_machine.cpu, v, "counter", _inc, ordered=False)
         return
@@ -205,7 +219,8 @@ def atomic_inc(v):
 
 def atomic_dec(v):
     _machine.counters.atomic += 1
-    sched_point("atomic_dec", v)
+    if _machine.sched_point_hook is not None:
+        sched_point("atomic_dec", v)
     if _memory is not None:
         _memory.rmw(_machine.cpu, v, "counter", _dec, ordered=False)
         return
@@ -214,7 +229,8 @@ def atomic_dec(v):
 
 def atomic_dec_and_test(v):
     _machine.counters.atomic += 1
-    sched_point("atomic_dec_and_test", v)
+    if _machine.sched_point_hook is not None:
+        sched_point("atomic_dec_and_test", v)
     if _memory is not None:
         return _memory.rmw(_machine.cpu, v, "counter", _dec) == 1
     v.counter -= 1
@@ -223,7 +239,8 @@ def atomic_dec_and_test(v):
 
 def atomic_inc_return(v):
     _machine.counters.atomic += 1
-    sched_point("atomic_inc_return", v)
+    if _machine.sched_point_hook is not None:
+        sched_point("atomic_inc_return", v)
     if _memory is not None:
         return _memory.rmw(_machine.cpu, v, "counter", _inc) + 1
     v.counter += 1
@@ -259,7 +276,8 @@ def __cpumask_clear_cpu(cpu, mask):
 
 def cpumask_set_cpu(cpu, mask):
     _machine.counters.atomic += 1
-    sched_point("set_bit", mask)
+    if _machine.sched_point_hook is not None:
+        sched_point("set_bit", mask)
     if _memory is not None:       # set_bit(): atomic, unordered
         _memory.rmw(_machine.cpu, mask, "bits", lambda b: b | 1 << cpu, ordered=False)
         return
@@ -268,7 +286,8 @@ def cpumask_set_cpu(cpu, mask):
 
 def cpumask_clear_cpu(cpu, mask):
     _machine.counters.atomic += 1
-    sched_point("clear_bit", mask)
+    if _machine.sched_point_hook is not None:
+        sched_point("clear_bit", mask)
     if _memory is not None:       # clear_bit(): atomic, unordered
         _memory.rmw(_machine.cpu, mask, "bits", lambda b: b & ~(1 << cpu), ordered=False)
         return
@@ -277,7 +296,8 @@ def cpumask_clear_cpu(cpu, mask):
 
 def cpumask_test_and_set_cpu(cpu, mask):
     _machine.counters.atomic += 1
-    sched_point("test_and_set_bit", mask)
+    if _machine.sched_point_hook is not None:
+        sched_point("test_and_set_bit", mask)
     if _memory is not None:       # test_and_set_bit(): fully ordered
         return (_memory.rmw(_machine.cpu, mask, "bits", lambda b: b | 1 << cpu) >> cpu) & 1
     old = (mask.bits >> cpu) & 1
@@ -342,13 +362,25 @@ def raw_spin_lock(lock):
     k.counters.lock_acquire += 1
     if k.sched_point_hook is not None:
         k.sched_point_hook("spin_lock", lock)
-    if k.lockdep is not None:
-        held = k.held_locks
-        if not k.in_irq and k.cur.held_mutexes:
-            held = held + k.cur.held_mutexes
-        if held:
-            k.lockdep.acquire(held, lock)
-        k.lockdep.mark_usage(lock, k.in_irq, not k.irqs_disabled())
+    lockdep = k.lockdep
+    if lockdep is not None:
+        # k.held_locks and k.irqs_disabled() written out (two calls a lock);
+        # mark_usage() does nothing in task context with interrupts off.
+        if k.in_irq:
+            held = k.rqs[k.cpu].irq_held
+            if held:
+                lockdep.acquire(held, lock)
+            lockdep.mark_usage(lock, True, False)
+        else:
+            cur = k.cur
+            held = cur.held_locks
+            if cur.held_mutexes:
+                held = held + cur.held_mutexes
+            if held:
+                lockdep.acquire(held, lock)
+            rq = k.rqs[k.cpu]
+            if not (rq.irqs_disabled > 0 or rq.lock.owner is cur):
+                lockdep.mark_usage(lock, False, True)
     if lock.owner is not None:
         k.spin_on_lock(lock)
     lock.cpu = k.cpu
@@ -385,7 +417,8 @@ def raw_spin_unlock(lock):
 
 def raw_spin_trylock(lock):
     k = _machine
-    sched_point("spin_trylock", lock)
+    if _machine.sched_point_hook is not None:
+        sched_point("spin_trylock", lock)
     if lock.owner is not None:
         return False
     k.counters.lock_acquire += 1

@@ -346,6 +346,8 @@ class WeakModel(SCModel):
         self.store_sites = {}
         self.lingering = [False] * nr_cpus if window_ns is not None else None
         self.lingers = 0
+        self.postpone_sites = {}
+        self.postpones = 0
 
     # -- which store a load reads, on the machine ------------------------------------------
     #
@@ -375,6 +377,33 @@ class WeakModel(SCModel):
     # (the searches install one); the run's outcomes stay the model's.
     LINGER_ONE_IN = 4
     LINGER_MAX_NS = 20_000
+
+    # The stores a load may find stale are in flight for a short while only
+    # (a barrier or the window ends it), and the access on another CPU that
+    # makes a stale read harmful must fall in that while: two racing paths
+    # seldom meet so by chance.  So, as active testing does (Sen, "Race
+    # directed random testing of concurrent programs", PLDI 2008), a path at
+    # an access of a *postponing* site (the primitive and the object's type,
+    # one in POSTPONE_ONE_IN per run) is, one access in POSTPONE_EACH,
+    # stopped there until another CPU reaches an access to the same object
+    # (or for at most POSTPONE_MAX_NS where a real path may be preempted,
+    # LINGER_MAX_NS elsewhere); then the chooser orders the two accesses.
+    # emulator.explore.point does the stopping; the outcomes stay the model's.
+    POSTPONE_ONE_IN = 4
+    POSTPONE_EACH = 8
+    POSTPONE_MAX_NS = 1_000_000
+
+    def postpone_ns(self, kind, obj, preemptible):
+        """How long the path at *kind* on *obj* waits for another CPU to
+        access *obj*, or None to go on."""
+        site = (kind, type(obj).__name__)
+        yes = self.postpone_sites.get(site)
+        if yes is None:
+            yes = self.postpone_sites[site] = self.below(self.POSTPONE_ONE_IN) == 0
+        if not yes or self.below(self.POSTPONE_EACH):
+            return None
+        self.postpones += 1
+        return 1 + self.below(self.POSTPONE_MAX_NS if preemptible else self.LINGER_MAX_NS)
 
     def _stored(self, c, obj, field):
         site = (type(obj).__name__, field)
@@ -581,10 +610,12 @@ class WeakModel(SCModel):
             stale = sorted(f"{t}.{f}" for (t, f), mode in self.sites.items()
                            if mode == self.SITE_STALE)
             linger = sorted(f"{t}.{f}" for (t, f), yes in self.store_sites.items() if yes)
+            postpone = sorted(f"{k} on {t}" for (k, t), yes in self.postpone_sites.items() if yes)
             out.append(f"(this run's loads read the oldest store allowed at: "
                        f"{', '.join(stale) or 'no site'}; {self.stale_reads} stale reads; "
                        f"paths lingered after storing to: {', '.join(linger) or 'no site'}, "
-                       f"{self.lingers} pauses)")
+                       f"{self.lingers} pauses; paths waited for another CPU's access at: "
+                       f"{', '.join(postpone) or 'no site'}, {self.postpones} waits)")
         return out
 
     def clone(self):

@@ -334,8 +334,9 @@ def _owner_event(k, tp, kind, owner, watch, old, value):
 def _watched_struct_field(store):
     """The property of the field of a watched copy of a slotted struct, kept
     in the copy's slot *store*, whose stores emit mm_cid_owner for the copy's
-    owner (``_watch``: the kind of owner, the owner, _mm_watch() of its mm);
-    a read is the slot's, through a C getter."""
+    owner (``_owner``) as ``_watch`` says (the kind of owner, _mm_watch() of
+    its mm: one tuple for the slots of an mm); a read is the slot's, through
+    a C getter."""
     get = attrgetter(store)
 
     def store_field(obj, value):
@@ -344,8 +345,8 @@ def _watched_struct_field(store):
         if value != old:
             k = _locking._machine             # running_kernel()
             if k is not None and k.tp.mm_cid_owner:
-                kind, owner, watch = obj._watch
-                _owner_event(k, k.tp, kind, owner, watch, old, value)
+                kind, watch = obj._watch
+                _owner_event(k, k.tp, kind, obj._owner, watch, old, value)
     return property(get, store_field)
 
 
@@ -393,7 +394,7 @@ def _watched_class(cls, field, by_setattr=None):
             how = {"__slots__": (), "__setattr__": _struct_setattr(field, getattr(cls, field))}
         else:
             store = f"_watched_{field}"
-            how = {"__slots__": ("_watch", store), field: _watched_struct_field(store),
+            how = {"__slots__": ("_watch", "_owner", store), field: _watched_struct_field(store),
                    "_copied": [name for name in slots if name != field], "_store": store}
         watched = type(f"watched_{cls.__name__}", (cls, Watched),
                        dict(how, __doc__=f"{cls.__name__} whose stores to .{field} emit "
@@ -411,7 +412,19 @@ def _slots_copier(cls, watched, field):
     whose index it returns (``len(slots)``: none).  The loop, compiled for
     the fields of *cls*, is watch_slots()' (a fork at 128 CPUs watches 128
     slots)."""
+    # A store ``copy.name = value`` is the slot's member descriptor's
+    # __set__, as a call of it would be, where nothing on the copy's class
+    # stands between (no __setattr__ of its own, the slot's descriptor
+    # unshadowed), and cheaper (the interpreter stores to the slot in place).
+    plain_store = watched.__setattr__ is object.__setattr__
+
+    def store(name, descriptor, value):
+        if plain_store and getattr(watched, name, None) is descriptor:
+            return f"copy.{name} = {value}"
+        return f"set_{name}(copy, {value})"
+
     lines = ["def copy_slots(slots, start, watch):",
+             "    watch = ('cpu', watch)",
              "    for cpu in range(start, len(slots)):",
              "        obj = slots[cpu]",
              "        if obj.__class__ is not plain:",
@@ -419,15 +432,16 @@ def _slots_copier(cls, watched, field):
              "        copy = new(watched)"]
     for name in watched._copied:
         lines += ["        try:",
-                  f"            set_{name}(copy, obj.{name})",
+                  f"            {store(name, getattr(cls, name), f'obj.{name}')}",
                   "        except AttributeError:",          # a slot never set stays unset
                   "            pass"]
-    lines += [f"        set_store(copy, obj.{field})",
-              "        copy._watch = ('cpu', cpu, watch)",
+    lines += [f"        {store(watched._store, watched.__dict__[watched._store], f'obj.{field}')}",
+              "        copy._watch = watch",
+              "        copy._owner = cpu",
               "        slots[cpu] = copy",
               "    return len(slots)"]
     scope = {"plain": cls, "watched": watched, "new": watched.__new__,
-             "set_store": watched.__dict__[watched._store].__set__}
+             f"set_{watched._store}": watched.__dict__[watched._store].__set__}
     for name in watched._copied:
         scope[f"set_{name}"] = getattr(cls, name).__set__      # the slot's member descriptor
     exec("\n".join(lines), scope)
@@ -440,6 +454,7 @@ def _watched(tp, obj, cls, field, kind, owner, watch):
     if "_copied" not in cls.__dict__:
         obj.__class__ = cls
         tp.names[id(obj)] = (obj, kind, owner, watch)
+        tp.watched_in_place = True            # forget_mm() and forget_task() look for them
         return obj
     copy = cls.__new__(cls)
     for name in cls._copied:
@@ -447,7 +462,8 @@ def _watched(tp, obj, cls, field, kind, owner, watch):
         if value is not _watched:             # a slot never set stays unset
             _object_setattr(copy, name, value)
     _object_setattr(copy, cls._store, getattr(obj, field))
-    copy._watch = (kind, owner, watch)
+    copy._watch = (kind, watch)
+    copy._owner = owner
     return copy
 
 

@@ -27,8 +27,8 @@ so that a report, a check or a metric reads ``record[5].fields["cid"]``
 rather than parsing text, and an event costs a tuple: its text, ftrace's
 for the event, is made only when printed (``str(record[5])``: a report, the
 minimal trace, --trace).  Only ``function`` (the function tracer, on in
-replays) is still a str.  Where only the tail listens (``tail_only``), the
-mm_cid events' emitter (the watched cid storage of
+replays) is still a str.  Where only the tail listens to the mm_cid events
+(``tail_only``: no full trace, no subscriber of theirs), their emitter (the watched cid storage of
 emulator/observe/cid_watch.py) appends the record to the tail itself, the
 fields a plain tuple there: ``Fields.of(record[5])`` reads a tail's record.
 
@@ -56,6 +56,9 @@ EVENTS = (
 # events that would push a failure's story out of it.
 NOT_IN_TAIL = frozenset(["function", "irq_handler_entry", "irq_handler_exit",
                          "funcgraph_entry", "funcgraph_exit"])
+# The events whose emitter appends to the tail itself while only the tail
+# listens to them (Tracepoints.tail_only).
+TAIL_ONLY_EVENTS = frozenset(["mm_cid_get", "mm_cid_put", "mm_cid_owner"])
 
 _NO_RECORD = (None,) * 8       # what emit() compares the first event of the tail with
 
@@ -309,9 +312,15 @@ class Tracepoints:
         self.full = None
         self.pinned = {}         # id(record) -> (record, note): what minimal_trace() always keeps
         self.names = {}          # an emitter's cache: an object -> what its events call it
-        # Only the tail listens: an emitter of events that never repeat the one
-        # before them (each a change of state) may append its record to the
-        # tail itself, as emit() would, saving emit()'s call (the mm_cid events).
+        # Whether a cid watch ever named a struct it watches in place in
+        # self.names (by id(): cid_watch._watched()); until one does, a free
+        # has no such entry to forget (forget_mm(), forget_task()).
+        self.watched_in_place = False
+        # Only the tail listens to TAIL_ONLY_EVENTS (the mm_cid events): their
+        # emitter, whose events never repeat the one before them (each a change
+        # of state), may append its record to the tail itself, as emit() would,
+        # saving emit()'s call.  Subscribers of other events (compare's
+        # metrics) leave it so.
         self.tail_only = self.tail is not None
         for name in EVENTS:
             setattr(self, name, False)
@@ -327,7 +336,8 @@ class Tracepoints:
                 raise ValueError(f"unknown tracepoint {name!r}")
             self._listeners[name].append(fn)
             setattr(self, name, True)
-        self.tail_only = False
+            if name in TAIL_ONLY_EVENTS:
+                self.tail_only = False
 
     def record_all(self):
         """Keep every event (for --trace FILE and determinism checks)."""
@@ -345,7 +355,8 @@ class Tracepoints:
             # A loop emitting the same event on the same CPU and task is kept as one
             # record and a count (a spinning CPU must not push the story out of the tail).
             last = tail[-1] if tail else _NO_RECORD
-            if last[5] == text and last[3] == cur.pid and last[1] == cpu and last[4] == event:
+            # (the cheap comparisons first: the texts only when all else is the same)
+            if last[4] == event and last[1] == cpu and last[3] == cur.pid and last[5] == text:
                 tail[-1] = last[:6] + (last[6] + 1, now)
             else:
                 tail.append((now, cpu, cur.comm, cur.pid, event, text, 0, 0))
@@ -447,6 +458,8 @@ def forget_mm(k, mm, slots):
     memory: 130 entries a fork for v7.0 at 128 CPUs)."""
     names = k.tp.names
     names.pop(mm, None)
+    if not k.tp.watched_in_place:
+        return                                # no struct watched in place: no table entries
     if all("_copied" in cls.__dict__ for cls in set(map(type, slots))):
         return                                # watched copies only: no table entries
     for slot in slots:
@@ -458,6 +471,8 @@ def forget_mm(k, mm, slots):
 def forget_task(k, t):
     """*t*'s task_struct is freed (dead and reaped): what the watches
     remember of its cid storage (a variant's struct in its fields) goes."""
+    if not k.tp.watched_in_place:
+        return                                # no struct watched in place: no table entries
     names = k.tp.names
     for value in t.__dict__.values():
         entry = names.get(id(value))

@@ -90,7 +90,8 @@ SEED_003_COUNTING_WALK = (
     "for CLONE_VM users such as a vfork()ed child) meets current's threads again and counts "
     "them twice, so it can stop before the child, whose CID stays task-owned in per-CPU "
     "mode.  With as many CIDs as possible CPUs one CPU then finds none for the task it "
-    "schedules in and spins in mm_get_cid() with its runqueue lock held: a hard lockup.  "
+    "schedules in and spins in mm_get_cid() with its runqueue lock held: a hard lockup "
+    "(which a walk back to per-task mode, waiting for that lock, may report first).  "
     "192d852129b1 replaced \"the proven to be flaky counting logic\" by the per-mm "
     "user_list walk.")
 
@@ -109,21 +110,29 @@ SEED_003_CONCURRENT_FORK = (
     "see the child, whose CID stays task-owned in per-CPU mode; its users count runs out on "
     "current's threads met again by the second loop, or the walk ends with the child never "
     "found.  With as many CIDs as possible CPUs one CPU then finds none for the task it "
-    "schedules in and spins in mm_get_cid() with its runqueue lock held: a hard lockup.  "
+    "schedules in and spins in mm_get_cid() with its runqueue lock held: a hard lockup "
+    "(which a walk back to per-task mode, waiting for that lock, may report first).  "
     "Found by the stateful search (not one of the recorded triggers); the scenario of "
     "b2e48c429ec5 \"sched/mmcid: Prevent CID stalls due to concurrent forks\" (v7.0-rc, "
     "Fixes: fbd0e71dc370), which moved sched_mm_cid_fork() to sched_post_fork(), after the "
     "task is visible; 192d852129b1's user_list is filled under the same mutex.")
 
+# What the watchdog sees of a CID leaked in per-CPU mode: the CPU spinning in
+# mm_get_cid() with its runqueue lock held, or first another CPU spinning on
+# that lock, such as a fixup walk back to per-task mode that needs it ("the
+# fixup thread can livelock on the held runqueue lock", 47ee94efccf6).
+_LEAKED_CID_LOCKUP = r"spinning on (cpu_relax\(\)|rq\d+->__lock)"
+
+
 @register
 class MmCidSeed003(MmCidV7_0):
     name = "seed-003"
     known_findings = (
-        Finding(HardLockup, r"spinning on cpu_relax\(\)", WALK_MISSED_CLONE_VM_USER,
+        Finding(HardLockup, _LEAKED_CID_LOCKUP, WALK_MISSED_CLONE_VM_USER,
                 SEED_003_COUNTING_WALK),
         Finding(HardLockup, r"spinning on cpu_relax\(\)", ZERO_PCPU_THRS,
                 SEED_003_ZERO_PCPU_THRS),
-        Finding(HardLockup, r"spinning on cpu_relax\(\)", WALK_MISSED_FORKING_CHILD,
+        Finding(HardLockup, _LEAKED_CID_LOCKUP, WALK_MISSED_FORKING_CHILD,
                 SEED_003_CONCURRENT_FORK),
     )
     NOT_KERNEL_FUNCTIONS = MmCidV7_0.NOT_KERNEL_FUNCTIONS + ("note_walk_missed_users",

@@ -776,13 +776,14 @@ class SchedCore:
             self.preempted_paths.discard(t)
         return True
 
-    def pause_kernel_path(self, delay):
+    def pause_kernel_path(self, delay, until=None):
         """Let *delay* ns pass with the current kernel path stopped where it is.
 
         Other CPUs' paths and events run meanwhile.  The paused path holds off
         its own CPU's interrupts; while it holds a spinlock, every CPU's
         interrupts wait too (a handler cannot wait on the lock: it runs to
-        completion on the event loop)."""
+        completion on the event loop).  With *until* (an object), the path
+        may also be resumed sooner: by wake_paused_path(until)."""
         t = self.cur
         cpu = self.cpu
         rq = self.rqs[cpu]
@@ -790,8 +791,12 @@ class SchedCore:
         rq.irqs_disabled += 1
         if holds:
             self._lock_holder_away(cpu)
-        self.engine.at(self.engine.now + delay, self._resume_paused, (t, cpu))
+        entry = self.engine.at(self.engine.now + delay, self._resume_paused, (t, cpu))
+        if until is not None:
+            self.paused_until[id(until)] = (entry, until, cpu)
         self.engine.loop.switch()
+        if until is not None:
+            self.paused_until.pop(id(until), None)
         if holds:
             self._lock_holder_back(cpu)
         rq.irqs_disabled -= 1           # not local_irq_restore(): that is a point
@@ -811,6 +816,19 @@ class SchedCore:
             pending, self.held_off_irqs = self.held_off_irqs, []
             for fn, arg in pending:
                 self.engine.at(self.engine.now, fn, arg)
+
+    def wake_paused_path(self, obj):
+        """The path paused until *obj* (pause_kernel_path()) resumes now, as
+        soon as the running path lets it: its CPU, if another.  Returns
+        that CPU, or None when no path waits on *obj*."""
+        w = self.paused_until.pop(id(obj), None)
+        if w is None:
+            return None
+        entry, _, cpu = w
+        arg = entry[4]
+        self.engine.cancel(entry)
+        self.engine.at(self.engine.now, self._resume_paused, arg)
+        return cpu
 
     def _resume_paused(self, arg):
         t, cpu = arg
