@@ -16,8 +16,9 @@ signal instead:
   campaign, and at its end (exit status 130);
 - the pytest plugin opens one for the session: outside a run the signal is
   raised at once as `Interrupted` (a KeyboardInterrupt), unless the main
-  thread is in a callback that would swallow it (then the next run or the end
-  of the test acts on it).
+  thread is in a callback that would swallow it or in an import that it would
+  leave half done (then the next run, the end of collection or of the test
+  acts on it).
 
 A second signal before the last scope closes ends the process at once
 (``os._exit(130)``); one within half a second of the first is the same one
@@ -67,7 +68,11 @@ _CALLBACK_FILES = {os.path.normcase(m.__file__) for m in (weakref, _weakrefset)}
 
 def _in_callback(frame):
     """True if *frame* or a caller of it is a garbage-collector or weakref
-    callback, a finalizer, or this module's own bookkeeping."""
+    callback, a finalizer, or this module's own bookkeeping, where a
+    KeyboardInterrupt would be lost; or an import, where it would leave the
+    module half initialised for the rest of the process (pytest's terminal
+    summary then fails to import Hypothesis, interrupted while a test file
+    imported it: exit status 1, not 2)."""
     codes = set()
     for cb in gc.callbacks:
         code = getattr(getattr(cb, "__func__", cb), "__code__", None)
@@ -76,7 +81,8 @@ def _in_callback(frame):
     while frame is not None:
         code = frame.f_code
         if code in codes or code.co_name == "__del__" or \
-                os.path.normcase(code.co_filename) in _CALLBACK_FILES:
+                os.path.normcase(code.co_filename) in _CALLBACK_FILES or \
+                code.co_filename.startswith("<frozen importlib"):
             return True
         frame = frame.f_back
     return False

@@ -176,6 +176,10 @@ def pytest_unconfigure(config):
         interrupt.leave(scope)
 
 
+def pytest_collection_finish(session):
+    interrupt.checkpoint()          # one recorded while a test file was being imported
+
+
 def pytest_runtest_setup(item):
     interrupt.checkpoint()          # one recorded while the last test failed
 

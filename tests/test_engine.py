@@ -217,9 +217,10 @@ def test_the_kernels_events_carry_their_fields_and_print_as_ftrace():
                           f"{alloc.fields['by_comm']}[{alloc.fields['by_pid']}]")
     assert str(free) == f"mm=mm#{free.fields['id']}" and is_freed(free.fields["mm"])
     queued = by_event["workqueue_queue_work"][0][5]
-    assert queued.fields == {"work": "work_for_cpu_fn", "workqueue": "events", "req_cpu": 1,
-                             "cpu": 1}
-    assert str(queued) == "work struct=work_for_cpu_fn workqueue=events req_cpu=1 cpu=1"
+    assert queued.fields == {"work": "work_for_cpu_fn", "function": "work_for_cpu_fn",
+                             "workqueue": "events", "req_cpu": 1, "cpu": 1}
+    assert str(queued) == ("work struct=work_for_cpu_fn function=work_for_cpu_fn "
+                           "workqueue=events req_cpu=1 cpu=1")
     start = by_event["workqueue_execute_start"][0][5]
     assert str(start) == "work struct work_for_cpu_fn: function work_for_cpu_fn"
     assert m.trace_text().count(": sched_process_fork: comm=") == len(

@@ -383,3 +383,40 @@ def test_an_interrupt_grouped_with_failures_by_hypothesis_still_stops_pytest(tmp
                           text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Interrupted: interrupted by SIGINT" in done.stdout and "failed" not in done.stdout
+
+
+def test_a_signal_during_an_import_lets_the_import_finish_and_acts_after(one_signal, tmp_path,
+                                                                           monkeypatch):
+    """Raised at once, the interrupt would leave a module half initialised for
+    the rest of the process (pytest's summary then failed to import
+    Hypothesis, signalled while a test file imported it: exit status 1).  In
+    an import it is recorded; the import ends, and the next checkpoint acts."""
+    (tmp_path / "signals_while_imported.py").write_text(
+        "import signal\n"
+        "signal.raise_signal(signal.SIGINT)\n"
+        "FINISHED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    token = interrupt.enter()
+    try:
+        import signals_while_imported
+        assert signals_while_imported.FINISHED
+        with pytest.raises(Interrupted, match="SIGINT"):
+            interrupt.checkpoint()
+    finally:
+        interrupt.leave(token)
+
+
+def test_pytest_signalled_while_importing_a_test_file_stops_after_collection(tmp_path):
+    """The end-to-end story: pytest's summary, status 2, the file imported whole."""
+    (tmp_path / "test_signalled_import.py").write_text(
+        "import signal\n"
+        "signal.raise_signal(signal.SIGINT)\n"
+        "print('imported to the end')\n\n"
+        "def test_never_run():\n"
+        "    pass\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s",
+                           "test_signalled_import.py"], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "imported to the end" in done.stdout and "Interrupted" in done.stdout
+    assert "passed" not in done.stdout

@@ -179,3 +179,38 @@ def test_the_schedules_of_a_stateful_example_are_searched():
     campaign.run(runs=60, progress=False)
     assert campaign.searches and sum(s.runs_at[1] for s in campaign.searches) > 0
     assert not campaign.failures, campaign.summary()
+
+
+def test_a_points_site_is_the_kernel_function_and_its_caller_for_every_primitive():
+    """The rarest call sites go first; a site is the function that called the
+    primitive and that function's caller, for the primitives that call the
+    hook themselves (READ_ONCE, cmpxchg, bit operations) as for the locks.
+    (READ_ONCE and its family were one frame off: the site was the primitive
+    and the function.)"""
+    from emulator.explore.systematic import SITE, RecordingScript
+    from emulator.kernel.locking import (
+        READ_ONCE, cmpxchg, raw_spin_lock, raw_spin_unlock, raw_spinlock_t,
+    )
+
+    class Shared:
+        x = 0
+    d, lock = Shared(), raw_spinlock_t("test_lock")
+
+    def reader():
+        return READ_ONCE(d, "x")
+
+    def swapper():
+        return cmpxchg(d, "x", 0, 1)
+
+    def locker():
+        raw_spin_lock(lock)
+        raw_spin_unlock(lock)
+
+    def body(k):
+        reader(), swapper(), locker()
+    strategy = RecordingScript()
+    Machine(nr_cpus=1, seed=1, strategy=strategy).run_kernel(body)
+    sites = {(code.co_name, caller.co_name) for code, caller in
+             (entry[SITE] for entry in strategy.log)}
+    assert {("reader", "body"), ("swapper", "body"), ("locker", "body")} <= sites
+    assert not any(name in ("READ_ONCE", "cmpxchg", "raw_spin_lock") for name, _ in sites)

@@ -1,8 +1,9 @@
 """Shared-memory primitives: locks, atomics, READ_ONCE/WRITE_ONCE, barriers.
 
-Every primitive here is a *scheduling point*: it calls ``sched_point()``, which
-the default strategy answers at once (run each path to its next block) and an
-exploring strategy may use to switch to another CPU's kernel path.  Kernel
+Every primitive here is a *scheduling point*: it calls the kernel's
+``sched_point_hook`` (none by default: each path runs to its next block),
+which an exploring strategy installs to switch to another CPU's kernel path
+(emulator.explore.point).  Kernel
 code and variants must reach shared state only through these, and never assume
 a path runs to completion in one step.
 
@@ -51,30 +52,27 @@ class Counters:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-# The primitives below call sched_point() only when a hook is installed (the
-# test it makes first, without the call): a run without an exploration
-# strategy makes millions of them.  With a hook, the call and so the stack the
-# hook sees are as they were.
-def sched_point(kind, obj):
-    """A point where another CPU's kernel path may run (exploration hook)."""
-    hook = _machine.sched_point_hook
-    if hook is not None:
-        hook(kind, obj)
+# Each primitive below calls the kernel's sched_point_hook itself, when one is
+# installed (a run without an exploration strategy makes millions of points):
+# the hook's caller is the primitive and the primitive's caller the kernel
+# function, which is how emulator.explore.systematic names a point's site.
 
 
 # -- plain accesses ----------------------------------------------------------------
 
 def READ_ONCE(obj, field):
-    if _machine.sched_point_hook is not None:
-        sched_point("READ_ONCE", obj)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("READ_ONCE", obj)
     if _memory is not None:
         return _memory.load(_machine.cpu, obj, field)
     return getattr(obj, field)
 
 
 def WRITE_ONCE(obj, field, value):
-    if _machine.sched_point_hook is not None:
-        sched_point("WRITE_ONCE", obj)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("WRITE_ONCE", obj)
     if _memory is not None:
         return _memory.store(_machine.cpu, obj, field, value)
     setattr(obj, field, value)
@@ -83,8 +81,9 @@ def WRITE_ONCE(obj, field, value):
 def smp_load_acquire(obj, field):
     """READ_ONCE() that orders every later access after it (pairs with
     smp_store_release())."""
-    if _machine.sched_point_hook is not None:
-        sched_point("smp_load_acquire", obj)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("smp_load_acquire", obj)
     if _memory is not None:
         return _memory.load(_machine.cpu, obj, field, acquire=True)
     return getattr(obj, field)
@@ -93,8 +92,9 @@ def smp_load_acquire(obj, field):
 def smp_store_release(obj, field, value):
     """WRITE_ONCE() ordered after every earlier access (pairs with
     smp_load_acquire())."""
-    if _machine.sched_point_hook is not None:
-        sched_point("smp_store_release", obj)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("smp_store_release", obj)
     if _memory is not None:
         return _memory.store(_machine.cpu, obj, field, value, release=True)
     setattr(obj, field, value)
@@ -103,8 +103,6 @@ def smp_store_release(obj, field, value):
 def _barrier(kind):
     k = _machine
     k.counters.barrier += 1
-    if _machine.sched_point_hook is not None:
-        sched_point("smp_mb" if kind == "mb" else "smp_" + kind, None)
     if _memory is not None:
         _memory.fence(k.cpu, kind)
 
@@ -113,16 +111,25 @@ def smp_mb():
     """Full memory barrier.  Sequentially consistent (sc), a barrier only
     counts and offers a scheduling point; under tso and weak it orders this
     CPU's accesses as memory_model.py says."""
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("smp_mb", None)
     _barrier("mb")
 
 
 def smp_rmb():
     """Read barrier: later loads see what the loads before it saw carried."""
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("smp_rmb", None)
     _barrier("rmb")
 
 
 def smp_wmb():
     """Write barrier: this CPU's earlier stores reach every CPU before its later ones."""
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("smp_wmb", None)
     _barrier("wmb")
 
 
@@ -149,8 +156,9 @@ def cmpxchg(obj, field, old, new):
     """Atomically replace *old* by *new*; returns the value found."""
     k = _machine
     k.counters.atomic += 1
-    if _machine.sched_point_hook is not None:
-        sched_point("cmpxchg", obj)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("cmpxchg", obj)
     if _memory is not None:       # fully ordered when it succeeds, unordered when it fails
         return _memory.rmw(k.cpu, obj, field, lambda cur: new if cur == old else _NO_STORE)
     cur = getattr(obj, field)
@@ -169,8 +177,9 @@ def try_cmpxchg(obj, field, old, new):
 def xchg(obj, field, new):
     k = _machine
     k.counters.atomic += 1
-    if _machine.sched_point_hook is not None:
-        sched_point("xchg", obj)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("xchg", obj)
     if _memory is not None:
         return _memory.rmw(k.cpu, obj, field, lambda cur: new)
     cur = getattr(obj, field)
@@ -189,16 +198,18 @@ class atomic_t:
 
 
 def atomic_read(v):
-    if _machine.sched_point_hook is not None:
-        sched_point("atomic_read", v)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("atomic_read", v)
     if _memory is not None:
         return _memory.load(_machine.cpu, v, "counter")
     return v.counter
 
 
 def atomic_set(v, i):
-    if _machine.sched_point_hook is not None:
-        sched_point("atomic_set", v)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("atomic_set", v)
     if _memory is not None:
         return _memory.store(_machine.cpu, v, "counter", i)
     v.counter = i
@@ -209,8 +220,9 @@ def atomic_set(v, i):
 
 def atomic_inc(v):
     _machine.counters.atomic += 1
-    if _machine.sched_point_hook is not None:
-        sched_point("atomic_inc", v)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("atomic_inc", v)
     if _memory is not None:
         _memory.rmw(_machine.cpu, v, "counter", _inc, ordered=False)
         return
@@ -219,8 +231,9 @@ def atomic_inc(v):
 
 def atomic_dec(v):
     _machine.counters.atomic += 1
-    if _machine.sched_point_hook is not None:
-        sched_point("atomic_dec", v)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("atomic_dec", v)
     if _memory is not None:
         _memory.rmw(_machine.cpu, v, "counter", _dec, ordered=False)
         return
@@ -229,8 +242,9 @@ def atomic_dec(v):
 
 def atomic_dec_and_test(v):
     _machine.counters.atomic += 1
-    if _machine.sched_point_hook is not None:
-        sched_point("atomic_dec_and_test", v)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("atomic_dec_and_test", v)
     if _memory is not None:
         return _memory.rmw(_machine.cpu, v, "counter", _dec) == 1
     v.counter -= 1
@@ -239,8 +253,9 @@ def atomic_dec_and_test(v):
 
 def atomic_inc_return(v):
     _machine.counters.atomic += 1
-    if _machine.sched_point_hook is not None:
-        sched_point("atomic_inc_return", v)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("atomic_inc_return", v)
     if _memory is not None:
         return _memory.rmw(_machine.cpu, v, "counter", _inc) + 1
     v.counter += 1
@@ -276,8 +291,9 @@ def __cpumask_clear_cpu(cpu, mask):
 
 def cpumask_set_cpu(cpu, mask):
     _machine.counters.atomic += 1
-    if _machine.sched_point_hook is not None:
-        sched_point("set_bit", mask)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("set_bit", mask)
     if _memory is not None:       # set_bit(): atomic, unordered
         _memory.rmw(_machine.cpu, mask, "bits", lambda b: b | 1 << cpu, ordered=False)
         return
@@ -286,8 +302,9 @@ def cpumask_set_cpu(cpu, mask):
 
 def cpumask_clear_cpu(cpu, mask):
     _machine.counters.atomic += 1
-    if _machine.sched_point_hook is not None:
-        sched_point("clear_bit", mask)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("clear_bit", mask)
     if _memory is not None:       # clear_bit(): atomic, unordered
         _memory.rmw(_machine.cpu, mask, "bits", lambda b: b & ~(1 << cpu), ordered=False)
         return
@@ -296,8 +313,9 @@ def cpumask_clear_cpu(cpu, mask):
 
 def cpumask_test_and_set_cpu(cpu, mask):
     _machine.counters.atomic += 1
-    if _machine.sched_point_hook is not None:
-        sched_point("test_and_set_bit", mask)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("test_and_set_bit", mask)
     if _memory is not None:       # test_and_set_bit(): fully ordered
         return (_memory.rmw(_machine.cpu, mask, "bits", lambda b: b | 1 << cpu) >> cpu) & 1
     old = (mask.bits >> cpu) & 1
@@ -417,8 +435,9 @@ def raw_spin_unlock(lock):
 
 def raw_spin_trylock(lock):
     k = _machine
-    if _machine.sched_point_hook is not None:
-        sched_point("spin_trylock", lock)
+    hook = _machine.sched_point_hook
+    if hook is not None:
+        hook("spin_trylock", lock)
     if lock.owner is not None:
         return False
     k.counters.lock_acquire += 1

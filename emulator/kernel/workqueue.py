@@ -128,7 +128,7 @@ class Workqueue:
         pool.worklist.append(work)
         if self.tp.workqueue_queue_work:
             self.tp.emit("workqueue_queue_work", WorkqueueQueueWorkFields((
-                WorkqueueQueueWorkFields, work.name, wq.name, cpu, pool.cpu)))
+                WorkqueueQueueWorkFields, work.name, work.name, wq.name, cpu, pool.cpu)))
         self.wake_up_worker(pool, wq)
 
     def cpu_pool(self, cpu):

@@ -33,9 +33,9 @@ emulator/observe/cid_watch.py) appends the record to the tail itself, the
 fields a plain tuple there: ``Fields.of(record[5])`` reads a tail's record.
 
 Departures from ftrace's formats (include/trace/events/): a work item is
-named where ftrace prints its address, and ``workqueue_queue_work`` has no
-``function=``; ``signal_generate`` has no ``errno=``, ``code=`` or ``res=``,
-``signal_deliver`` no ``errno=`` or ``code=`` (the model has no siginfo);
+named where ftrace prints its address (and its function by the name the item
+was given, which is its function's unless named otherwise); ``signal_generate``
+has no ``errno=``, ``code=`` or ``res=``, ``signal_deliver`` no ``errno=`` or ``code=`` (the model has no siginfo);
 ``mm_alloc`` and ``mm_free`` are the model's own events.
 """
 
@@ -189,15 +189,18 @@ class SchedProcessExitFields(NamedFields):
 
 class WorkqueueQueueWorkFields(NamedFields):
     """workqueue_queue_work's fields: ``work struct=task_mm_cid_work
-    workqueue=events req_cpu=3 cpu=3`` (a work item is named by its
-    function's name, where ftrace prints its address; ``cpu``: the pool's,
-    -1 for the unbound pool)."""
+    function=task_mm_cid_work workqueue=events req_cpu=3 cpu=3``
+    (include/trace/events/workqueue.h: "work struct=%p function=%ps
+    workqueue=%s req_cpu=%d cpu=%d"; a work item is named by its function's
+    name, where ftrace prints its address; ``cpu``: the pool's, -1 for the
+    unbound pool)."""
 
     __slots__ = ()
-    NAMES = ("work", "workqueue", "req_cpu", "cpu")
+    NAMES = ("work", "function", "workqueue", "req_cpu", "cpu")
 
     def text(self):
-        return f"work struct={self[1]} workqueue={self[2]} req_cpu={self[3]} cpu={self[4]}"
+        return (f"work struct={self[1]} function={self[2]} workqueue={self[3]} "
+                f"req_cpu={self[4]} cpu={self[5]}")
 
 
 class WorkqueueExecuteFields(NamedFields):
