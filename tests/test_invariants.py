@@ -33,6 +33,15 @@ class ForgetsToSetTheBit(V6_3):
         return cid if cid < self.k.nr_cpu_ids else -1
 
 
+class HandsOutOneCid(V6_3):
+    """__mm_cid_get() marks cid 0 taken and hands it to every thread."""
+    name = "test-one-cid"
+
+    def _mm_cid_get(self, mm):
+        mm.cidmask.bits |= 1
+        return 0
+
+
 class WritesRseqItself(V6_3):
     """switch_mm_cid() writes the new cid straight into the rseq area."""
     name = "test-writes-rseq"
@@ -53,8 +62,16 @@ class LeaksTheBit(V6_3):
 
 
 def test_p1_catches_two_running_threads_with_one_cid():
-    """Two threads on two CPUs get cid 0 from a patch that never marks it taken: P1."""
+    """Two threads on two CPUs get cid 0 from a patch that gives every thread the one id it marked: P1."""
     with pytest.raises(InvariantViolation, match=r"P1 uniqueness: mm#1: .* both run with mm_cid 0"):
+        Machine(nr_cpus=4, variants=[HandsOutOneCid]).run(two_threads_computing_together())
+
+
+def test_p11_catches_a_task_running_with_an_id_its_bitmap_does_not_hold():
+    """A patch that never marks the id it hands out taken: the first thread to
+    run with it breaks P11, before a second one could be given the same id."""
+    with pytest.raises(InvariantViolation,
+                       match=r"P11 held: main\[2\] on CPU 0 runs with mm_cid 0 of mm#1, which is not set"):
         Machine(nr_cpus=4, variants=[ForgetsToSetTheBit]).run(two_threads_computing_together())
 
 

@@ -178,16 +178,17 @@ def test_kselftest_rseq_is_the_runner_output_over_the_makefile(capsys):
 
 
 def test_kselftest_rseq_on_the_cid_bug_is_not_ok_and_exits_1(capsys):
-    """On a variant whose running threads share a cid, the threaded programs
-    (invariants on: P1 names the bug first) and run_param_test.sh are
-    `not ok ... # exit=1`, which stops at its first failing program; the
-    single-threaded basic_test stays ok; the outer plan still matches; exit 1."""
+    """On a variant whose running threads share a cid, every program (the
+    invariants on: P11 names the bug as the first thread runs with an id the
+    bitmap does not hold, single-threaded basic_test included) and
+    run_param_test.sh, which stops at its first failing program, are
+    `not ok ... # exit=1`; the outer plan still matches; exit 1."""
     status, lines = run_cli(capsys, "kselftest", "rseq", "--variant", CID_BUG, "--cpus", "8")
     outer = parse_ktap(lines)
     assert outer.plan == len(outer.results)
     assert status == 1
     verdict = {d.rsplit(": ", 1)[1]: (ok, data) for ok, _, d, _, data in outer.results}
-    assert verdict["basic_test"][0]
+    assert verdict["basic_test"] == (False, "exit=1")
     assert verdict["basic_percpu_ops_mm_cid_test"] == (False, "exit=1")
     assert verdict["run_param_test.sh"] == (False, "exit=1")
     script = nested(lines)["run_param_test.sh"]

@@ -15,14 +15,18 @@
     P5  progress: no CPU spins forever looking for an id (the hard-lockup
         detector of cpu_relax() and spinlocks, kernel/sched/core.py);
     P6  no use after free: nothing touches an mm after __mmdrop(), its delayed
-        work and timers included (checks/kasan.py).
+        work and timers included (checks/kasan.py);
+    P11 held: the id a running task takes back to user space is set in its
+        mm's cid bitmap (P4's converse: a clear bit is an id the next
+        allocation may hand to another task; checked where P1 is, in the
+        eras that keep a bitmap).
 
 The page allocator's PA1..PA7 are in checks/page_alloc.py.
 The lazy-TLB invariants (P6 at the free, P8-P10) are in checks/lazy_tlb.py.
 
 A violation stops the run with the invariant's name, the state that breaks
 it, and (added by the machine) the trace tail and the replay command.
-``Machine(invariants=False)`` switches P1-P4 off.
+``Machine(invariants=False)`` switches P1-P4 and P11 off (and lockdep, P7).
 """
 
 from ..errors import InvariantViolation
@@ -87,6 +91,16 @@ def P4_no_orphan_cid_bits(k):
                 f"(owners: {sorted(owners)})", f"{_state(k)}\n{cid_report(k, mm)}", "P4")
 
 
+def P11_cid_held_in_bitmap(k, mm, cpu, t, cid):
+    """*t*, running on *cpu*, exposes *cid*, which must be set in *mm*'s bitmap."""
+    if not k.mm_cid.cidmask_bits(mm) >> cid & 1:
+        from ..observe.cid_watch import cid_report
+        raise InvariantViolation(
+            f"P11 held: {t!r} on CPU {cpu} runs with mm_cid {cid} of {mm!r}, which is not set "
+            f"in its cid bitmap (another task may be given it)",
+            f"{_state(k)}\n{cid_report(k, mm)}", "P11")
+
+
 def _state(k):
     return "CPU states:\n" + k.cpu_states()
 
@@ -121,6 +135,8 @@ class Invariants(PageAllocInvariants):
         if mm is None or t.user is None or not exposes_cid(self.k, t):
             return
         cid = v.task_mm_cid(t)
+        if v.keeps_cid_bitmap:
+            P11_cid_held_in_bitmap(self.k, mm, cpu, t, cid)
         index = self.cid_cpu.setdefault(mm, {})
         other_cpu = index.get(cid)
         if other_cpu is not None and other_cpu != cpu:

@@ -70,7 +70,8 @@ def PA1_conservation(k, zone):
 
 # pindex // 3, the order of list pindex (one pass in C instead of a generator:
 # PA2 runs at every release of a pcp lock).
-_PINDEX_ORDER = tuple(pindex // 3 for pindex in range(256))
+# (the kernel's NR_PCP_LISTS is 12 to 15: a longer array takes the generator)
+_PINDEX_ORDER = tuple(pindex // 3 for pindex in range(64))
 
 
 def PA2_pcp_count_matches_lists(k, pcp):

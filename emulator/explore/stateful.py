@@ -35,7 +35,7 @@ sometimes more possible CPUs than online ones, sometimes a first process
 restricted as ``taskset -c`` restricts it).
 
 Input reaches a parked thread from an interrupt (a device interrupt waking a
-reader), on the CPU the rule draws.  P1-P3 and P5-P7 are checked while the
+reader), on the CPU the rule draws.  P1-P3, P5-P7 and P11 are checked while the
 machine runs, P4 at every step where the machine is quiet, and every rule's
 choices come from Hypothesis, so a failure shrinks to few steps and few pauses.
 Rules pick threads by an index into the live ones, so a shrunk example stays

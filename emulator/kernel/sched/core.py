@@ -795,8 +795,8 @@ class SchedCore:
         if until is not None:
             self.paused_until[id(until)] = (entry, until, cpu)
         self.engine.loop.switch()
-        if until is not None:
-            self.paused_until.pop(id(until), None)
+        if until is not None and self.paused_until.get(id(until), (None,))[0] is entry:
+            del self.paused_until[id(until)]       # resumed at its bound, not woken
         if holds:
             self._lock_holder_back(cpu)
         rq.irqs_disabled -= 1           # not local_irq_restore(): that is a point
