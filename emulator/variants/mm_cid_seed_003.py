@@ -68,6 +68,9 @@ WALK_MISSED_CLONE_VM_USER = "V3's counting walk to per-CPU mode missed a vfork()
 ZERO_PCPU_THRS = "V3's pcpu_thrs of 0 kept an mm with more users than cids in per-task mode"
 WALK_MISSED_FORKING_CHILD = ("V3's walk to per-CPU mode missed the child of a concurrent fork, "
                              "a user with a CID but not yet in the thread list")
+SCHEDIN_HANDED_OVER_IN_WALK = ("a schedule-in during V3's walk to per-CPU mode needed a new CID, its "
+                               "own handed to another CPU, while tasks the walk had not reached "
+                               "still owned theirs")
 
 
 class mm_mm_cid:
@@ -117,6 +120,20 @@ SEED_003_CONCURRENT_FORK = (
     "Fixes: fbd0e71dc370), which moved sched_mm_cid_fork() to sched_post_fork(), after the "
     "task is visible; 192d852129b1's user_list is filled under the same mutex.")
 
+SEED_003_HANDOVER_LIVE_LOCK = (
+    "seed 003 (V3 as posted): the switch to per-CPU mode hands CIDs over directly, with no "
+    "transition mode, so while the forking task's walk has not reached them the other "
+    "threads keep their task CIDs; one that schedules in hands its CID to its CPU, migrates, "
+    "and on the next CPU, which has none, must allocate one with that runqueue lock held "
+    "from a pool the unwalked threads exhaust: it spins in mm_get_cid(), and the walk "
+    "spins on the runqueue lock it holds, a live lock.  Found by the weak-memory search, "
+    "whose pause after the mode store left the walk behind; no stale read takes part (its "
+    "one, of max_cids, does not matter here), so it is not a barrier bug, though sc never "
+    "pauses there and a stateful key cannot ask it to.  The scenario of 4327fb13fa47 "
+    "\"sched/mmcid: Prevent live lock on task to CPU mode transition\" (Ihor Solodrai's BPF "
+    "CI report), which added MM_CID_TRANSIT on this transition too "
+    "(mm_cid_transit_to_cpu()).")
+
 # What the watchdog sees of a CID leaked in per-CPU mode: the CPU spinning in
 # mm_get_cid() with its runqueue lock held, or first another CPU spinning on
 # that lock, such as a fixup walk back to per-task mode that needs it ("the
@@ -134,9 +151,12 @@ class MmCidSeed003(MmCidV7_0):
                 SEED_003_ZERO_PCPU_THRS),
         Finding(HardLockup, _LEAKED_CID_LOCKUP, WALK_MISSED_FORKING_CHILD,
                 SEED_003_CONCURRENT_FORK),
+        Finding(HardLockup, _LEAKED_CID_LOCKUP, SCHEDIN_HANDED_OVER_IN_WALK,
+                SEED_003_HANDOVER_LIVE_LOCK),
     )
     NOT_KERNEL_FUNCTIONS = MmCidV7_0.NOT_KERNEL_FUNCTIONS + ("note_walk_missed_users",
-                                                             "note_zero_pcpu_thrs")
+                                                             "note_zero_pcpu_thrs",
+                                                             "note_schedin_allocates_in_walk")
     copies = "Thomas Gleixner, [patch V3 00/20] sched: Rewrite MM CID management (2025-10-29)"
     # sched_mm_cid_fork() is called from copy_mm(), before the task is
     # visible in the thread and task lists (WALK_MISSED_FORKING_CHILD).
@@ -175,6 +195,7 @@ class MmCidSeed003(MmCidV7_0):
                     cpu_cid = cid_to_cpu_cid(tcid)
             # Still nothing, allocate a new one
             if not cid_on_cpu(cpu_cid):
+                self.note_schedin_allocates_in_walk(t, mm, tcid)
                 cpu_cid = cid_to_cpu_cid(self.mm_get_cid(mm))
         self.mm_cid_update_pcpu_cid(mm, cpu_cid)
         self.mm_cid_update_task_cid(t, cpu_cid)
@@ -444,6 +465,17 @@ class MmCidSeed003(MmCidV7_0):
                 any(t is not current and t.tgid == current.tgid and cid_on_task(t.mm_cid.cid)
                     for t in visible):
             self.k.causes.add(WALK_MISSED_FORKING_CHILD)
+
+    def note_schedin_allocates_in_walk(self, t, mm, tcid):
+        """Not kernel code: records the cause of V3's live lock on the switch
+        to per-CPU mode (4327fb13fa47's scenario) when it happens: a task
+        scheduling in in per-CPU mode must allocate a CID, its own having
+        been handed to the CPU it ran on before (ONCPU), while another user
+        of @mm still owns a task CID the walk has not reached yet."""
+        if cid_on_cpu(tcid) and any(
+                u is not t and u.mm is mm and u.mm_cid.active and cid_on_task(u.mm_cid.cid)
+                for u in self.k.tasks.values()):
+            self.k.causes.add(SCHEDIN_HANDED_OVER_IN_WALK)
 
     def note_zero_pcpu_thrs(self, mc):
         """Not kernel code: records the cause of V3's uniprocessor finding
