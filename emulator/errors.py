@@ -96,3 +96,8 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
         self.signame = signal.Signals(signum).name
         super().__init__(f"interrupted by {self.signame}")
+
+    def __reduce__(self):
+        # Made again from its signal when it crosses processes (a worker of
+        # compare -j J stopped by the signal), not from its message.
+        return type(self), (self.signum,)

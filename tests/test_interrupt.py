@@ -420,3 +420,13 @@ def test_pytest_signalled_while_importing_a_test_file_stops_after_collection(tmp
     assert done.returncode == 2, done.stdout + done.stderr
     assert "imported to the end" in done.stdout and "Interrupted" in done.stdout
     assert "passed" not in done.stdout
+
+
+def test_an_interrupt_crosses_processes_as_itself():
+    """A worker of compare -j J stopped by the signal returns its Interrupted
+    to the parent pickled: it is made again from its signal, not from its
+    message ("'interrupted by SIGTERM' is not a valid Signals" broke the pool)."""
+    import pickle
+    again = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
+    assert isinstance(again, Interrupted) and again.signum == signal.SIGTERM
+    assert str(again) == "interrupted by SIGTERM"
