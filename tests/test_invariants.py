@@ -1,9 +1,11 @@
 """The invariants catch broken patches: each story is a small wrong patch of v6.3."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from emulator import Machine
-from emulator.checks.invariants import InvariantViolation
+from emulator.checks.invariants import InvariantViolation, Invariants
 from emulator.kernel.cpumask import cpumask_first_zero
 from emulator.uapi.libc import busy_wait, pthread_create, pthread_join, sched_setaffinity, usleep
 from emulator.variants import get_variant
@@ -97,3 +99,37 @@ def test_invariants_can_be_switched_off():
     """With invariants=False the same broken patch runs to its end."""
     m = Machine(nr_cpus=4, variants=[ForgetsToSetTheBit], invariants=False)
     assert m.run(two_threads_computing_together()) == 0
+
+
+def test_p1_waits_for_the_task_a_cpu_is_still_switching_in():
+    """CPU 0 has stored its next task in rq->curr but not yet switched its cid in
+    (the window a postponed or weakly ordered path widens): that task's cid
+    field still holds the 0 it had when it last ran, and CPU 1 meanwhile takes
+    0, which CPU 0's last task gave back.  Not two running tasks with one cid:
+    P1 waits until CPU 0 has switched its task in, and catches it then if the
+    cid it got is taken (a checker false positive found by a weak-memory run
+    of seed-003 under pthread-max at 8 CPUs)."""
+    class Era:                      # what P1 asks of a variant
+        keeps_cid_bitmap = False
+
+        def task_mm_cid(self, t):
+            return t.cid
+
+        def cid_active(self, t):
+            return True
+
+    def thread(name, cid):
+        return SimpleNamespace(name=name, mm=mm, cid=cid, user=object(), in_do_exit=False,
+                               in_execve=False)
+    mm = object()
+    last, woken, other = thread("last", 0), thread("woken", 0), thread("other", 1)
+    rqs = [SimpleNamespace(curr=last), SimpleNamespace(curr=other)]
+    k = SimpleNamespace(nr_cpu_ids=2, rqs=rqs, mm_cid=Era(), cpu_states=lambda: "")
+    checks = Invariants(k)
+    checks.index(0, last)
+    checks.index(1, other)
+    rqs[0].curr = woken             # CPU 0: rq->curr = next, switch_mm_cid() still to come
+    other.cid = 0
+    checks.index(1, other)          # CPU 1 takes the cid CPU 0's last task gave back
+    with pytest.raises(InvariantViolation, match=r"P1 uniqueness: .* both run with mm_cid 0"):
+        checks.index(0, woken)      # CPU 0 switches its task in with that cid: a duplicate

@@ -41,11 +41,19 @@ def exposes_cid(k, t):
     return not t.in_do_exit and not t.in_execve and k.mm_cid.cid_active(t)
 
 
-def P1_unique_cid_among_running_tasks(k, mm, cpu, t, other_cpu):
+def P1_unique_cid_among_running_tasks(k, mm, cpu, t, other_cpu, indexed):
     """*t*, running on *cpu*, must not share its cid with the task of *mm*
-    running on *other_cpu* (the index's candidate, verified on live state)."""
+    running on *other_cpu* (the index's candidate, verified on live state).
+
+    *indexed* is the task the index last saw switched in on *other_cpu*: if
+    that CPU's rq->curr is another task, that CPU is between the store to
+    rq->curr and switch_mm_cid() (a weakly ordered or postponed path makes
+    that window wide), and its new task's cid field still holds what it had
+    when it last ran; it is checked against the others once switched in."""
     v = k.mm_cid
     other = k.rqs[other_cpu].curr
+    if other is not indexed:
+        return
     cid = v.task_mm_cid(t)
     if other is not t and other.mm is mm and exposes_cid(k, other) and v.task_mm_cid(other) == cid:
         raise InvariantViolation(
@@ -114,12 +122,12 @@ class Invariants(PageAllocInvariants):
     def __init__(self, kernel):
         self.k = kernel
         self.cid_cpu = {}                      # mm -> {cid: cpu}
-        self.cpu_entry = [None] * kernel.nr_cpu_ids   # cpu -> (mm, cid)
+        self.cpu_entry = [None] * kernel.nr_cpu_ids   # cpu -> (mm, cid, task)
 
     def _unindex(self, cpu):
         entry = self.cpu_entry[cpu]
         if entry is not None:
-            mm, cid = entry
+            mm, cid, _ = entry
             index = self.cid_cpu.get(mm)
             if index is not None and index.get(cid) == cpu:
                 del index[cid]
@@ -140,9 +148,10 @@ class Invariants(PageAllocInvariants):
         index = self.cid_cpu.setdefault(mm, {})
         other_cpu = index.get(cid)
         if other_cpu is not None and other_cpu != cpu:
-            P1_unique_cid_among_running_tasks(self.k, mm, cpu, t, other_cpu)
+            P1_unique_cid_among_running_tasks(self.k, mm, cpu, t, other_cpu,
+                                              self.cpu_entry[other_cpu][2])
         index[cid] = cpu
-        self.cpu_entry[cpu] = (mm, cid)
+        self.cpu_entry[cpu] = (mm, cid, t)
 
     def after_switch(self, rq, prev, next):
         self.index(rq.cpu, next)
