@@ -67,9 +67,10 @@ def _parser():
                           "equivalent schedules once), or random, pct, preempt[:key=value,...]")
     exp.add_argument("--workload", metavar="W",
                      help="stateful (rule sequences; hypothesis's default), generated "
-                          "(programs Hypothesis draws and shrinks; systematic's default) or a "
-                          "selftest mirror (the default of random, pct and preempt: "
-                          "mm_cid_compaction); every strategy runs over each")
+                          "(programs Hypothesis draws and shrinks; systematic's default), "
+                          "stress (mixes of compare's stress loads, drawn and shrunk; not "
+                          "systematic) or a selftest mirror (the default of random, pct and "
+                          "preempt: mm_cid_compaction)")
     exp.add_argument("--cpus", action="append", type=int, default=[], metavar="N",
                      help="CPU count; repeatable (default 1, 2, 3, 4, 5, 8; 8 for a mirror; "
                           "1, 2, 3, 4 for systematic over a mirror)")

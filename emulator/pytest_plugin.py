@@ -76,7 +76,8 @@ def pytest_addoption(parser):
                     help="run only an exploration campaign of TIME (60s, 5m, 1h) per selected "
                          "variant, spread over the xdist workers (see python -m emulator explore)")
     group.addoption("--emu-workload", default=None, metavar="W",
-                    help="the campaign's workload (stateful, generated, or a selftest mirror)")
+                    help="the campaign's workload (stateful, generated, stress, or a selftest "
+                         "mirror)")
     group.addoption("--memory-model", default=None, metavar="M",
                     help="sc (default), tso or weak: the memory model of every machine the "
                          "tests build (emulator/kernel/memory_model.py)")

@@ -491,3 +491,42 @@ def test_under_a_strategy_a_path_waits_at_an_access_for_another_cpus_access():
     assert all(postpones >= 1 for _, _, _, postpones in runs)
     # a drawn bound shorter than B's sleep ends the wait without B
     assert all(end - start <= bound + 2000 for start, end, _, _ in runs)
+
+
+def test_v6_4_notes_its_finding_only_when_the_cid_cleared_is_the_one_a_switch_took():
+    """v6.4's recorded store-buffering finding (fe90f3967bdb) is excused only
+    in a run where a remote clear took the very cid that the CPU switching in
+    a user of the mm read (before the clear or, stale, after it); a clear of
+    a CPU running another mm's task, or of another cid, notes nothing, and
+    the same P11 without the cause is reported."""
+    from types import SimpleNamespace
+    from emulator.checks.invariants import InvariantViolation
+    from emulator.explore.findings import known_finding
+    from emulator.variants import get_variant
+    from emulator.variants.mm_cid_v6_4 import (
+        CLEARED_CID_IN_USE, MM_CID_UNSET, V6_4_MISSING_SWITCH_MM_BARRIER)
+
+    def notes(*events):
+        k = Machine(nr_cpus=2, variants=["v6.4"]).kernel
+        mm, other_mm = object(), object()
+        slot = SimpleNamespace(cid=3)           # CPU 1's slot of mm: its newest value
+        rq = SimpleNamespace(cpu=1, curr=SimpleNamespace(mm=mm, mm_cid_active=1, mm_cid=-1))
+        for what, cid in events:
+            if what == "got":                   # CPU 1's switch_mm_cid() reads its slot
+                k.mm_cid.note_got_cid(rq, mm, slot, cid)
+            elif what == "cleared":             # a remote path cleared CPU 1's cid
+                slot.cid = MM_CID_UNSET
+                k.mm_cid.note_cleared_cid(rq, mm, cid)
+            else:                               # CPU 1 switches to another mm's task
+                rq.curr = SimpleNamespace(mm=other_mm, mm_cid_active=1, mm_cid=-1)
+        return k.causes
+    assert notes(("got", 3), ("cleared", 3)) == {CLEARED_CID_IN_USE}
+    assert notes(("cleared", 3), ("got", 3)) == {CLEARED_CID_IN_USE}     # its load stale
+    assert notes(("cleared", 3), ("got", MM_CID_UNSET)) == set()         # its load fresh
+    assert notes(("got", 2), ("cleared", 3)) == set()
+    assert notes(("got", 3), ("other mm", None), ("cleared", 3)) == set()
+    p11 = InvariantViolation("P11 held: t[3] on CPU 1 runs with mm_cid 3 of mm#2, which is not "
+                             "set in its cid bitmap (another task may be given it)")
+    v6_4 = get_variant("v6.4")
+    assert known_finding(v6_4, p11, {CLEARED_CID_IN_USE}) == V6_4_MISSING_SWITCH_MM_BARRIER
+    assert known_finding(v6_4, p11, set()) is None

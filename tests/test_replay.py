@@ -181,6 +181,21 @@ def test_a_campaign_finds_the_patch_failing_and_gives_the_key(no_threads):
     assert f"failures, kernel bug: {failure.count}" in summary and failure.key in summary
 
 
+def test_a_stress_campaign_finds_the_patch_failing_and_its_key_replays(no_threads):
+    """Mixes of compare's loads, drawn and shrunk: the shrunk case is one
+    load that creates threads, and its key replays the failure."""
+    campaign = Campaign(no_threads, workload="stress", cpus=(2,), seed=1)
+    campaign.run(runs=10, progress=False)
+    assert list(campaign.failures) == ["kernel bug"]
+    failure = campaign.failures["kernel bug"]
+    assert "BUG: no threads in this patch" in failure.first_line
+    data = parse_key(failure.key)
+    assert (data["kind"], data["cpus"], data["duration_ns"]) == ("stress", 2, 5_000_000)
+    lines = []
+    assert replay(failure.key, out=lines.append) == 1
+    assert lines[0] == "not ok 1 stress case on no-threads"
+
+
 def test_a_campaign_over_a_sound_variant_counts_runs_and_schedules():
     campaign = Campaign("v6.4", cpus=(4,), seed=2).run(runs=25, progress=False)
     assert not campaign.failures
@@ -202,7 +217,9 @@ def test_failures_are_grouped_by_invariant_or_detector():
 @pytest.mark.parametrize("args, message", [
     (("explore", "--variant", "v6.4", "--time", "soon"), "a duration such as 60s"),
     (("explore", "--variant", "v6.4", "--runs", "0"), "at least 1"),
-    (("explore", "--variant", "v6.4", "--workload", "nosuch"), "stateful, generated"),
+    (("explore", "--variant", "v6.4", "--workload", "nosuch"), "stateful, generated, stress"),
+    (("explore", "--variant", "v6.4", "--strategy", "systematic", "--workload", "stress"),
+     "cannot enumerate"),
     (("explore", "--variant", "v6.4", "--strategy", "pct", "--workload", "nosuch"),
      "unknown selftest"),
     (("explore",), "--variant"),

@@ -6,9 +6,11 @@
 Strategies:
 
     hypothesis (the default)   Hypothesis draws the runs: the stateful rules of
-                               emulator.stateful (``--workload stateful``) or the
+                               emulator.stateful (``--workload stateful``), the
                                generated programs of emulator.generated
-                               (``--workload generated``), with the schedule drawn
+                               (``--workload generated``) or the mixes of
+                               compare's stress loads of emulator.explore.stress
+                               (``--workload stress``), with the schedule drawn
                                along; a failure is shrunk before it is reported.
     random, pct, preempt[:..]  a selftest mirror (``--workload``, default
                                mm_cid_compaction) runs once per seed under the
@@ -41,13 +43,14 @@ from .coverage import Coverage
 from .generated import CPUS, generated_search, run_case
 from .mirror import selftest_replay
 from .stateful import lifecycle_machine, stateful_search
+from .stress import run_stress, stress_search
 from .strategies import strategy_from_spec
 from .systematic import Outcome, SystematicSearch, mirror_outcome, program_outcome, \
     stateful_outcome, systematic_settings
 
 __all__ = ["Campaign", "parse_duration"]
 
-HYPOTHESIS_WORKLOADS = ("stateful", "generated")
+HYPOTHESIS_WORKLOADS = ("stateful", "generated", "stress")
 BATCH = 20          # Hypothesis examples per batch: the budget is checked between batches
 _KEY = re.compile(r"python -m emulator replay (emu1-[A-Za-z0-9_-]+)")
 
@@ -86,6 +89,9 @@ class Campaign:
             self.systematic = systematic_settings(strategy)
         elif strategy != "hypothesis":
             strategy_from_spec(strategy)
+        if workload == "stress" and self.systematic:
+            raise UsageError("--workload stress: runs of a duration, which a systematic search "
+                             "cannot enumerate (use hypothesis, random, pct or preempt)")
         if workload in HYPOTHESIS_WORKLOADS or (workload is None and strategy == "hypothesis"):
             workload = workload or "stateful"
             self.cpus = tuple(cpus or CPUS)
@@ -187,6 +193,9 @@ class Campaign:
                             and self.boot_args is not None:
                         campaign._stateful_search(self.boot_args, self.steps)
             test = stateful_search(Counted, examples, batch_seed, print_blob=False)
+        elif self.workload == "stress":
+            test = stress_search(self._stress_run, examples, batch_seed, cpus=self.cpus,
+                                 print_blob=False)
         else:
             test = generated_search(self._case_run, examples, batch_seed, cpus=self.cpus,
                                     print_blob=False)
@@ -210,16 +219,7 @@ class Campaign:
         the strategy, or a systematic search of its schedules (the first
         failure found raises, so Hypothesis shrinks the program)."""
         if self.strategy == "hypothesis":
-            machines = []
-            try:
-                known = run_case(self.variant, case, on_machine=machines.append,
-                                 coverage=self.coverage)
-            except EmulationFailure as exc:
-                self._ran(machines[-1])
-                self._unshrunk = exc
-                raise
-            self._ran(machines[-1], known)
-            return
+            return self._counted(run_case, case)
         shape = case.shape.fields()
         del shape["nr_cpus"]
 
@@ -239,6 +239,25 @@ class Campaign:
         if outcome.failure is not None:
             self._unshrunk = outcome.failure
             raise outcome.failure
+
+    def _stress_run(self, case):
+        """One stress case, under its drawn strategy (hypothesis) or the
+        campaign's."""
+        if self.strategy != "hypothesis":
+            case.strategy = strategy_from_spec(self.strategy).spec()
+        self._counted(run_stress, case)
+
+    def _counted(self, run, case):
+        """``run(variant, case, ...)`` (run_case(), run_stress()), its run
+        counted; a failure is kept as found until Hypothesis has shrunk it."""
+        machines = []
+        try:
+            known = run(self.variant, case, on_machine=machines.append, coverage=self.coverage)
+        except EmulationFailure as exc:
+            self._ran(machines[-1])
+            self._unshrunk = exc
+            raise
+        self._ran(machines[-1], known)
 
     def _search(self, run_once, max_runs=None, deadline=0):
         search = SystematicSearch(run_once, bound=self.systematic["bound"], max_runs=max_runs,

@@ -19,7 +19,8 @@ the test, so that the search goes on for anything new.
 
 import contextlib
 
-from hypothesis import HealthCheck, given, seed as hypothesis_seed, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, seed as hypothesis_seed, settings, \
+    strategies as st
 from hypothesis.internal.conjecture import providers as _providers
 
 from ..errors import EmulationFailure, UsageError
@@ -30,8 +31,9 @@ from .findings import known_finding
 from .keys import make_key, replay_command
 from .strategies import ScriptStrategy
 
-__all__ = ["CPUS", "Case", "Shape", "machine_shapes", "reporting_example", "run_case", "taskset",
-           "generated_search", "search_settings", "without_local_constants", "workload_cases"]
+__all__ = ["CPUS", "Case", "Shape", "judged_run", "machine_shapes", "reporting_example",
+           "run_case", "taskset", "generated_search", "search_settings",
+           "without_local_constants", "workload_cases"]
 
 MISSING_FILE = "/no/such/file"
 # The CPU counts the searches draw: one CPU, two, odd counts, the largest
@@ -45,8 +47,8 @@ class Shape:
     possible ones (None: as many as online: a VM with hot-plug slots has
     more), and the allowed CPUs the first process starts with (None: every
     CPU), as ``taskset -c`` gives them: set before its exec, so its mm is
-    built with that mask.  The model has no isolcpus/nohz_full, so isolated
-    CPUs are not a shape."""
+    built with that mask.  Isolated CPUs are the stress search's
+    (emulator.explore.stress.StressCase), where loads are pinned to them."""
 
     __slots__ = ("nr_cpus", "nr_possible", "affinity")
 
@@ -231,9 +233,14 @@ def _stable_seed(test):
 
 
 def search_settings(examples, **more_settings):
-    """Hypothesis settings of every search of this project (generated and
-    stateful): no deadline, no example database (a search is its seed), the
-    first bug found reported, no health checks."""
+    """Hypothesis settings of every search of this project (generated,
+    stateful and stress): no deadline, no example database (a search is its
+    seed), the first bug found reported, no health checks, and no explain
+    phase: once an example has failed, Hypothesis runs every later one (the
+    whole shrink) under a line tracer (sys.settrace) to say which parts of
+    the example mattered, which made shrinking a machine run several times
+    slower; the shrunk example and its replay key say what it would."""
+    more_settings.setdefault("phases", tuple(p for p in Phase if p is not Phase.explain))
     return settings(max_examples=examples, deadline=None, database=None,
                     report_multiple_bugs=False, suppress_health_check=list(HealthCheck),
                     **more_settings)
@@ -287,11 +294,18 @@ def run_case(variant, case, on_machine=None, coverage=None, **machine_kwargs):
             "emulator.generated.run_case(<the variant>, <the falsifying Case below>)"
     m = case.shape.machine(variants=[variant], seed=case.seed,
                            strategy=ScriptStrategy(case.pauses), **machine_kwargs)
+    return judged_run(variant, m, lambda: m.run(case.program), on_machine, coverage)
+
+
+def judged_run(variant, m, run, on_machine=None, coverage=None):
+    """*run()* on machine *m* of *variant*: None, or the reason of the
+    variant's recorded finding it ended in (any other failure propagates);
+    *on_machine* and *coverage* as for run_case()."""
     if on_machine is not None:
         on_machine(m)
     watched = coverage.watch(m) if coverage is not None else None
     try:
-        m.run(case.program)
+        run()
     except EmulationFailure as exc:
         reason = known_finding(variant, exc, m.kernel.causes)
         if reason is None:

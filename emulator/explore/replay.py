@@ -9,6 +9,7 @@ from .keys import load_variant_ref, parse_key, replay_command
 from .mirror import run_selftest
 from .stateful import replay_steps
 from .strategies import strategy_from_spec
+from .stress import StressCase, run_stress
 from .systematic import program_outcome
 
 __all__ = ["replay"]
@@ -42,6 +43,12 @@ def _replay(data, key, trace_file, out):
                         nr_possible=data.get("nr_possible"), affinity=data.get("affinity"))
             return _report(out, f"generated case on {variant.name}", trace_file,
                            lambda **kw: run_case(variant, case, replay=command, **kw))
+        if kind == "stress":
+            case = StressCase(data["cpus"], data["seed"], data["workload"], data["duration_ns"],
+                              data["strategy"], nr_possible=data.get("nr_possible"),
+                              affinity=data.get("affinity"), isolation=data.get("isolation"))
+            return _report(out, f"stress case on {variant.name}", trace_file,
+                           lambda **kw: run_stress(variant, case, replay=command, **kw))
         if kind == "program":
             program = program_from_data(data["program"])
 

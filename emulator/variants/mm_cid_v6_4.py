@@ -21,7 +21,7 @@ virtual CPU time per CPU scanned, charged as it goes (seed 000: about 30-35 us
 for 128 CPUs).
 """
 
-from ..errors import KernelBug
+from ..errors import InvariantViolation, KernelBug
 from ..kernel.cpumask import Cpumask, cpumask_first_zero, cpumask_weight
 from ..kernel.locking import (
     READ_ONCE, WRITE_ONCE, cmpxchg, cpu_relax, cpumask_clear_cpu, cpumask_test_and_set_cpu,
@@ -31,13 +31,32 @@ from ..kernel.locking import (
 from ..kernel.task import PF_EXITING, PF_KTHREAD
 from ..kernel.task_work import TWA_RESUME, callback_head
 from . import register
-from .base import SchedMmCid
+from .base import Finding, SchedMmCid
 
 MM_CID_UNSET = 0xFFFFFFFF          # -1U: "Unset state has lazy_put flag set."
 MM_CID_LAZY_PUT = 1 << 31
 SCHED_MM_CID_PERIOD_NS = 100 * 1_000_000   # 100ms
 MM_CID_SCAN_DELAY = 100                    # 100ms
 SCAN_NS_PER_CPU = 250
+
+# The cause of v6.4's recorded finding (known_findings below), noted when it happens.
+CLEARED_CID_IN_USE = ("a remote clear of a CPU's cid (a migration's steal or the scan) read "
+                      "that CPU's rq->curr from before a user -> user switch into the mm whose "
+                      "switch_mm_cid() had taken, or then took, the cid it cleared")
+
+V6_4_MISSING_SWITCH_MM_BARRIER = (
+    "v6.4 as merged (223baf9d17f2) relies on switch_mm() for the full barrier between the "
+    "store to rq->curr and the load of the per-mm/cpu cid on a user -> user switch, which "
+    "arm64's switch_mm() does not have.  A CPU switching in a thread of the mm reads its "
+    "cid as valid, while a remote path (a migration stealing the cid, or the scan) sets "
+    "it lazy-put, reads rq->curr from before the switch, takes it as unused and clears it "
+    "(store buffering: neither side sees the other's store).  The running thread keeps a "
+    "cid whose bit is clear (P11) or that the thread it moved to also has (P1).  Under "
+    "--memory-model weak only (tso: x86's CR3 write serializes).  Found by the stress "
+    "search (explore --variant v6.4 --memory-model weak --workload stress, campaign seed "
+    "0, within 160 runs); fe90f3967bdb \"sched: Add missing memory barrier in switch_mm_cid\" "
+    "(levi.yun's arm64 report) added smp_mb__after_switch_mm() there "
+    "(fixtures/patches/v6_4_fe90f3967bdb.py).")
 
 
 class mm_cid:
@@ -85,6 +104,11 @@ def mm_cid_clear_lazy_put(cid):
 class MmCidV6_4(SchedMmCid):
     name = "v6.4"
     copies = "223baf9d17f2 sched: Fix performance regression introduced by mm_cid (v6.4)"
+    known_findings = (
+        Finding(InvariantViolation, r"^P(1 uniqueness|11 held): ", CLEARED_CID_IN_USE,
+                V6_4_MISSING_SWITCH_MM_BARRIER),
+    )
+    NOT_KERNEL_FUNCTIONS = SchedMmCid.NOT_KERNEL_FUNCTIONS + ("note_cleared_cid", "note_got_cid")
 
     def __init__(self, kernel):
         super().__init__(kernel)
@@ -92,6 +116,9 @@ class MmCidV6_4(SchedMmCid):
         self.cid_lock = raw_spinlock_t("cid_lock")
         # @use_cid_lock: Select cid allocation behavior: lock-free vs spinlock.
         self.use_cid_lock = 0
+        # Not kernel state: the last cid each CPU's switch read from its slot
+        # of each mm, and for which task (note_got_cid()).
+        self.cid_reads = {}
 
     # -- include/linux/mm_types.h, kernel/fork.c -----------------------------------------
 
@@ -131,6 +158,9 @@ class MmCidV6_4(SchedMmCid):
 
     def mm_destroy_cid(self, mm):
         mm.pcpu_cid = None
+        if self.cid_reads:                  # not kernel code: the notes forget @mm
+            for cpu in range(self.k.nr_cpu_ids):
+                self.cid_reads.pop((mm, cpu), None)
 
     @staticmethod
     def mm_cidmask(mm):
@@ -238,6 +268,7 @@ class MmCidV6_4(SchedMmCid):
         pcpu_cid = mm.pcpu_cid[rq.cpu]
         self.k.lockdep_assert_rq_held(rq)
         cid = READ_ONCE(pcpu_cid, "cid")
+        self.note_got_cid(rq, mm, pcpu_cid, cid)
         if mm_cid_is_valid(cid):
             self.mm_cid_snapshot_time(rq, mm)
             return cid
@@ -326,6 +357,7 @@ class MmCidV6_4(SchedMmCid):
         ok, _ = try_cmpxchg(src_pcpu_cid, "cid", lazy_cid, MM_CID_UNSET)
         if not ok:
             return -1
+        self.note_cleared_cid(src_rq, mm, src_cid)
         return src_cid
 
     def sched_mm_cid_migrate_to(self, dst_rq, t):
@@ -378,6 +410,27 @@ class MmCidV6_4(SchedMmCid):
         """v6.4 compares mm_users with ``t->nr_cpus_allowed`` (v6.13: the mm's)."""
         return t.nr_cpus_allowed
 
+    def note_got_cid(self, rq, mm, pcpu_cid, cid):
+        """Not kernel code: records the cause of v6.4's recorded finding when
+        it happens.  @rq's CPU, switching in its newest rq->curr (what the
+        machine's attributes hold are the stores executed last), has read
+        @cid from its slot of @mm.  A valid cid read while the slot's newest
+        value is UNSET is a stale load: a remote clear (this CPU's own stores
+        it cannot miss) took the cid the switch now runs with."""
+        self.cid_reads[(mm, rq.cpu)] = (rq.curr, cid)
+        if mm_cid_is_valid(cid) and mm_cid_is_unset(pcpu_cid.cid):
+            self.k.causes.add(CLEARED_CID_IN_USE)
+
+    def note_cleared_cid(self, rq, mm, cid):
+        """Not kernel code: a remote path has just cleared @cid of @rq's CPU,
+        having read an rq->curr that does not use @mm.  If the newest rq->curr
+        uses @mm and its switch has read @cid already (note_got_cid()), the
+        remote path's load of rq->curr was stale and took a cid in use."""
+        curr = rq.curr
+        if curr.mm is mm and curr.mm_cid_active and \
+                self.cid_reads.get((mm, rq.cpu)) == (curr, cid):
+            self.k.causes.add(CLEARED_CID_IN_USE)
+
     # -- kernel/sched/core.c: remote clear and the scan ----------------------------------------------
 
     def sched_mm_cid_remote_clear(self, mm, pcpu_cid, cpu):
@@ -406,6 +459,7 @@ class MmCidV6_4(SchedMmCid):
         flags = self.k.local_irq_save()
         ok, _ = try_cmpxchg(pcpu_cid, "cid", lazy_cid, MM_CID_UNSET)
         if ok:
+            self.note_cleared_cid(rq, mm, cid)
             self._mm_cid_put(mm, cid)
         self.k.local_irq_restore(flags)
 
