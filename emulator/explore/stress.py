@@ -3,7 +3,8 @@
 A scheduler or mm patch is tested on a real machine by running stress loads
 on it (stress-ng's ``--cpu-load``, ``--fork``, ``--pthread-max``, hackbench,
 cyclictest) and waiting for a splat; the barrier bugs of the mm_cid seeds
-were reported that way, from arm64 and PowerPC machines under load.  The
+were reported from running machines (arm64 for fe90f3967bdb, PowerPC for
+47ee94efccf6; under which loads, their commits do not say).  The
 generated search (emulator.explore.generated) draws small program trees;
 the loads of ``python -m emulator compare`` (emulator/workloads/) are
 different shapes: several processes of many threads competing for every
@@ -75,6 +76,7 @@ def lockup_ns(duration_ns):
     stopped for ten thousand context switches' time, which the search
     reports whether or not the spin would have ended later."""
     return min(max(duration_ns // 2, 10 * NS_PER_MS), 1_000 * NS_PER_MS)
+
 
 # The pauses: the random strategy's rate and length, or preemption at the
 # preemptible points; the weak memory model's biases act under either.

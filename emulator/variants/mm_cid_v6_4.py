@@ -54,8 +54,8 @@ V6_4_MISSING_SWITCH_MM_BARRIER = (
     "cid whose bit is clear (P11) or that the thread it moved to also has (P1).  Under "
     "--memory-model weak only (tso: x86's CR3 write serializes).  Found by the stress "
     "search (explore --variant v6.4 --memory-model weak --workload stress, campaign seed "
-    "0, in its first 360 runs); fe90f3967bdb \"sched: Add missing memory barrier in switch_mm_cid\" "
-    "(levi.yun's arm64 report) added smp_mb__after_switch_mm() there "
+    "0, in its first 360 runs); fe90f3967bdb \"sched: Add missing memory barrier in "
+    "switch_mm_cid\" (levi.yun's arm64 report) added smp_mb__after_switch_mm() there "
     "(fixtures/patches/v6_4_fe90f3967bdb.py).")
 
 
