@@ -53,11 +53,14 @@ def test_a_case_boots_its_machine_with_its_cpus_isolated():
 
 
 def test_every_drawn_mix_is_one_compare_runs():
-    """Each drawn workload spec loads (compare's parser), at every machine size."""
+    """Each drawn workload spec parses as compare parses it, and every load of
+    the menu is drawn."""
+    from hypothesis import given, settings
     from emulator.workloads import load_workloads
     seen = set()
 
-    @stress_search_settings
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(case=stress_cases())
     def draw(case):
         load_workloads(case.workload)
         seen.update(part.partition(":")[0] for part in case.workload.split("+"))
@@ -67,16 +70,15 @@ def test_every_drawn_mix_is_one_compare_runs():
 
 def test_a_stress_case_with_isolated_cpus_replays_from_its_key():
     from emulator.explore.keys import parse_key
+    from emulator.explore.replay import replay
     case = StressCase(3, 7, "cpu-load:80", 5_000_000, "random:p=0.01,max_ns=5000",
                       isolation={"isolcpus": [1, 2]})
-    data = parse_key(case.key(get_variant("v6.4")))
+    key = case.key(get_variant("v6.4"))
+    data = parse_key(key)
     assert (data["kind"], data["isolation"], data["cpus"]) == ("stress", {"isolcpus": [1, 2]}, 3)
-
-
-def stress_search_settings(test):
-    from hypothesis import given, settings
-    return settings(max_examples=200, database=None, derandomize=True)(
-        given(case=stress_cases())(test))
+    lines = []
+    assert replay(key, out=lines.append) == 0
+    assert lines == ["ok 1 stress case on v6.4"]
 
 
 def test_a_cpu_spinning_for_half_a_stress_run_is_a_lockup():
