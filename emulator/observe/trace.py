@@ -35,7 +35,8 @@ fields a plain tuple there: ``Fields.of(record[5])`` reads a tail's record.
 Departures from ftrace's formats (include/trace/events/): a work item is
 named where ftrace prints its address (and its function by the name the item
 was given, which is its function's unless named otherwise); ``signal_generate``
-has no ``errno=``, ``code=`` or ``res=``, ``signal_deliver`` no ``errno=`` or ``code=`` (the model has no siginfo);
+has no ``errno=``, ``code=`` or ``res=``, ``signal_deliver`` no ``errno=`` or
+``code=`` (the model has no siginfo);
 ``mm_alloc`` and ``mm_free`` are the model's own events.
 """
 

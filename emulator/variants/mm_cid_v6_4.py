@@ -116,9 +116,9 @@ class MmCidV6_4(SchedMmCid):
         self.cid_lock = raw_spinlock_t("cid_lock")
         # @use_cid_lock: Select cid allocation behavior: lock-free vs spinlock.
         self.use_cid_lock = 0
-        # Not kernel state: the last cid each CPU's switch read from its slot
-        # of each mm, and for which task (note_got_cid()).
-        self.cid_reads = {}
+        # Not kernel state: per mm, the last cid each CPU's switch read from
+        # its slot, and for which task (note_got_cid()).
+        self.cid_reads = {}             # mm -> {cpu: (task, cid)}
 
     # -- include/linux/mm_types.h, kernel/fork.c -----------------------------------------
 
@@ -158,9 +158,7 @@ class MmCidV6_4(SchedMmCid):
 
     def mm_destroy_cid(self, mm):
         mm.pcpu_cid = None
-        if self.cid_reads:                  # not kernel code: the notes forget @mm
-            for cpu in range(self.k.nr_cpu_ids):
-                self.cid_reads.pop((mm, cpu), None)
+        self.cid_reads.pop(mm, None)        # not kernel code: the notes forget @mm
 
     @staticmethod
     def mm_cidmask(mm):
@@ -417,7 +415,10 @@ class MmCidV6_4(SchedMmCid):
         @cid from its slot of @mm.  A valid cid read while the slot's newest
         value is UNSET is a stale load: a remote clear (this CPU's own stores
         it cannot miss) took the cid the switch now runs with."""
-        self.cid_reads[(mm, rq.cpu)] = (rq.curr, cid)
+        reads = self.cid_reads.get(mm)
+        if reads is None:
+            reads = self.cid_reads[mm] = {}
+        reads[rq.cpu] = (rq.curr, cid)
         if mm_cid_is_valid(cid) and mm_cid_is_unset(pcpu_cid.cid):
             self.k.causes.add(CLEARED_CID_IN_USE)
 
@@ -428,7 +429,7 @@ class MmCidV6_4(SchedMmCid):
         remote path's load of rq->curr was stale and took a cid in use."""
         curr = rq.curr
         if curr.mm is mm and curr.mm_cid_active and \
-                self.cid_reads.get((mm, rq.cpu)) == (curr, cid):
+                self.cid_reads.get(mm, {}).get(rq.cpu) == (curr, cid):
             self.k.causes.add(CLEARED_CID_IN_USE)
 
     # -- kernel/sched/core.c: remote clear and the scan ----------------------------------------------
