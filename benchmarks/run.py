@@ -11,7 +11,9 @@ the mm_cid_compaction mirror at 8, 128 and 1024 CPUs, synthetic context
 switches and events per second at 8 and 128 CPUs (the cost of an event must
 not grow with the CPU count), and host baton hand-offs per
 second, Hypothesis-generated cases and stateful examples run per second at 8
-and 128 CPUs, explored schedules per second, and the wall time of a hard
+and 128 CPUs, stress cases per second under sc and weak, the wall time of a
+search's shrink with and without Hypothesis's explain phase (which every
+search of the project leaves out), explored schedules per second, and the wall time of a hard
 lockup's detection, and what each memory model (sc, tso, weak) costs per event;
 with --table, the wall time of seed 000's whole table (`python -m emulator
 compare --variant v6.13 --variant seed-000 --cpus 128 --duration 1s`, the four
@@ -205,6 +207,50 @@ def bench_systematic(variant, nr_cpus, max_runs):
     return time.perf_counter() - t0, search
 
 
+def bench_shrink(explain):
+    """Wall time of the generated search (seed 1, 150 examples) that finds
+    fixtures/patches/moves_cid.py failing and shrinks it: with the project's
+    settings, or with Hypothesis's explain phase put back (every example
+    after the first failure then runs under a line tracer)."""
+    import os
+    from hypothesis import Phase
+    from emulator.explore.generated import generated_search, run_case
+    from emulator.variants import load_variant
+    v = load_variant(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
+                                  "patches", "moves_cid.py"))
+    more = {"phases": tuple(Phase)} if explain else {}
+
+    def generated(case):
+        run_case(v, case)
+    t0 = time.perf_counter()
+    try:
+        generated_search(generated, 150, seed=1, **more)()
+    except Exception as exc:                 # the shrunk failure
+        return time.perf_counter() - t0, str(exc).splitlines()[0]
+    raise RuntimeError("moves_cid.py did not fail the generated search")
+
+
+def bench_stress(variant, n, memory_model):
+    """Stress cases (emulator.explore.stress, the campaign's search of seed 0)
+    run per second under *memory_model*."""
+    from emulator.explore.stress import run_stress, stress_search
+    from emulator.machine import set_default_memory_model
+    from emulator.variants import get_variant
+    v = get_variant(variant)
+    seen = {"cases": 0}
+
+    def stress(case):
+        run_stress(v, case)
+        seen["cases"] += 1
+    previous = set_default_memory_model(memory_model)
+    try:
+        t0 = time.perf_counter()
+        stress_search(stress, n, seed=0)()
+        return time.perf_counter() - t0, seen["cases"]
+    finally:
+        set_default_memory_model(previous)
+
+
 def bench_lockup():
     """A hard lockup from start to report: seed 003 on one CPU (pcpu_thrs == 0),
     where the second thread's fork spins in mm_get_cid() until the watchdog's
@@ -319,6 +365,17 @@ def main(argv=None):
             wall, examples, failed = bench_stateful(variant, 20 if args.quick else 60, cpus)
             print(f"  {variant:5s} at {cpus[0]:3d} CPUs: {examples / wall:7.1f} examples/s "
                   f"({examples} in {wall:.1f} s{', FAILED' if failed else ''})")
+
+    print("stress cases (explore --workload stress, campaign seed 0's first batch), per second")
+    for variant, mode in (("v6.4", "sc"), ("v6.4", "weak")):
+        wall, cases = bench_stress(variant, 10 if args.quick else 20, mode)
+        print(f"  {variant:5s} {mode:4s}: {cases / wall:7.2f} cases/s ({cases} in {wall:.1f} s)")
+
+    print("shrinking: the generated search finding and shrinking fixtures/patches/moves_cid.py")
+    ours, failure = bench_shrink(False)
+    theirs, _ = bench_shrink(True)
+    print(f"  without Hypothesis's explain phase (the project's): {ours:6.1f} s; with it: "
+          f"{theirs:6.1f} s ({theirs / ours:.1f}x); {failure[:60]}")
 
     print("explored schedules: runs of a churn workload under preempt:p=0.05, per second")
     for nr_cpus in (8, 128):

@@ -141,3 +141,13 @@ def test_the_search_draws_every_machine_shape():
     assert any(s.nr_possible for s in shapes) and any(s.affinity for s in shapes)
     assert all(s.nr_possible is None or s.nr_possible > s.nr_cpus for s in shapes)
     assert all(s.affinity is None or set(s.affinity) < set(range(s.nr_cpus)) for s in shapes)
+
+
+def test_no_search_runs_hypothesis_s_explain_phase():
+    """Once an example has failed, the explain phase runs every later one (the
+    whole shrink) under a line tracer: several times slower for nothing a
+    replay key does not say (benchmarks/run.py times both)."""
+    from hypothesis import Phase
+    from emulator.explore.generated import search_settings
+    phases = search_settings(10).phases
+    assert Phase.explain not in phases and Phase.shrink in phases and Phase.generate in phases
