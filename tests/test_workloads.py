@@ -10,7 +10,7 @@ from emulator.workload import (
     pthread_cond_wait, pthread_join, read, repeat, run, setaffinity, sleep, spin_until_started,
     thread, write,
 )
-from emulator.workloads import Context, load_workloads, parse_duration
+from emulator.workloads import FOREVER, Context, load_workloads, parse_duration
 
 US = 1_000
 MS = 1_000_000
@@ -101,13 +101,54 @@ def test_cyclictest_step_wakes_on_its_period_without_drift():
     assert all(cpu == 1 and irq == 0 and 0 <= thr < 20 * US for cpu, irq, thr in samples)
 
 
+def _users_over_time(spec, nr_cpus=4, steps=400, step=5 * US):
+    """Run workload *spec*; every *step*, the most tasks sharing one mm and the zombies."""
+    (w,) = load_workloads(spec)
+    m = Machine(nr_cpus=nr_cpus, seed=1)
+    m.start(Program(*[fork(p) for p in w.programs(Context(m, steps * step))], sleep(FOREVER)))
+    users, zombies = [], []
+    for _ in range(steps):
+        m.advance(step)
+        per_mm = {}
+        for t in m.kernel.tasks.values():
+            if t.mm is not None:
+                per_mm[id(t.mm)] = per_mm.get(id(t.mm), 0) + 1
+        users.append(max(per_mm.values(), default=0))
+        zombies.append(sum(1 for t in m.kernel.tasks.values() if t.exit_state))
+    m.close()
+    return w, users, zombies
+
+
+def test_hackbench_in_thread_mode_grows_one_mm_each_round_and_shrinks_it_back():
+    """hackbench -T -l 4 -f 3, run back to back: each round main creates 3 receivers and 3 senders as
+    its threads and joins them, so its mm goes from one user to seven and back, round after round;
+    every receiver reads all 12 messages of a round before the next starts."""
+    w, users, _ = _users_over_time("hackbench:1,fds=3,mode=thread,loops=4")
+    assert max(users) == 2 * 3 + 1
+    rounds = sum(1 for a, b in zip(users, users[1:]) if a == 1 and b > 1)
+    assert rounds >= 3
+    for p in w.pipes:
+        assert p.inode.writes >= 3 * 12 and 0 <= p.inode.writes - p.inode.reads <= 12
+
+
+def test_hackbench_in_process_mode_reaps_every_round_and_never_shares_an_mm():
+    """hackbench -P -l 4 -f 3: each sender and receiver is a process of its own, reaped by main with
+    wait() before the next round, so no mm has two users and no zombie outlives a round."""
+    w, users, zombies = _users_over_time("hackbench:1,fds=3,loops=4")
+    assert max(users) == 1
+    assert 0 in zombies[len(zombies) // 2:]
+    assert all(p.inode.writes >= 3 * 12 for p in w.pipes)
+
+
 def test_workload_specs_parse_into_workloads_and_reject_bad_ones():
     """`a:ARG+b` builds each workload; an unknown name or a bad argument is one clear error."""
     a, b = load_workloads("cpu-load:80,slice=2ms+cyclictest:200")
     assert (a.load, a.slice, b.interval) == (80, 2 * MS, 200 * US)
     for bad, words in (("nosuch", "unknown workload 'nosuch'"), ("cpu-load", "needs its load"),
                        ("cpu-load:120", "0..100"), ("fork:x", "not a number"),
-                       ("cpu-load:80+", "empty part"), ("cpu-load:80,speed=3", "unknown option")):
+                       ("cpu-load:80+", "empty part"), ("cpu-load:80,speed=3", "unknown option"),
+                       ("hackbench:1,mode=fibre", "process or thread"),
+                       ("hackbench:1,loops=0", "at least 1")):
         with pytest.raises(UsageError, match=words):
             load_workloads(bad)
     assert parse_duration("200ms") == 200 * MS and parse_duration("1.5s") == 1_500 * MS

@@ -9,8 +9,9 @@ generated search (emulator.explore.generated) draws small program trees;
 the loads of ``python -m emulator compare`` (emulator/workloads/) are
 different shapes: several processes of many threads competing for every
 CPU, woken together by a condition broadcast, passing messages through
-pipes, their thread counts going up past the CPUs and back down many times
-a millisecond.
+pipes (hackbench's senders and receivers as processes or as the threads of
+one process, endless or in rounds), their thread counts going up past the
+CPUs and back down many times a millisecond.
 
 ``stress_cases(cpus)`` draws a :class:`StressCase`: a machine shape (in a
 quarter of the machines of two CPUs or more, some CPUs but the first
@@ -49,8 +50,10 @@ _WORKLOADS = {
     "fork": st.integers(1, 2).map(lambda n: f"fork:{n}"),
     "pthread-max": st.tuples(st.integers(1, 16), st.integers(1, 3))
     .map(lambda a: f"pthread-max:{a[0]},{a[1]}"),
-    "hackbench": st.tuples(st.integers(1, 2), st.integers(1, 4))
-    .map(lambda a: f"hackbench:{a[0]},fds={a[1]}"),
+    "hackbench": st.tuples(st.integers(1, 2), st.integers(1, 4), st.sampled_from([None, 2, 10, 50]),
+                           st.sampled_from(["process", "thread"]))
+    .map(lambda a: f"hackbench:{a[0]},fds={a[1]}" + (f",loops={a[2]}" if a[2] else "")
+         + (",mode=thread" if a[3] == "thread" else "")),
     "cyclictest": st.sampled_from([100, 250, 1000]).map(lambda us: f"cyclictest:{us}"),
     "lazy-tlb": st.tuples(st.integers(1, 4), st.integers(0, 2))
     .map(lambda a: f"lazy-tlb:{a[0]},{a[1]}"),
