@@ -500,3 +500,51 @@ def test_interrupts_wait_while_the_cpu_has_them_off():
     Machine(nr_cpus=2, seed=1).run_kernel(body)
     assert seen["enabled"] >= seen["start"] + 10_000
     assert seen["fired"] == seen["enabled"]
+
+
+# -- mutexes --------------------------------------------------------------------------------------
+
+
+def _contend(owner_holds):
+    """An owner on CPU 1 takes a mutex and ``owner_holds(k)``; 20 us later a
+    waiter on CPU 2 takes it.  Returns (the waiter's voluntary switches
+    during its mutex_lock(), when it got the lock, when the owner let go)."""
+    from emulator.kernel.locking import mutex, mutex_lock, mutex_unlock
+    lock, out = mutex("test_mutex"), {}
+
+    def owner(k):
+        k.hrtimer_nanosleep(100 * US)            # both threads started
+        mutex_lock(lock)
+        owner_holds(k)
+        out["released"] = k.engine.now
+        mutex_unlock(lock)
+
+    def waiter(k):
+        k.hrtimer_nanosleep(120 * US)
+        assert lock.owner is not None
+        before = k.cur.nvcsw
+        mutex_lock(lock)
+        out["acquired"], out["slept"] = k.engine.now, k.cur.nvcsw - before
+        mutex_unlock(lock)
+
+    def test(k):
+        k.kthread_create_on_cpu(lambda _: owner(k), None, 1, "owner")
+        k.kthread_create_on_cpu(lambda _: waiter(k), None, 2, "waiter")
+        k.hrtimer_nanosleep(1 * MS)
+    run_kernel(test)
+    return out["slept"], out["acquired"], out["released"]
+
+
+def test_a_mutex_waiter_spins_while_the_owner_runs_on_a_cpu():
+    """CONFIG_MUTEX_SPIN_ON_OWNER: the owner computes 50 us holding the mutex;
+    the waiter spins on its CPU meanwhile and takes the mutex within the
+    last cpu_relax() wait of the release (10 us at most), never sleeping."""
+    slept, acquired, released = _contend(lambda k: k.charge(50 * US))
+    assert slept == 0 and released <= acquired <= released + 10 * US
+
+
+def test_a_mutex_waiter_sleeps_once_the_owner_sleeps():
+    """The owner sleeps 50 us holding the mutex: the waiter stops spinning
+    (the owner is off its CPU) and sleeps until the release wakes it."""
+    slept, acquired, released = _contend(lambda k: k.hrtimer_nanosleep(50 * US))
+    assert slept == 1 and acquired >= released

@@ -531,12 +531,52 @@ def mutex_lock(lock):
     if lock.owner is cur:
         raise KernelBug(f"BUG: recursive mutex_lock({lock.name}) by {cur!r}")
     if lock.owner is not None:
+        mutex_optimistic_spin(k, cur, lock)
+    if lock.owner is not None:
         cur.wait_reason = lock
         k.wait_event(lock.wait, lambda: lock.owner is None)
     lock.owner = cur
     cur.held_mutexes.append(lock)
     if _memory is not None:
         _memory.lock_acquired(k.cpu, lock)
+
+
+def owner_on_cpu(owner):
+    """``READ_ONCE(owner->on_cpu) && !vcpu_is_preempted(task_cpu(owner))``
+    (include/linux/sched.h).  The model's vCPUs never tell the guest they
+    were preempted: vcpu_is_preempted() is false, as on bare metal."""
+    return owner.on_cpu
+
+
+def mutex_optimistic_spin(k, cur, lock):
+    """kernel/locking/mutex.c, CONFIG_MUTEX_SPIN_ON_OWNER (default y on SMP):
+    before it sleeps, a contended mutex_lock() spins with preemption off
+    while the owner runs on a CPU: "We try to spin for acquisition when we
+    find that the lock owner is currently running on a (different) CPU and
+    while we don't need to reschedule.  The rationale is that if the lock
+    owner is running, it is likely to release the lock soon."  It stops
+    when the lock is released (the caller takes it), when the owner stops
+    running (mutex_spin_on_owner()), or when this CPU needs to reschedule;
+    then the caller sleeps.
+
+    Departures: the spinners do not queue on the osq (each looks at the
+    owner itself; the kernel lets one spin on the owner, the others on
+    their osq node: the same CPUs are busy); a woken waiter does not spin
+    again as the first waiter does, and there is no hand-off to it (a
+    spinner may take the lock first, as before the hand-off, 9d659ae14b54).
+    """
+    if cur.need_resched:                          # mutex_can_spin_on_owner()
+        return
+    cur.preempt_count += 1                        # preempt_disable()
+    try:
+        spun = 0
+        while True:
+            owner = lock.owner
+            if owner is None or not owner_on_cpu(owner) or cur.need_resched:
+                return
+            spun = k.cpu_relax(f"mutex {lock.name} (optimistic spin)", spun)
+    finally:
+        cur.preempt_count -= 1                    # no preemption here: the slow path sleeps
 
 
 def mutex_trylock(lock):
