@@ -194,6 +194,35 @@ class Engine:
             _interrupt.take()
             raise Interrupted(self.interrupted)
 
+    def settle(self, until, pending):
+        """After run() stopped: run the events still queued while
+        ``pending(entry)`` holds for one of them, up to virtual time *until*;
+        returns whether none is left for which it holds.  Raises
+        `Interrupted` as run() does."""
+        queue = self._queue
+        pop = heapq.heappop
+        self.stopped = False
+        _gc_enter()
+        try:
+            while not self.stopped:
+                if not any(e[3] is not None and pending(e) for e in queue):
+                    return True
+                entry = pop(queue)
+                if entry[3] is None:
+                    continue
+                if entry[2] > until:
+                    heapq.heappush(queue, entry)
+                    break
+                self.now = entry[2]
+                self.events += 1
+                entry[3](entry[4])
+        finally:
+            _gc_leave()
+            if self.interrupted is not None:
+                _interrupt.take()
+                raise Interrupted(self.interrupted)
+        return False
+
     def interrupt(self, signum):
         """Stop the loop at its next safe point, between two events, where
         run() raises `Interrupted`; called from a signal handler, so it only

@@ -32,3 +32,22 @@ def test_every_strategy_explores_the_lazy_rules(emu_variant, strategy):
     campaign = Campaign(emu_variant, strategy, "stateful", cpus=[2, 3], seed=1)
     campaign.run(runs=12, progress=False)
     assert campaign.runs >= 12 and not campaign.failures, campaign.summary()
+
+
+def test_the_checks_made_once_quiet_wait_for_a_path_a_strategy_stopped():
+    """Regression story (a false P8 of the model's own, found by this file's
+    preempt campaign): a puppet hands its mm to kworkers over and over
+    (kthread_use_mm(), then kthread_unuse_mm()) and exits.  As it exits, a
+    kworker that the strategy stopped inside kthread_use_mm(), between
+    ``tsk->mm = mm`` and ``mmdrop_lazy_tlb(active_mm)``, still holds the lazy
+    reference it is about to drop, and is no lazy user any more.  The checks
+    made once quiet judged the machine at that instant ("mm#1 holds 3 lazy
+    reference(s) for 1 lazy user(s)"); now the run first lets such a path
+    finish (Machine._settle())."""
+    from emulator.explore.stateful import replay_steps
+    from emulator.variants import get_variant
+    steps = [["kthread_use", {"ns": 1, "then": 0, "who": 0}]] * 12 + [
+        ["kthread_use", {"ns": 1, "then": 5849, "who": 0}],
+        ["kthread_use", {"ns": 1, "then": 1, "who": 0}]]
+    boot = {"nr_cpus": 3, "seed": 208, "strategy": "preempt:p=0.05,max_ns=2000000"}
+    assert replay_steps(get_variant("refcount"), boot, steps) is None
