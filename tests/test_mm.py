@@ -490,3 +490,48 @@ def test_a_sigkill_wake_up_in_flight_finishes_before_its_target_is_dead():
     program = Program(thread(Program(sleep(1), comm="gen")), yield_(), comm="gen")
     m = Machine(nr_cpus=2, variants=["v7.0"], seed=0, strategy=ScriptStrategy({26: 2001, 41: 11501}))
     assert m.run(program) == 0
+
+
+@pytest.mark.parametrize("variant", ["v6.13", "seed-003", "v7.0"])
+@pytest.mark.parametrize("how", ["thread", "fork"])
+def test_a_kill_arriving_in_the_middle_of_a_clone_terminates_it(variant, how):
+    """Regression story (a model bug, found trying to end stress runs with a
+    kill): "Let kill terminate clone/fork in the middle".  SIGKILL reaches a
+    worker process while it is inside clone() (sent here from the child's
+    copy_mm(), after its mm is set up): copy_process() sees the fatal signal
+    under tasklist_lock before the child joins the lists, undoes it and
+    returns -EINTR.  Nothing escapes the kill: the worker dies and no task of
+    it is left, every mm but init's and main's is freed, and seed 003, which
+    counts the child as an mm_cid user from copy_mm(), gives the count back
+    (sched_mm_cid_exit(p) in bad_fork_cleanup_mm).  Before, the child joined
+    the thread group after the kill had marked its threads, and lived on."""
+    from emulator.kernel.signal import SIGKILL
+    from emulator.workload import pthread_join, wait
+    mm_users = []
+
+    class KilledMidClone(get_variant(variant)):
+        name = f"test-killed-mid-clone-{variant}"
+        clones = 0
+
+        def fork_in_copy_mm(self, t):
+            super().fork_in_copy_mm(t)
+            KilledMidClone.clones += 1
+            if KilledMidClone.clones == 2:               # the worker's clone
+                self.k.sys_kill(self.k.cur.tgid, SIGKILL)
+
+        def cancel_fork_in_bad_fork_cleanup_mm(self, t):
+            super().cancel_fork_in_bad_fork_cleanup_mm(t)
+            if hasattr(t.mm, "mm_cid") and hasattr(t.mm.mm_cid, "users"):
+                mm_users.append(t.mm.mm_cid.users)
+
+    child = Program(sleep(10 * 10**9), comm="child")           # 10 s
+    worker = Program(thread(child), pthread_join(), comm="worker") if how == "thread" else \
+        Program(fork(child), wait(), comm="worker")
+    m = Machine(nr_cpus=2, variants=[KilledMidClone], seed=1)
+    assert m.run(Program(fork(worker), wait(), comm="main")) == 0
+    k = m.kernel
+    assert KilledMidClone.clones == 2 and k.engine.now < 10**9
+    assert not [t for t in k.tasks.values() if t.comm in ("worker", "child") and not t.exit_state]
+    assert len(k.live_mms) <= 2                           # init_mm's and main's at most
+    if variant == "seed-003" and how == "thread":
+        assert mm_users == [1]                            # the worker alone, as before the clone

@@ -15,7 +15,7 @@ from .locking import (
 )
 from .sched.fair import FairSchedClass
 from .task import (
-    EXIT_DEAD, PF_KTHREAD, SCHED_NORMAL, SignalStruct, Task, TASK_NEW,
+    EXIT_DEAD, PF_KTHREAD, SCHED_NORMAL, SignalStruct, Task, TASK_DEAD, TASK_NEW,
 )
 
 CLONE_VM = 0x00000100
@@ -32,6 +32,7 @@ CLONE_PTHREAD = (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREA
 SIGCHLD = 17
 
 EAGAIN = 11
+EINTR = 4
 
 
 # Fields dup_mm() does not take over from the parent (the kernel resets them).
@@ -243,6 +244,15 @@ class Fork:
         # the task list; walkers (for_each_process_thread()) read them under RCU.
         flags = self.local_irq_save()
         raw_spin_lock(self.tasklist_lock)
+        # Let kill terminate clone/fork in the middle (under the parent's
+        # siglock in the kernel: a kill that marked the threads before this
+        # point finds this one refusing to join; one after it finds it in
+        # the list).
+        if cur.sigkill:                            # fatal_signal_pending(current)
+            raw_spin_unlock(self.tasklist_lock)
+            self.local_irq_restore(flags)
+            self.bad_fork_cleanup(clone_flags, p)
+            return -EINTR
         p.signal.threads.append(p)
         self.tasks[p.pid] = p
         raw_spin_unlock(self.tasklist_lock)
@@ -256,14 +266,40 @@ class Fork:
                 SchedProcessForkFields, cur.comm, cur.pid, p.comm, p.pid)))
         return p
 
+    def bad_fork_cleanup(self, clone_flags, p):
+        """copy_process()'s error path from the late fatal-signal check
+        (bad_fork_cancel_cgroup down to bad_fork_free), for what the model's
+        copy_process() set up: the child's share of its signal struct, the
+        mm (bad_fork_cleanup_mm: the mm_cid hook of the eras that count the
+        child as a user from copy_mm(), then mmput()).  The child never ran:
+        it has no kernel stack yet and no list holds it."""
+        if clone_flags & CLONE_THREAD:
+            p.signal.live -= 1
+        else:
+            self.cur.signal.children.remove(p.signal)
+        if p.user is not None:
+            p.user.task = None
+            if p.user.pthread is not None:
+                p.user.pthread.task = None
+            p.user = None
+        p.clear_child_tid = None
+        if p.mm is not None:                        # bad_fork_cleanup_mm
+            self.mm_cid.cancel_fork_in_bad_fork_cleanup_mm(p)
+            self.mmput(p.mm)
+        p.mm = p.active_mm = None
+        p.state = TASK_DEAD                         # bad_fork_free: delayed_free_task()
+
     def kernel_clone(self, clone_flags, comm, user):
         """Create a task running *user* (a host or program context); returns its
-        pid, or -EAGAIN.  With CLONE_VFORK the caller waits for the child to
-        exec or exit."""
+        pid, or -EAGAIN (too many tasks), or -EINTR (a fatal signal came
+        while the child was being made).  With CLONE_VFORK the caller waits
+        for the child to exec or exit."""
         self.charge(self.costs["clone_ns"])
         p = self.copy_process(clone_flags, comm, user)
         if p is None:
             return -EAGAIN
+        if isinstance(p, int):
+            return p
         vfork = None
         if clone_flags & CLONE_VFORK:
             # The parent waits on its own completion (struct completion vfork

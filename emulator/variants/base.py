@@ -14,6 +14,8 @@ stubs of the kernel headers: a variant overrides the ones its era implements.
 | mm_destroy_cid(mm)                | __mmdrop()                                             |
 | fork_in_copy_mm(t)                | copy_mm(): sched_mm_cid_fork(t) until v6.18           |
 | fork_in_sched_post_fork(t)        | sched_post_fork(): sched_mm_cid_fork(t) from v6.19     |
+| cancel_fork_in_bad_fork_cleanup_mm| copy_process()'s bad_fork_cleanup_mm: sched_mm_cid_exit|
+|   (t)                             | (t) while the CID rewrite forked in copy_mm() (seed 003)|
 | sched_mm_cid_exit(t)              | do_exit(), before exit_signals() (v6.19+)              |
 | sched_mm_cid_exit_signals(t)      | exit_signals(), before PF_EXITING (v6.3-v6.18)         |
 | sched_mm_cid_before_execve(t)     | bprm_execve()                                          |
@@ -80,6 +82,12 @@ class SchedMmCid(Variant):
         """sched_post_fork(), for a child with an mm: sched_mm_cid_fork()
         there since b2e48c429ec5 (v6.19)."""
 
+    def cancel_fork_in_bad_fork_cleanup_mm(self, t):
+        """copy_process()'s bad_fork_cleanup_mm, for a child that will never
+        run: the CID rewrite called sched_mm_cid_exit(p) there while its
+        fork hook ran in copy_mm() (b2e48c429ec5 removed both); the eras
+        before it had nothing there, and none after it needs anything."""
+
     def migrate_to_in_activate_task(self, rq, t, flags):
         """activate_task(): sched_mm_cid_migrate_to() for every enqueue with
         ENQUEUE_MIGRATED, migrating wake-ups included (v6.4 onwards)."""
@@ -145,7 +153,7 @@ class SchedMmCid(Variant):
     NOT_KERNEL_FUNCTIONS = ("task_mm_cid", "cid_active", "cid_bound", "cid_owners", "cidmask_bits",
                             "cpu_state", "describe", "init_task_fields", "coverage_state",
                             "fork_in_copy_mm", "fork_in_sched_post_fork",
-                            "migrate_to_in_activate_task")
+                            "cancel_fork_in_bad_fork_cleanup_mm", "migrate_to_in_activate_task")
 
     def cid_active(self, t):
         """Whether *t* holds a concurrency id the invariants must check."""
