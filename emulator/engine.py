@@ -194,19 +194,20 @@ class Engine:
             _interrupt.take()
             raise Interrupted(self.interrupted)
 
-    def settle(self, until, pending):
-        """After run() stopped: run the events still queued while
-        ``pending(entry)`` holds for one of them, up to virtual time *until*;
-        returns whether none is left for which it holds.  Raises
-        `Interrupted` as run() does."""
+    def settle(self, until, busy):
+        """After run() stopped: run the events still queued while ``busy()``
+        holds, up to virtual time *until*; returns whether it stopped holding.
+        Raises `Interrupted` as run() does."""
         queue = self._queue
         pop = heapq.heappop
         self.stopped = False
         _gc_enter()
         try:
             while not self.stopped:
-                if not any(e[3] is not None and pending(e) for e in queue):
+                if not busy():
                     return True
+                if not queue:
+                    return False
                 entry = pop(queue)
                 if entry[3] is None:
                     continue

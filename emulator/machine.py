@@ -446,28 +446,36 @@ class Machine:
 
     def _settle(self):
         """The run's last user task is gone: a kernel path a strategy stopped
-        mid-function (a kworker between two stores of kthread_use_mm(), say)
-        is let finish, with the events before it, for at most SETTLE_NS of
-        virtual time, before the checks made once quiet (P4, P8, P10, PA1)
+        mid-function (paused, or preempted and waiting for its CPU: a kworker
+        between ``tsk->mm = mm`` and ``mmdrop_lazy_tlb()`` in kthread_use_mm(),
+        say) is let finish, with the events before it, for at most SETTLE_NS
+        of virtual time, before the checks made once quiet (P4, P8, P10, PA1)
         judge the machine: they hold between kernel functions, not inside
         one.  Returns whether no path was left stopped (else the run is not
         judged at quiet).  Other work still queued (timers, delayed work)
         stays queued, as before: the run ends with its last user task."""
-        resume = self.kernel._resume_paused
-        self.kernel.stop_condition = lambda: False
-        return self.engine.settle(self.engine.now + SETTLE_NS, lambda e: e[3] == resume)
+        k = self.kernel
+        resume = k._resume_paused
+        queue = self.engine._queue
+        k.stop_condition = lambda: False
+        return self.engine.settle(
+            self.engine.now + SETTLE_NS,
+            lambda: bool(k.preempted_paths) or any(e[3] == resume for e in queue))
 
     def _on_empty(self):
-        k = self.kernel
+        raise Deadlock(
+            f"deadlock: every task is blocked and no timer is pending (virtual time "
+            f"{self.kernel.engine.now} ns)", self.user_tasks())
+
+    def user_tasks(self):
+        """The live user tasks, each with its state and what it waits on."""
         lines = []
-        for t in sorted(k.tasks.values(), key=lambda t: t.pid):
+        for t in sorted(self.kernel.tasks.values(), key=lambda t: t.pid):
             if t.user is None or t.exit_state:
                 continue
             state = "running" if t.state == TASK_RUNNING else f"state={t.state:#x}"
             lines.append(f"  {t!r} {state} waits on {t.wait_reason!r} (CPU {t.cpu})")
-        raise Deadlock(
-            f"deadlock: every task is blocked and no timer is pending (virtual time {k.engine.now} ns)",
-            "blocked tasks:\n" + ("\n".join(lines) or "  (none)"))
+        return "blocked tasks:\n" + ("\n".join(lines) or "  (none)")
 
     # -- reports -------------------------------------------------------------------------------
 

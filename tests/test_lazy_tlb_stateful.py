@@ -34,20 +34,30 @@ def test_every_strategy_explores_the_lazy_rules(emu_variant, strategy):
     assert campaign.runs >= 12 and not campaign.failures, campaign.summary()
 
 
-def test_the_checks_made_once_quiet_wait_for_a_path_a_strategy_stopped():
-    """Regression story (a false P8 of the model's own, found by this file's
+def _use(ns, then=0):
+    return ["kthread_use", {"ns": ns, "then": then, "who": 0}]
+
+
+@pytest.mark.parametrize("boot, steps", [
+    ({"nr_cpus": 3, "seed": 208, "strategy": "preempt:p=0.05,max_ns=2000000"},
+     [_use(1)] * 12 + [_use(1, 5849), _use(1, 1)]),
+    ({"affinity": [0], "nr_cpus": 3, "nr_possible": 4, "preempt_p": 0.25, "seed": 2039,
+      "strategy": "preempt:p=0.05,max_ns=2000000"},
+     [_use(1513451), _use(1), _use(1), _use(11199), _use(1), _use(1), _use(1282613),
+      _use(108361)] + [_use(1)] * 6 + [_use(1, 915199)] + [_use(1)] * 9
+     + [_use(1, 606124), _use(1, 1)]),
+], ids=["paused", "preempted"])
+def test_the_checks_made_once_quiet_wait_for_a_path_a_strategy_stopped(boot, steps):
+    """Regression stories (false P8s of the model's own, found by this file's
     preempt campaign): a puppet hands its mm to kworkers over and over
     (kthread_use_mm(), then kthread_unuse_mm()) and exits.  As it exits, a
     kworker that the strategy stopped inside kthread_use_mm(), between
-    ``tsk->mm = mm`` and ``mmdrop_lazy_tlb(active_mm)``, still holds the lazy
-    reference it is about to drop, and is no lazy user any more.  The checks
-    made once quiet judged the machine at that instant ("mm#1 holds 3 lazy
+    ``tsk->mm = mm`` and ``mmdrop_lazy_tlb(active_mm)`` (paused there, or
+    preempted there and waiting for its CPU), still holds the lazy reference
+    it is about to drop and is no lazy user any more.  The checks made once
+    quiet judged the machine at that instant ("mm#1 holds 3 lazy
     reference(s) for 1 lazy user(s)"); now the run first lets such a path
     finish (Machine._settle())."""
     from emulator.explore.stateful import replay_steps
     from emulator.variants import get_variant
-    steps = [["kthread_use", {"ns": 1, "then": 0, "who": 0}]] * 12 + [
-        ["kthread_use", {"ns": 1, "then": 5849, "who": 0}],
-        ["kthread_use", {"ns": 1, "then": 1, "who": 0}]]
-    boot = {"nr_cpus": 3, "seed": 208, "strategy": "preempt:p=0.05,max_ns=2000000"}
     assert replay_steps(get_variant("refcount"), boot, steps) is None
