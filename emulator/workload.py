@@ -10,8 +10,9 @@ process or a thread running *program*, ``wait()`` is ``waitpid(-1, &status, 0)``
 (it reaps a child, sleeping until one has exited; ECHILD at once if there is
 none; a child not waited for stays a zombie until its parent exits),
 ``exec_(program)`` replaces the
-program, ``exit_(code)`` ends the process, ``repeat(n, *phases)`` loops and
-``setaffinity(cpus)`` changes the task's own affinity; ``exec_("/no/such/file")``
+program, ``exit_(code)`` ends the process, ``repeat(n, *phases)`` loops,
+``setaffinity(cpus)`` changes the task's own affinity and ``kill(pid, sig)``
+signals a process (``kill(-1, SIGKILL)``: every other one); ``exec_("/no/such/file")``
 is an execve() that fails and returns to the old program.  A program that runs
 out of phases returns from main (exit(0)) or, in a thread, pthread_exit().
 Each phase goes through the same system call and return-to-user paths as a
@@ -74,6 +75,8 @@ def describe(program, indent=0):
             return f"exit_({p[1]})"
         if kind == "setaffinity":
             return f"setaffinity({sorted(p[1])})"
+        if kind == "kill":
+            return f"kill({p[1]}, {p[2]})"
         if kind in _C_CALLS:
             return f"{kind}({', '.join(repr(a) for a in p[1:] if a is not None)})"
         if kind == "repeat":
@@ -107,7 +110,7 @@ def program_from_data(data):
     """The Program that :func:`program_to_data` gave *data* for; anything else
     is a UsageError."""
     builders = {"run": run, "sleep": sleep, "yield": yield_, "wait": wait, "exit": exit_,
-                "setaffinity": setaffinity}
+                "setaffinity": setaffinity, "kill": kill}
 
     def phase(p):
         kind, args = p[0], p[1:]
@@ -170,6 +173,15 @@ def exit_(code=0):
 
 def setaffinity(cpus):
     return ("setaffinity", frozenset(cpus))
+
+
+def kill(pid, sig):
+    """kill(pid, sig): *pid* > 0, or -1 for every process but init and the
+    caller's own (``kill -9 -1``, how a test script ends its loads)."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or not (pid > 0 or pid == -1) or \
+            isinstance(sig, bool) or not isinstance(sig, int) or not 0 <= sig <= 64:
+        raise UsageError(f"kill() takes a pid > 0 or -1 and a signal 0..64, not {pid!r}, {sig!r}")
+    return ("kill", pid, sig)
 
 
 def repeat(n, *phases):
@@ -255,7 +267,7 @@ def clock_nanosleep(interval, probe=None):
 _C_CALLS = ("pthread_cond_wait", "pthread_cond_broadcast", "pthread_join", "spin_until_started",
             "read", "write", "clock_nanosleep")
 _KINDS = ("run", "sleep", "yield", "wait", "fork", "thread", "exec", "exit", "repeat",
-          "setaffinity") + _C_CALLS
+          "setaffinity", "kill") + _C_CALLS
 
 
 def _conds_waited(phases, out):
@@ -353,6 +365,8 @@ class ProgramUser:
                 op = ("call", k.sys_exit_group, (phase[1],))
             elif kind == "setaffinity":
                 op = ("call", k.sys_sched_setaffinity, (0, mask_of(phase[1])))
+            elif kind == "kill":
+                op = ("call", k.sys_kill, (phase[1], phase[2]))
             elif kind == "repeat":
                 if phase[1] <= 0:
                     continue
@@ -468,6 +482,6 @@ class ProgramUser:
 
 
 __all__ = ["Program", "program_from_data", "program_to_data", "run", "sleep", "yield_", "wait", "fork", "thread", "exec_", "exit_", "repeat",
-           "setaffinity", "SCHED_FIFO", "SCHED_RR", "SCHED_NORMAL",
+           "setaffinity", "kill", "SCHED_FIFO", "SCHED_RR", "SCHED_NORMAL",
            "pthread_cond_t", "pthread_cond_wait", "pthread_cond_broadcast", "pthread_join",
            "spin_until_started", "pipe", "read", "write", "clock_nanosleep"]

@@ -97,3 +97,16 @@ def test_a_cpu_spinning_for_half_a_stress_run_is_a_lockup():
     case = StressCase(2, 1, "pthread-max:2,1", 30_000_000, "random:p=0.002,max_ns=1000")
     with pytest.raises(HardLockup, match=r"spinning on cpu_relax\(\) loop for 1[5-9]\d{6} ns"):
         run_stress(NeverFinds, case)
+
+
+def test_a_kill_of_every_process_leaves_no_fork_behind():
+    """Regression story (a model bug that ending the stress runs with
+    ``kill -9 -1`` found): kill(-1) walked the processes while a hackbench
+    parent it had not reached yet forked a worker the walk never saw, which
+    then waited for hackbench's go for ever.  The kernel holds tasklist_lock
+    over the walk (kill_something_info()), so the fork's copy_process()
+    finds its SIGKILL pending instead; the model now does too, and the run
+    ends and is judged at quiet."""
+    case = StressCase(5, 5124, "lazy-tlb:4,0+hackbench:2,fds=1,loops=2+fork:1", 20_000_000,
+                      "random:p=0.02,max_ns=5000", nr_possible=10)
+    assert run_stress(get_variant("seed-002"), case) is None

@@ -20,7 +20,10 @@ them, as the seed authors pinned theirs), a mix
 of one to three of those workloads with their arguments drawn, a virtual
 duration, a machine seed and a strategy (random pauses with a drawn rate and
 length, or preemption at preemptible points).  ``run_stress(variant, case)``
-runs it with every invariant checked, as a generated case is run.  Hypothesis
+runs it with every invariant checked, as a generated case is run, and ends
+it as a test script ends its loads: ``kill -9 -1``, the loads reaped, then
+the checks made once the machine is quiet (P4, P8, P10, PA1); loads still
+alive KILL_GRACE_NS after the kill are a deadlock.  Hypothesis
 shrinks a failing case towards fewer workloads, fewer threads, a shorter
 duration and a smaller machine; the failure names the replay key of the case
 (kind ``stress``).
@@ -32,8 +35,10 @@ give, scaled to machines of 1 to 8 CPUs.
 
 from hypothesis import given, seed as hypothesis_seed, strategies as st
 
-from ..workload import Program, fork, sleep
-from ..workloads import FOREVER, Context, load_workloads
+from ..errors import Deadlock
+from ..kernel.signal import SIGKILL
+from ..workload import Program, fork, kill, repeat, sleep, wait
+from ..workloads import Context, load_workloads
 from .generated import CPUS, Shape, judged_run, machine_shapes, reporting_example, \
     search_settings, without_local_constants
 from .keys import make_key, replay_command
@@ -66,13 +71,18 @@ _WORKLOADS = {
 _DURATIONS_MS = [5, 10, 20, 20, 30]
 
 
+# How long the loads may take to die after ``kill -9 -1``: every task of them
+# is gone within microseconds of virtual time unless something keeps one.
+KILL_GRACE_NS = 100 * NS_PER_MS
+
+
 def lockup_ns(duration_ns):
     """The hard-lockup threshold of a stress run: half its duration, at least
     10 ms, at most the machine's default of 1 s.
 
-    A stress run is abandoned at its end, as compare's are, so a CPU caught
-    spinning for good in its last second would go unseen under the default
-    threshold.  10 ms is far above any wait the strategies make (a pause is
+    A CPU caught spinning for good keeps its loads from dying at the end
+    of the run, and a run of milliseconds would wait for the default
+    threshold much longer than it ran.  10 ms is far above any wait the strategies make (a pause is
     at most 1 ms, 20 us where a spinlock is held) and far below the
     kernel's own hard-lockup threshold (watchdog_thresh, 10 s), which a
     virtual run of milliseconds cannot wait for: a CPU that spins 10 ms has
@@ -159,8 +169,17 @@ def run_stress(variant, case, on_machine=None, coverage=None, **machine_kwargs):
         ctx = Context(m, case.duration_ns)
         programs = [p for w in load_workloads(case.workload) for p in w.programs(ctx)]
         try:
-            m.start(Program(*[fork(p) for p in programs], sleep(FOREVER), comm="stress"))
-            m.advance(case.duration_ns)
+            # The loads for the duration, then ``kill -9 -1`` and the reaping
+            # of the loads, as a test script ends them; the run ends with its
+            # last task, and the checks made once quiet judge it.
+            m.start(Program(*[fork(p) for p in programs], sleep(case.duration_ns),
+                            kill(-1, SIGKILL), repeat(len(programs), wait()), comm="stress"))
+            m.advance(case.duration_ns + KILL_GRACE_NS)
+            if m.running:
+                exc = Deadlock(f"deadlock: tasks outlived kill -9 -1 by {KILL_GRACE_NS} ns "
+                               f"(virtual time {m.now} ns)", m.user_tasks())
+                exc.report = m.failure_report(exc)
+                raise exc
         finally:
             m.close()
     return judged_run(variant, m, run, on_machine, coverage)

@@ -86,7 +86,7 @@ class Exit:
 
     def zap_other_threads(self, p):
         """Send SIGKILL to every other live thread of *p*'s group."""
-        for t in p.signal.threads:
+        for t in list(p.signal.threads):     # a woken thread may exit meanwhile
             if t is p or t.exit_state or t.flags & PF_EXITING:
                 continue
             t.sigkill = True

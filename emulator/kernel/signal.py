@@ -41,6 +41,7 @@ Departures:
 """
 
 from ..observe.trace import SignalDeliverFields, SignalGenerateFields
+from .locking import raw_spin_lock, raw_spin_unlock
 from .task import PF_EXITING, TASK_INTERRUPTIBLE, TASK_WAKEKILL
 
 SIGHUP = 1
@@ -231,8 +232,34 @@ class Signal:
     # -- sending -----------------------------------------------------------------------------
 
     def sys_kill(self, pid, sig):
-        """kill(pid, sig) for pid > 0 (the caller checks)."""
-        return self.do_send_specific(pid, pid, sig, group=True)
+        """kill(pid, sig) for pid > 0, or -1 (kill_something_info(): every
+        process but init and the caller's own, "kill -9 -1"); process groups
+        (pid 0 and below -1) are not modelled (the caller checks)."""
+        if pid != -1:
+            return self.do_send_specific(pid, pid, sig, group=True)
+        if not valid_signal(sig):
+            return -EINVAL
+        cur = self.cur
+        count = 0
+        # read_lock(&tasklist_lock): no fork adds a process meanwhile, so a
+        # parent killed here cannot leave a child that escapes (its
+        # copy_process() finds the SIGKILL pending once it has the lock).
+        flags = self.local_irq_save()
+        raw_spin_lock(self.tasklist_lock)
+        try:
+            for p in list(self.tasks.values()):     # for_each_process(p)
+                # A leader that has exited while its threads live still names
+                # its process (for_each_process() walks the leaders).
+                if p is not p.group_leader or p.pid <= 1 or p.flags & 0x00200000 or \
+                        p.signal is cur.signal or not p.signal.live:
+                    continue
+                count += 1
+                if sig:
+                    self.send_signal_locked(sig, p, True)
+        finally:
+            raw_spin_unlock(self.tasklist_lock)
+            self.local_irq_restore(flags)
+        return 0 if count else -ESRCH
 
     def sys_tgkill(self, tgid, pid, sig):
         """do_tkill(): a signal to one thread of a process."""
@@ -311,7 +338,9 @@ class Signal:
             # Start a group exit and wake everybody up.
             sig_struct.group_exit = True
             sig_struct.group_exit_code = sig
-            for c in sig_struct.threads:
+            # (The kernel holds siglock, so no thread leaves the list meanwhile;
+            # the model's wake-ups are scheduling points where one may exit.)
+            for c in list(sig_struct.threads):
                 if c.exit_state or c.flags & PF_EXITING:
                     continue
                 c.sigkill = True
