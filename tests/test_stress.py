@@ -110,3 +110,19 @@ def test_a_kill_of_every_process_leaves_no_fork_behind():
     case = StressCase(5, 5124, "lazy-tlb:4,0+hackbench:2,fds=1,loops=2+fork:1", 20_000_000,
                       "random:p=0.02,max_ns=5000", nr_possible=10)
     assert run_stress(get_variant("seed-002"), case) is None
+
+
+@pytest.mark.parametrize("variant, case", [
+    ("seed-002", StressCase(2, 0, "hackbench:2,fds=3,loops=50+cpu-load:50,slice=4ms+cyclictest:1000",
+                            20_000_000, "random:p=0.002,max_ns=20000", nr_possible=3)),
+    ("seed-004-shoot-lazies", StressCase(8, 65535, "cpu-load:100,slice=1ms+lazy-tlb:4,0+pthread-max:6,2",
+                                         20_000_000, "preempt:p=0.05,max_ns=200000")),
+], ids=["hackbench-go", "pthread-max-broadcast"])
+def test_a_broadcast_survives_a_waiter_killed_during_it(variant, case):
+    """Regression stories (a model bug that the stress campaigns found once
+    their runs ended with ``kill -9 -1``): a condition broadcast wakes its
+    waiters one by one; a wake-up is a scheduling point, where a waiter the
+    kill had reached left the futex queue, and the broadcast's walk then
+    failed to take it off ("list.remove(x): x not in list").  The kernel
+    walks the bucket under the lock the leaving waiter takes as well."""
+    assert run_stress(get_variant(variant), case) is None

@@ -117,12 +117,17 @@ class Wait:
         for t in list(wq.waiters):
             if nr and woken >= nr:
                 break
+            # The kernel walks the hash bucket under its lock, which a waiter
+            # leaving (unqueue_me()) takes too; the model's wake-ups are
+            # scheduling points, where a waiter killed meanwhile has left.
+            if t not in wq.waiters:
+                continue
             wq.waiters.remove(t)
             t.futex_woken = True
             self.try_to_wake_up(t, TASK_NORMAL)
             woken += 1
             if self.ttwu_remote_ns and t.cpu != self.cpu and not self.in_irq:
                 self.cpu_run(self.ttwu_remote_ns, False)
-        if not wq.waiters:
+        if not wq.waiters and self.futexes.get(key) is wq:
             del self.futexes[key]
         return woken
