@@ -82,12 +82,13 @@ def lockup_ns(duration_ns):
 
     A CPU caught spinning for good keeps its loads from dying at the end
     of the run, and a run of milliseconds would wait for the default
-    threshold much longer than it ran.  10 ms is far above any wait the strategies make (a pause is
-    at most 1 ms, 20 us where a spinlock is held) and far below the
-    kernel's own hard-lockup threshold (watchdog_thresh, 10 s), which a
-    virtual run of milliseconds cannot wait for: a CPU that spins 10 ms has
-    stopped for ten thousand context switches' time, which the search
-    reports whether or not the spin would have ended later."""
+    threshold much longer than it ran.  10 ms is far above any wait the
+    strategies make (a pause is at most 1 ms, 20 us where a spinlock is
+    held) and far below the kernel's own hard-lockup threshold
+    (watchdog_thresh, 10 s), which a virtual run of milliseconds cannot
+    wait for: a CPU that spins 10 ms has stopped for ten thousand context
+    switches' time, which the search reports whether or not the spin would
+    have ended later."""
     return min(max(duration_ns // 2, 10 * NS_PER_MS), 1_000 * NS_PER_MS)
 
 

@@ -162,13 +162,13 @@ class MmCidSeed003(MmCidV7_0):
     # visible in the thread and task lists (WALK_MISSED_FORKING_CHILD).
     fork_in_copy_mm = SchedMmCid.fork_in_copy_mm
     fork_in_sched_post_fork = SchedMmCid.fork_in_sched_post_fork
+    PERCPU_TEST = "mm->mm_cid.percpu"
 
     def cancel_fork_in_bad_fork_cleanup_mm(self, t):
         """bad_fork_cleanup_mm: ``sched_mm_cid_exit(p)`` (current is the
         parent: "the failed pthread_create() cleanup case"), as fork.c had it
         until b2e48c429ec5."""
         self.sched_mm_cid_exit(t)
-    PERCPU_TEST = "mm->mm_cid.percpu"
 
     @staticmethod
     def mm_cid_percpu(mc):
