@@ -42,7 +42,7 @@ Departures:
 
 from ..observe.trace import SignalDeliverFields, SignalGenerateFields
 from .locking import raw_spin_lock, raw_spin_unlock
-from .task import PF_EXITING, TASK_INTERRUPTIBLE, TASK_WAKEKILL
+from .task import PF_EXITING, PF_KTHREAD, TASK_INTERRUPTIBLE, TASK_WAKEKILL
 
 SIGHUP = 1
 SIGINT = 2
@@ -250,7 +250,7 @@ class Signal:
             for p in list(self.tasks.values()):     # for_each_process(p)
                 # A leader that has exited while its threads live still names
                 # its process (for_each_process() walks the leaders).
-                if p is not p.group_leader or p.pid <= 1 or p.flags & 0x00200000 or \
+                if p is not p.group_leader or p.pid <= 1 or p.flags & PF_KTHREAD or \
                         p.signal is cur.signal or not p.signal.live:
                     continue
                 count += 1
@@ -272,7 +272,7 @@ class Signal:
         if not valid_signal(sig):
             return -EINVAL
         p = self.tasks.get(pid)
-        if p is None or p.exit_state or p.flags & 0x00200000 or p.tgid != tgid:
+        if p is None or p.exit_state or p.flags & PF_KTHREAD or p.tgid != tgid:
             return -ESRCH
         if sig == 0:
             return 0
