@@ -118,6 +118,20 @@ def test_a_failing_run_is_reported_with_its_replay_and_left_out():
             "--duration 2ms --seed 1 --seeds 1") in text
     assert cmp.stat(("fork", 2), "seed-000", "context_switches") is None
     assert cmp.seed_000_cells(("fork", 2), "seed-000") == ("finding",) * 3
+    assert "minimal trace" not in text          # many runs: no trace is kept
+
+
+def test_the_replay_of_a_failing_run_prints_its_whole_report():
+    """A failed run's replay command is a comparison of that one run: it kept its
+    trace tail and prints the report, minimal trace included, as other failures do."""
+    cmp = compare(["seed-000"], ["fork"], [2], "2ms")
+    (failed,) = cmp.failures()
+    report = failed["failure"]["report"]
+    assert report.startswith("seed=1 variant=seed-000") and "minimal trace" in report
+    assert "sched_switch: " in report
+    text = cmp.text()
+    assert "    minimal trace" in text and text.count("replay: ") == 1
+    assert "```\nseed=1 variant=seed-000" in cmp.markdown()
 
 
 def test_cyclictest_on_isolated_cpus_prints_rtla_timerlat_histograms():

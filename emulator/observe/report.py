@@ -344,7 +344,10 @@ class Comparison:
                            f"at {f['virtual_ns'] / 1e9:.6f} s: {f['first_line']}")
                 if f.get("known"):
                     out.append(f"    a recorded finding of {r['variant']}: {f['known']}")
-                out.append(f"    replay: {f['replay']}")
+                if f.get("report"):                 # a comparison of this one run
+                    out += [f"    {line}" for line in f["report"].splitlines()]
+                else:
+                    out.append(f"    replay: {f['replay']}")
         return "\n".join(out) + "\n"
 
     def hist_notes(self, block, variant):
@@ -388,6 +391,8 @@ class Comparison:
                 f = r["failure"]
                 out.append(f"- {r['variant']} {r['workload']} {r['cpus']} CPUs seed {r['seed']}: "
                            f"`{f['first_line']}` (replay: `{f['replay']}`)")
+                if f.get("report"):                 # a comparison of this one run
+                    out += ["", "```", f["report"], "```"]
         return "\n".join(out) + "\n"
 
     def csv(self):
