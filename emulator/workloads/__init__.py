@@ -88,18 +88,21 @@ class Workload:
 
     # -- helpers for parsing the argument --------------------------------------------------
 
-    def int_arg(self, text, default, least=0, most=None, what=None):
-        """*text* as an int in [least, most], or *default* if it is None."""
+    def int_arg(self, text, default, least=0, most=None, what=None, key=None):
+        """*text* as an int in [least, most], or *default* if it is None.
+        *key*: the option's name (of those options() parses), which an
+        error names with the value."""
         if text is None or text == "":
             return default
         what = what or self.usage or self.name
+        arg = f"{self.name}: {key} {text}" if key else f"{self.name}:{text}"
         try:
             value = int(text)
         except ValueError:
-            raise UsageError(f"workload {self.name}:{text}: not a number ({what})") from None
+            raise UsageError(f"workload {arg}: not a number ({what})") from None
         if value < least or (most is not None and value > most):
             bound = f"{least}..{most}" if most is not None else f"at least {least}"
-            raise UsageError(f"workload {self.name}:{text}: must be {bound} ({what})")
+            raise UsageError(f"workload {arg}: must be {bound} ({what})")
         return value
 
     def options(self, text, positional=(), known=()):

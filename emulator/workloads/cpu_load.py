@@ -30,7 +30,7 @@ class CpuLoad(Workload):
         opts = self.options(arg, positional=("load",), known=("slice",))
         if "load" not in opts:
             raise UsageError(f"workload cpu-load needs its load: {self.usage}")
-        self.load = self.int_arg(opts["load"], None, least=0, most=100)
+        self.load = self.int_arg(opts["load"], None, least=0, most=100, key="load")
         self.slice = self.duration_arg(opts.get("slice"), 4 * NS_PER_MS, "slice")
 
     def worker(self, cpu=None):

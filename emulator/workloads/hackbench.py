@@ -47,9 +47,9 @@ class Hackbench(Workload):
 
     def __init__(self, arg=None):
         opts = self.options(arg, positional=("groups",), known=("fds", "mode", "loops"))
-        self.groups = self.int_arg(opts.get("groups"), 1, least=1)
-        self.fds = self.int_arg(opts.get("fds"), 20, least=1, most=1000)
-        self.loops = self.int_arg(opts.get("loops"), None, least=1)
+        self.groups = self.int_arg(opts.get("groups"), 1, least=1, key="groups")
+        self.fds = self.int_arg(opts.get("fds"), 20, least=1, most=1000, key="fds")
+        self.loops = self.int_arg(opts.get("loops"), None, least=1, key="loops")
         self.mode = opts.get("mode", "process")
         if self.mode not in ("process", "thread"):
             raise UsageError(f"workload hackbench:{arg}: mode is process or thread ({self.usage})")

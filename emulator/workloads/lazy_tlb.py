@@ -36,8 +36,8 @@ class LazyTlb(Workload):
 
     def __init__(self, arg=None):
         opts = self.options(arg, positional=("pairs", "churn"), known=())
-        self.pairs = self.int_arg(opts.get("pairs"), None, least=0)
-        self.churn = self.int_arg(opts.get("churn"), None, least=0)
+        self.pairs = self.int_arg(opts.get("pairs"), None, least=0, key="pairs")
+        self.churn = self.int_arg(opts.get("churn"), None, least=0, key="churn")
 
     def programs(self, ctx):
         n = ctx.nr_cpus

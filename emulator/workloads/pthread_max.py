@@ -31,8 +31,8 @@ class PthreadMax(Workload):
 
     def __init__(self, arg=None):
         opts = self.options(arg, positional=("max", "workers"))
-        self.max = self.int_arg(opts.get("max"), 1024, least=1, most=30000)
-        self.n = self.int_arg(opts.get("workers"), None, least=1)
+        self.max = self.int_arg(opts.get("max"), 1024, least=1, most=30000, key="max")
+        self.n = self.int_arg(opts.get("workers"), None, least=1, key="workers")
 
     def worker(self):
         cond = pthread_cond_t("keep_thread_running")
