@@ -530,3 +530,26 @@ def test_v6_4_notes_its_finding_only_when_the_cid_cleared_is_the_one_a_switch_to
     v6_4 = get_variant("v6.4")
     assert known_finding(v6_4, p11, {CLEARED_CID_IN_USE}) == V6_4_MISSING_SWITCH_MM_BARRIER
     assert known_finding(v6_4, p11, set()) is None
+
+
+@pytest.mark.parametrize("variant", ["v6.4", "seed-003"])
+def test_forgetting_what_no_cpu_can_read_stale_changes_no_run(monkeypatch, variant):
+    """The weak machine forgets the histories nothing is in flight in, and the view
+    entries that can no longer order a read (WeakModel._sweep()), or its views grow
+    with every location touched: sweeping at every access, at the default period or
+    never, a stress run is the same run, stale reads and all."""
+    from emulator.explore.stress import StressCase, run_stress
+    case = StressCase(8, 7, "hackbench:2,fds=3,mode=thread,loops=10+pthread-max:6,2",
+                      5_000_000, "random:p=0.02,max_ns=5000")
+    default = WeakModel.SWEEP_MASK
+
+    def run(mask):
+        monkeypatch.setattr(WeakModel, "SWEEP_MASK", mask)
+        machines = []
+        run_stress(variant, case, on_machine=machines.append, memory_model="weak", trace=True)
+        (m,) = machines
+        return m.kernel.memory_model.stale_reads, m.trace_text()
+    never = run((1 << 62) - 1)
+    assert never[0] > 10
+    assert run(default) == never
+    assert run(0) == never
