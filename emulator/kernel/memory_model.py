@@ -379,6 +379,15 @@ class WeakModel(SCModel):
     LINGER_ONE_IN = 4
     LINGER_MAX_NS = 20_000
 
+    # The machine sweeps (_sweep()) once every SWEEP_MASK + 1 accesses.  A
+    # sweep changes no outcome (a run is the same at any period, which
+    # tests/test_memory_model.py checks) and keeps the views as small as
+    # what is in flight: every 4096 accesses they grew to hundreds of
+    # entries, every 256 they keep a few dozen (2026-12-07: with the
+    # messages' views trimmed too, weak stress runs of seed-003 at 1-8 CPUs
+    # took 6x less CPU).
+    SWEEP_MASK = 255
+
     # The stores a load may find stale are in flight for a short while only
     # (a barrier or the window ends it), and the access on another CPU that
     # makes a stale read harmful must fall in that while: two racing paths
@@ -390,14 +399,6 @@ class WeakModel(SCModel):
     # (or for at most POSTPONE_MAX_NS where a real path may be preempted,
     # LINGER_MAX_NS elsewhere); then the chooser orders the two accesses.
     # emulator.explore.point does the stopping; the outcomes stay the model's.
-    # The machine sweeps (_sweep()) once every SWEEP_MASK + 1 accesses: a
-    # sweep changes no outcome (a run is the same at any period, which
-    # tests/test_memory_model.py checks) and keeps the views as small as
-    # what is in flight; every 4096 accesses they grew to hundreds of
-    # entries, every 256 they keep a few dozen (measured 2026-12-07: weak
-    # stress runs of seed-003 at 1-8 CPUs took 6x less CPU).
-    SWEEP_MASK = 255
-
     POSTPONE_ONE_IN = 4
     POSTPONE_EACH = 8
     POSTPONE_MAX_NS = 1_000_000
