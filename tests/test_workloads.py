@@ -149,7 +149,8 @@ def test_workload_specs_parse_into_workloads_and_reject_bad_ones():
                        ("cpu-load:80+", "empty part"), ("cpu-load:80,speed=3", "unknown option"),
                        ("hackbench:1,mode=fibre", "process or thread"),
                        ("hackbench:1,loops=0", "hackbench: loops 0: must be at least 1"),
-                       ("pthread-max:4,0", "pthread-max: workers 0: must be at least 1")):
+                       ("pthread-max:4,0", "pthread-max: workers 0: must be at least 1"),
+                       ("lazy-tlb:0,0", "nothing to run")):
         with pytest.raises(UsageError, match=words):
             load_workloads(bad)
     assert parse_duration("200ms") == 200 * MS and parse_duration("1.5s") == 1_500 * MS

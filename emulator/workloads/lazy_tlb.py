@@ -26,6 +26,7 @@ no kernel thread adopts an mm here (kthread_use_mm() is in the tests and
 the stateful search).
 """
 
+from ..errors import UsageError
 from ..workload import Program, fork, pthread_join, repeat, run, setaffinity, sleep, thread, wait
 from . import FOREVER, NS_PER_US, Workload
 
@@ -38,6 +39,9 @@ class LazyTlb(Workload):
         opts = self.options(arg, positional=("pairs", "churn"), known=())
         self.pairs = self.int_arg(opts.get("pairs"), None, least=0, key="pairs")
         self.churn = self.int_arg(opts.get("churn"), None, least=0, key="churn")
+        if self.pairs == 0 and self.churn == 0:
+            raise UsageError(f"workload lazy-tlb:{arg}: no pairs and no churn workers: nothing "
+                             f"to run ({self.usage})")
 
     def programs(self, ctx):
         n = ctx.nr_cpus
