@@ -245,3 +245,45 @@ def test_a_leaked_cid_lockup_is_recognised_from_either_cpu_of_the_pair():
     for exc in (spinner, walk):
         assert known_finding(v, exc, {WALK_MISSED_CLONE_VM_USER}) == SEED_003_COUNTING_WALK
         assert known_finding(v, exc, set()) is None
+
+
+def test_the_weak_stress_search_met_47ee94efccf6s_lockup_which_v7_0_does_not_have():
+    """Found, not written: `explore --variant seed-003 --memory-model weak --workload
+    stress --cpus 6 --cpus 7 --cpus 8 --seed 4` met this case after 74 minutes (about
+    10,000 runs, 2026-12-07).  A task scheduling in during the switch back to per-task
+    mode read percpu as 0 and transit as 0 (MM_CID_TRANSIT stored, not yet seen), kept
+    its CID when it left, and the next task on that CPU spun in mm_get_cid() holding the
+    runqueue lock the fixup walk then spun on.  The same case passes under sc and tso,
+    and on v7.0 (one mode word, smp_mb()).  A change of the model's timing may move this
+    case off the lockup: a new campaign then gives the case to put here."""
+    from emulator.explore.stress import StressCase, run_stress
+    from emulator.variants.mm_cid_seed_003 import SCHEDIN_MISSED_TRANSIT, SEED_003_WEAK_TRANSITION
+    case = StressCase(8, 51758, "cpu-load:20,slice=1ms+pthread-max:16,3+cyclictest:100",
+                      20 * MS, "random:p=0.05,max_ns=20000", isolation={"nohz_full": [3]})
+    machines = []
+    assert run_stress(SEED003, case, on_machine=machines.append,
+                      memory_model="weak") == SEED_003_WEAK_TRANSITION
+    assert SCHEDIN_MISSED_TRANSIT in machines[0].kernel.causes
+    for variant, model in ((SEED003, "sc"), (SEED003, "tso"), (V70, "weak")):
+        assert run_stress(variant, case, memory_model=model) is None, (variant.name, model)
+
+
+def test_a_schedin_notes_a_missed_transit_only_when_it_read_0_over_a_stored_transit():
+    """The cause of the finding above is noted where a task scheduling in reads
+    mm_cid.transit: a 0 read while MM_CID_TRANSIT is the newest value; not a 0 read
+    of a 0, nor a TRANSIT read; and the lockup is the recorded finding only with it."""
+    from types import SimpleNamespace
+    from emulator.explore.findings import known_finding
+    from emulator.variants.mm_cid_seed_003 import SCHEDIN_MISSED_TRANSIT, SEED_003_WEAK_TRANSITION
+
+    def notes(read, newest):
+        k = Machine(nr_cpus=2, variants=["seed-003"]).kernel
+        k.mm_cid.note_schedin_read_transit(SimpleNamespace(mm_cid=SimpleNamespace(
+            transit=newest)), read)
+        return k.causes
+    assert notes(0, MM_CID_TRANSIT) == {SCHEDIN_MISSED_TRANSIT}
+    assert notes(0, 0) == set() and notes(MM_CID_TRANSIT, MM_CID_TRANSIT) == set()
+    walk = HardLockup("watchdog: hard LOCKUP on CPU 1: stress[1195] spinning on rq0->__lock "
+                      "for 10112592 ns")
+    assert known_finding(SEED003, walk, {SCHEDIN_MISSED_TRANSIT}) == SEED_003_WEAK_TRANSITION
+    assert known_finding(SEED003, walk, set()) is None

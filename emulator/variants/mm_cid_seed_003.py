@@ -71,6 +71,9 @@ WALK_MISSED_FORKING_CHILD = ("V3's walk to per-CPU mode missed the child of a co
 SCHEDIN_HANDED_OVER_IN_WALK = ("a schedule-in during V3's walk to per-CPU mode needed a new CID, its "
                                "own handed to another CPU, while tasks the walk had not reached "
                                "still owned theirs")
+SCHEDIN_MISSED_TRANSIT = ("a schedule-in on the way back to per-task mode read mm_cid.transit "
+                          "as 0 while MM_CID_TRANSIT was stored (its store not yet seen), so "
+                          "the task kept a CID it had to drop when it left")
 
 
 class mm_mm_cid:
@@ -134,6 +137,19 @@ SEED_003_HANDOVER_LIVE_LOCK = (
     "CI report), which added MM_CID_TRANSIT on this transition too "
     "(mm_cid_transit_to_cpu()).")
 
+SEED_003_WEAK_TRANSITION = (
+    "seed 003 (V3 as posted) keeps the mode in two words stored one after the other, "
+    "WRITE_ONCE(transit, MM_CID_TRANSIT) then WRITE_ONCE(percpu, 0), with no barrier between "
+    "them or before the fixup walk, and mm_cid_schedin() reads percpu then transit with none: "
+    "on a weakly ordered CPU a task scheduling in during the switch back to per-task mode can "
+    "see percpu == 0 and transit == 0, take its CPU's CID without MM_CID_TRANSIT and keep it "
+    "when it leaves; the next task scheduling in on that CPU finds the CID space exhausted "
+    "and spins in mm_get_cid() with its runqueue lock held, and the walk spins on that lock: "
+    "a hard lockup under weak, never under sc or tso.  Found by the weak stress search "
+    "(campaign seed 4, 2026-12-07).  47ee94efccf6 \"sched/mmcid: Protect transition on weakly "
+    "ordered systems\" (Shrikanth Hegde's PowerPC report) folds the two into one mode word "
+    "and orders it with smp_mb() after the mode flip and before clearing TRANSIT.")
+
 # What the watchdog sees of a CID leaked in per-CPU mode: the CPU spinning in
 # mm_get_cid() with its runqueue lock held, or first another CPU spinning on
 # that lock, such as a fixup walk back to per-task mode that needs it ("the
@@ -153,10 +169,13 @@ class MmCidSeed003(MmCidV7_0):
                 SEED_003_CONCURRENT_FORK),
         Finding(HardLockup, _LEAKED_CID_LOCKUP, SCHEDIN_HANDED_OVER_IN_WALK,
                 SEED_003_HANDOVER_LIVE_LOCK),
+        Finding(HardLockup, _LEAKED_CID_LOCKUP, SCHEDIN_MISSED_TRANSIT,
+                SEED_003_WEAK_TRANSITION),
     )
     NOT_KERNEL_FUNCTIONS = MmCidV7_0.NOT_KERNEL_FUNCTIONS + ("note_walk_missed_users",
                                                              "note_zero_pcpu_thrs",
-                                                             "note_schedin_allocates_in_walk")
+                                                             "note_schedin_allocates_in_walk",
+                                                             "note_schedin_read_transit")
     copies = "Thomas Gleixner, [patch V3 00/20] sched: Rewrite MM CID management (2025-10-29)"
     # sched_mm_cid_fork() is called from copy_mm(), before the task is
     # visible in the thread and task lists (WALK_MISSED_FORKING_CHILD).
@@ -228,7 +247,9 @@ class MmCidSeed003(MmCidV7_0):
             if not cid_on_task(tcid):
                 tcid = self.mm_get_cid(mm)
             # Set the transition mode flag if required
-            tcid |= READ_ONCE(mm.mm_cid, "transit")
+            transit = READ_ONCE(mm.mm_cid, "transit")
+            self.note_schedin_read_transit(mm, transit)
+            tcid |= transit
         self.mm_cid_update_pcpu_cid(mm, tcid)
         self.mm_cid_update_task_cid(t, tcid)
 
@@ -482,6 +503,17 @@ class MmCidSeed003(MmCidV7_0):
                 u is not t and u.mm is mm and u.mm_cid.active and cid_on_task(u.mm_cid.cid)
                 for u in self.k.tasks.values()):
             self.k.causes.add(SCHEDIN_HANDED_OVER_IN_WALK)
+
+    def note_schedin_read_transit(self, mm, transit):
+        """Not kernel code: records the cause of V3's lockup on weakly ordered
+        CPUs (47ee94efccf6's scenario) when it happens: a task scheduling in
+        in per-task mode read @transit as 0 while MM_CID_TRANSIT is the
+        coherence-latest value, which a plain read gives.  Never noted under
+        sc, where READ_ONCE() returns that value, nor in practice under tso,
+        where the two stores reach memory in order: a load that found the
+        new @percpu finds the new @transit."""
+        if not transit and mm.mm_cid.transit:
+            self.k.causes.add(SCHEDIN_MISSED_TRANSIT)
 
     def note_zero_pcpu_thrs(self, mc):
         """Not kernel code: records the cause of V3's uniprocessor finding
