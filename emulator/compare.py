@@ -84,9 +84,10 @@ def run_job(job, report=False):
     # to a quarter of the CPU time of the fork and pthread-max runs at 128
     # CPUs (profiled 2026-12-07; every run's figures are the same without
     # it).  The subscribers (metrics, histograms) and the checks are unchanged.
+    tail = {} if report else {"trace_tail": 0}       # the Machine's default tail, or none
     m = Machine(job.cpus, variants=[variant], seed=job.seed, nohz_full=job.nohz_full,
-                isolcpus=job.isolcpus, trace_tail=512 if report else 0,
-                replay=job.replay_command(duration_text(job.duration_ns)))
+                isolcpus=job.isolcpus, replay=job.replay_command(duration_text(job.duration_ns)),
+                **tail)
     ctx = Context(m, job.duration_ns)
     metrics = RunMetrics(m.kernel, job.duration_ns)
     with _workload_code(job):

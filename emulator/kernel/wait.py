@@ -120,9 +120,10 @@ class Wait:
             # The kernel walks the hash bucket under its lock, which a waiter
             # leaving (unqueue_me()) takes too; the model's wake-ups are
             # scheduling points, where a waiter killed meanwhile has left.
-            if t not in wq.waiters:
+            try:
+                wq.waiters.remove(t)
+            except ValueError:
                 continue
-            wq.waiters.remove(t)
             t.futex_woken = True
             self.try_to_wake_up(t, TASK_NORMAL)
             woken += 1
