@@ -396,8 +396,7 @@ class Cpu:
         hotplug thread leaves its lazy mm where the variant does it here
         (sched_force_init_mm(), the lazy-TLB hotplug exit race fix)."""
         self.migrate_tasks(self.rqs[cpu])
-        if self.lazy_tlb.hotplug_switch_site == "sched_cpu_wait_empty":
-            self.sched_force_init_mm()
+        self.lazy_tlb.sched_force_init_mm()
         return 0
 
     def migrate_tasks(self, rq):
@@ -424,20 +423,6 @@ class Cpu:
             else:
                 raw_spin_unlock(rq.lock)
             self.local_irq_restore(flags)
-
-    def sched_force_init_mm(self):
-        """kernel/sched/core.c (the hotplug exit race fix): the hotplug thread
-        drops its lazy mm for init_mm; finish_cpu() drops init_mm's
-        reference once the CPU is dead."""
-        cur = self.cur
-        mm = cur.active_mm
-        if mm is not self.init_mm:
-            self.mmgrab_lazy_tlb(self.init_mm)
-            flags = self.local_irq_save()
-            cur.active_mm = self.init_mm
-            self.switch_mm_irqs_off(mm, self.init_mm, cur)
-            self.local_irq_restore(flags)
-            self.mmdrop_lazy_tlb(mm)
 
     def workqueue_offline_cpu(self, cpu):
         """kernel/workqueue.c unbind_workers(): the pool is DISSOCIATED, its
@@ -537,8 +522,7 @@ class Cpu:
         not return until the CPU is brought up again (start_secondary())."""
         st = self.cpuhp_state_of(rq.cpu)
         st.state = CPUHP_AP_IDLE_DEAD
-        if self.lazy_tlb.hotplug_switch_site == "idle_task_exit":
-            self.idle_task_exit()
+        self.lazy_tlb.idle_task_exit()      # before the hotplug exit race fix
         st.booting = False
         first = (self.online_mask & -self.online_mask).bit_length() - 1
         self.engine.at(self.engine.now + self.ipi_latency_ns, self._cpuhp_complete_idle_dead,
@@ -556,31 +540,11 @@ class Cpu:
         self.complete(st.done_down)
         self.irq_exit(rq)
 
-    def idle_task_exit(self):
-        """kernel/sched/core.c before the hotplug exit race fix, from the dead
-        CPU's arch_cpu_idle_dead(): switch to init_mm, keeping active_mm (and
-        its lazy reference) for finish_cpu() to drop."""
-        cur = self.cur
-        mm = cur.active_mm
-        if mm is not self.init_mm and mm is not None:
-            self.switch_mm_irqs_off(mm, self.init_mm, cur)
-
     def finish_cpu(self, cpu):
         """On the control CPU, once the CPU is dead: its idle task's lazy mm
-        reference goes."""
-        idle = self.rqs[cpu].idle
-        mm = idle.active_mm
-        if self.lazy_tlb.hotplug_switch_site == "sched_cpu_wait_empty":
-            # sched_force_init_mm() ensured the use of &init_mm,
-            # drop that refcount now that the CPU has stopped.
-            if mm is not self.init_mm:
-                raise KernelBug(f"WARNING: finish_cpu({cpu}): idle active_mm {mm!r}")
-            idle.active_mm = None
-        elif mm is not self.init_mm:
-            # idle_task_exit() will have switched to &init_mm, now
-            # clean up any remaining active_mm state.
-            idle.active_mm = self.init_mm
-        self.mmdrop_lazy_tlb(mm)
+        reference goes (the lazy-TLB variant's: the hotplug exit race fix
+        changed it)."""
+        self.lazy_tlb.finish_cpu(self.rqs[cpu].idle)
         return 0
 
     # -- up --------------------------------------------------------------------------------

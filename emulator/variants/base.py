@@ -288,24 +288,23 @@ class LazyTlb(Variant):
     | tlb_flush_fullmm(mm)              | exit_mmap()'s final flush (the arch's tlb_flush())    |
     | mm_gen_tick(cpu, rq) -> bool      | scheduler_tick(), rq lock held (seed 004's sketch)    |
     | mm_gen_wake()                     | scheduler_tick(), after the rq lock, if it said True  |
+    | sched_force_init_mm()             | sched_cpu_wait_empty(), on the outgoing CPU's hotplug |
+    |                                   | thread (the hotplug exit race fix; nothing before it) |
+    | idle_task_exit()                  | the dead CPU's idle task, after __cpu_disable()       |
+    |                                   | (before the fix; nothing after it)                    |
+    | finish_cpu(idle)                  | finish_cpu(), on the control CPU: the dead CPU's idle |
+    |                                   | task's lazy mm reference goes                         |
 
     Class attributes the kernel reads at its call sites:
     ``arch``: "x86" (a CPU stays in mm_cpumask() once it ran the mm) or
     "powerpc-radix" (the mask is trimmed: __cpu_disable() clears the CPU from
-    every mm's mask, cleanup_cpu_mmu_context()); ``hotplug_switch_site``:
-    where an outgoing CPU leaves its lazy mm for init_mm, "idle_task_exit"
-    (the dead CPU's idle task, after __cpu_disable(); v6.4 and before) or
-    "sched_cpu_wait_empty" (sched_force_init_mm() on the hotplug thread,
-    before __cpu_disable(): "lazy tlb: fix hotplug exit race with
-    MMU_LAZY_TLB_SHOOTDOWN", linux-next a08311b423ad, Nov 2024);
-    ``refcounts_lazy``: lazy users hold mm_count references (P8 checks their
+    every mm's mask, cleanup_cpu_mmu_context()); ``refcounts_lazy``: lazy users hold mm_count references (P8 checks their
     balance); ``shoots_lazies``: cleanup_lazy_tlbs() IPIs the mm's CPUs (P9
     checks that every lazy user is among them).
     """
 
     subsystem = "lazy_tlb"
     arch = "x86"
-    hotplug_switch_site = "idle_task_exit"
     refcounts_lazy = True
     shoots_lazies = False
 
@@ -335,3 +334,32 @@ class LazyTlb(Variant):
 
     def mm_gen_wake(self):
         pass
+
+    # -- CPU hotplug: where an outgoing CPU leaves its lazy mm for init_mm.  These
+    # are v6.4's (and every kernel's before "lazy tlb: fix hotplug exit race with
+    # MMU_LAZY_TLB_SHOOTDOWN", linux-next a08311b423ad, Nov 2024, which moved the
+    # switch to sched_force_init_mm(), before __cpu_disable():
+    # fixtures/patches/shootdown_hotplug_fix.py).
+
+    def sched_force_init_mm(self):
+        pass
+
+    def idle_task_exit(self):
+        """kernel/sched/core.c, from the dead CPU's arch_cpu_idle_dead():
+        switch to init_mm, keeping active_mm (and its lazy reference) for
+        finish_cpu() to drop."""
+        k = self.k
+        cur = k.cur
+        mm = cur.active_mm
+        if mm is not k.init_mm and mm is not None:
+            k.switch_mm_irqs_off(mm, k.init_mm, cur)
+
+    def finish_cpu(self, idle):
+        """kernel/cpu.c, on the control CPU once the CPU is dead."""
+        k = self.k
+        mm = idle.active_mm
+        if mm is not k.init_mm:
+            # idle_task_exit() will have switched to &init_mm, now
+            # clean up any remaining active_mm state.
+            idle.active_mm = k.init_mm
+        k.mmdrop_lazy_tlb(mm)
