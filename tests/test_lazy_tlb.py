@@ -332,14 +332,13 @@ def test_the_search_catches_a_patch_that_trusts_the_exit_flush():
     from hypothesis import Phase
 
     from emulator.errors import EmulationFailure
-    from emulator.explore.stateful import stateful_search
-    from emulator.explore.stateful_lazy_tlb import lazy_tlb_machine
+    from emulator.explore.stateful import lifecycle_machine, stateful_search
     from emulator.pytest_plugin import PATCH_SEARCH_SHARDS
     from test_lazy_tlb_stateful import PATCH_EXAMPLES
     patch = load_variant(SHOOT_LOCAL)
     for shard in range(PATCH_SEARCH_SHARDS):
         try:
-            stateful_search(lazy_tlb_machine(patch), PATCH_EXAMPLES, shard,
+            stateful_search(lifecycle_machine(patch), PATCH_EXAMPLES, shard,
                             phases=[Phase.explicit, Phase.generate])()
         except EmulationFailure as exc:
             text = str(exc)

@@ -9,8 +9,7 @@ import os
 import pytest
 
 from emulator.explore.campaign import Campaign
-from emulator.explore.stateful import stateful_search
-from emulator.explore.stateful_lazy_tlb import lazy_tlb_machine
+from emulator.explore.stateful import lifecycle_machine, stateful_search
 
 SUBSYSTEM = "lazy_tlb"
 EXAMPLES = int(os.environ.get("STATEFUL_LAZY_TLB_EXAMPLES", "25"))
@@ -20,7 +19,7 @@ PATCH_EXAMPLES = int(os.environ.get("STATEFUL_PATCH_EXAMPLES", "500"))
 def test_rule_by_rule_lazy_mms_are_never_used_after_their_free(emu_search):
     variant, shard = emu_search
     examples = PATCH_EXAMPLES if getattr(variant, "source", None) else EXAMPLES
-    stateful_search(lazy_tlb_machine(variant), examples, shard)()
+    stateful_search(lifecycle_machine(variant), examples, shard)()
 
 
 @pytest.mark.parametrize("strategy", ["systematic:per_case=4", "random", "pct", "preempt"])

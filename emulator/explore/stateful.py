@@ -47,7 +47,6 @@ subsystem that holds mm_count across deferred work; it does not model
 io_uring itself.
 """
 
-import functools
 from collections import deque
 
 from hypothesis import seed as hypothesis_seed, strategies as st
@@ -69,6 +68,8 @@ from .generated import (
     without_local_constants,
 )
 from .keys import make_key, replay_command
+from .stateful_lazy_tlb import lazy_tlb_rules
+from .stateful_rules import THEN, CpuHotplugRules, recorded
 from .strategies import ScriptStrategy, strategy_from_spec
 
 __all__ = ["Puppet", "PuppetImage", "lifecycle_machine", "replay_steps", "CPUS"]
@@ -363,8 +364,8 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
         # -- rules ---------------------------------------------------------------------------
 
         @precondition(has_live)
-        @rule(who=st.integers(0, 63), n=st.integers(1, 12), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), n=st.integers(1, 12), then=THEN)
+        @recorded
         def spawn(self, who, n, then):
             p = self.pick(who)
             k = self.m.kernel
@@ -373,8 +374,8 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
             self._then(then)
 
         @precondition(has_live)
-        @rule(who=st.integers(0, 63), vfork=st.booleans(), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), vfork=st.booleans(), then=THEN)
+        @recorded
         def fork(self, who, vfork, then):
             p = self.pick(who)
             k = self.m.kernel
@@ -383,8 +384,8 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
             self._then(then)
 
         @precondition(has_live)
-        @rule(who=st.integers(0, 63), ok=st.booleans(), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), ok=st.booleans(), then=THEN)
+        @recorded
         def exec(self, who, ok, then):
             p = self.pick(who)
             image = PuppetImage(p.name) if ok else MISSING_FILE
@@ -392,22 +393,22 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
             self._then(then)
 
         @precondition(has_others)
-        @rule(who=st.integers(0, 63), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), then=THEN)
+        @recorded
         def exit_thread(self, who, then):
             self.pick(who).give(("call", self.m.kernel.sys_exit, (0,)))
             self._then(then)
 
         @precondition(has_others)
-        @rule(who=st.integers(0, 63), code=st.integers(0, 3), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), code=st.integers(0, 3), then=THEN)
+        @recorded
         def exit_group(self, who, code, then):
             self.pick(who).give(("call", self.m.kernel.sys_exit_group, (code,)))
             self._then(then)
 
         @precondition(has_live)
-        @rule(who=st.integers(0, 63), cpus=st.sets(st.integers(0, 7), min_size=1), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), cpus=st.sets(st.integers(0, 7), min_size=1), then=THEN)
+        @recorded
         def set_affinity(self, who, cpus, then):
             # Over the possible CPUs: a set of offline ones only is EINVAL.
             mask = mask_of(cpu % self.nr_possible for cpu in cpus)
@@ -416,8 +417,8 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
 
         @precondition(has_live)
         @rule(who=st.integers(0, 63), whom=st.integers(0, 63), cpu=st.integers(0, 7),
-              back=st.booleans(), then=_THEN)
-        @_recorded
+              back=st.booleans(), then=THEN)
+        @recorded
         def migrate(self, who, whom, cpu, back, then):
             """*who* moves *whom* to one CPU (and, with *back*, lets it go
             anywhere again right after)."""
@@ -432,8 +433,8 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
         @precondition(has_live)
         @rule(who=st.integers(0, 63), kind=st.sampled_from(["run", "sleep", "yield"]),
               ns=st.one_of(st.integers(1, 300_000), st.sampled_from([20_000_000, 120_000_000])),
-              times=st.integers(1, 50), then=_THEN)
-        @_recorded
+              times=st.integers(1, 50), then=THEN)
+        @recorded
         def work(self, who, kind, ns, times, then):
             p = self.pick(who)
             k = self.m.kernel
@@ -444,16 +445,16 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
             self._then(then)
 
         @precondition(has_live)
-        @rule(who=st.integers(0, 63), ns=st.integers(1, 200_000_000), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), ns=st.integers(1, 200_000_000), then=THEN)
+        @recorded
         def async_io(self, who, ns, then):
             p = self.pick(who)
             p.give(("call", _submit_async, (self.m.kernel, ns)))
             self._then(then)
 
         @precondition(has_live)
-        @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), then=THEN)
+        @recorded
         def wake(self, who, cpu, then):
             """Input for *who* (nothing to do but look) from an interrupt on *cpu*."""
             p = self.pick(who)
@@ -462,7 +463,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
 
         @rule(ns=st.one_of(st.integers(1, 3_000_000),
                            st.sampled_from([20_000_000, 120_000_000])))
-        @_recorded
+        @recorded
         def advance(self, ns):
             if self.running():
                 self._step(ns)
@@ -471,7 +472,7 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
         @rule(after=st.integers(1, 64),
               ns=st.one_of(st.integers(1, 30_000), st.integers(1, 3_000_000)),
               resched=st.booleans())
-        @_recorded
+        @recorded
         def preempt(self, after, ns, resched=False):
             self.strategy.arm(after, ns, resched)
 
@@ -495,7 +496,6 @@ def lifecycle_machine(variant, cpus=CPUS, lockup_ns=None, coverage=None, strateg
     if subsystem == "page_alloc":
         machine = _page_alloc_rules(MmLifecycle, cpus)
     elif subsystem == "lazy_tlb":
-        from .stateful_lazy_tlb import lazy_tlb_rules      # (it imports this module)
         machine = lazy_tlb_rules(MmLifecycle)
     machine.__name__ = machine.__qualname__ = \
         f"{machine.__name__}_{getattr(variant, 'name', variant)}".replace("-", "_").replace(".", "_")
@@ -541,54 +541,43 @@ def _page_alloc_rules(MmLifecycle, cpus):
                 self.boot_args["isolated"] = True
 
         @precondition(MmLifecycle.has_live)
-        @rule(who=st.integers(0, 63), pages=st.integers(1, 400), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), pages=st.integers(1, 400), then=THEN)
+        @recorded
         def touch(self, who, pages, then):
             self.pick(who).give(("call", _touch, (self.m.kernel, pages)))
             self._then(then)
 
         @precondition(MmLifecycle.has_live)
-        @rule(who=st.integers(0, 63), which=st.integers(0, 7), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), which=st.integers(0, 7), then=THEN)
+        @recorded
         def unmap(self, who, which, then):
             self.pick(who).give(("call", _unmap, (self.m.kernel, which)))
             self._then(then)
 
         @precondition(MmLifecycle.has_live)
         @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), blocks=st.integers(1, 40),
-              order=st.integers(0, 4), ns=st.integers(1, 3_000_000), then=_THEN)
-        @_recorded
+              order=st.integers(0, 4), ns=st.integers(1, 3_000_000), then=THEN)
+        @recorded
         def io(self, who, cpu, blocks, order, ns, then):
             self.pick(who).give(("call", _io, (self.m.kernel, cpu % self.nr_cpus, blocks, order,
                                                ns)))
             self._then(then)
 
         @precondition(MmLifecycle.has_live)
-        @rule(who=st.integers(0, 63), zone=st.booleans(), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), zone=st.booleans(), then=THEN)
+        @recorded
         def drain(self, who, zone, then):
             self.pick(who).give(("call", _drain, (self.m.kernel, zone)))
             self._then(then)
 
         @precondition(MmLifecycle.has_live)
-        @rule(who=st.integers(0, 63), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), then=THEN)
+        @recorded
         def offline(self, who, then):
             self.pick(who).give(("call", _offline, (self.m.kernel,)))
             self._then(then)
 
     return PageAllocLifecycle
-
-
-def _recorded(rule):
-    """A rule that notes its call (name, arguments) in the example's steps,
-    which are what a replay key carries."""
-    @functools.wraps(rule)
-    def step(self, **kwargs):
-        self.steps.append([rule.__name__, {key: sorted(value) if isinstance(value, (set, frozenset))
-                                           else value for key, value in kwargs.items()}])
-        return rule(self, **kwargs)
-    return step
 
 
 def stateful_search(machine, examples, seed, batch=None, **more_settings):
@@ -636,9 +625,6 @@ def replay_steps(variant, boot, steps, lockup_ns=None, on_machine=None, **machin
             sm.teardown()
     return sm.known
 
-
-# Each rule lets the machine run a little after it (Hypothesis shrinks this to 0).
-_THEN = st.one_of(st.just(0), st.integers(1, 2_000_000))
 
 _REPLAY = "the falsifying steps Hypothesis printed above, on the same variant"
 
@@ -691,16 +677,3 @@ def _submit_async(k, ns):
     k.mmgrab(mm)
     k.queue_delayed_work(k.system_wq, _AsyncWork(k, mm), max(1, ns // k.tick_nsec))
     return 0
-
-
-class CpuHotplugRules:
-    """The rule of the machines whose subsystem CPU hotplug concerns."""
-
-    @precondition(lambda self: self.has_live())
-    @rule(who=st.integers(0, 63), cpu=st.integers(0, 7), online=st.booleans(), then=_THEN)
-    @_recorded
-    def cpu_online(self, who, cpu, online, then):
-        """*who* writes 0 or 1 to cpuN/online (the last online CPU refuses)."""
-        self.pick(who).give(("call", self.m.kernel.sys_cpu_online_write,
-                             (cpu % self.nr_possible, int(online))))
-        self._then(then)

@@ -1,9 +1,10 @@
 """The mm lifecycle rule by rule, with what moves lazy mms around: the
 stateful machine of a lazy_tlb variant.
 
-``lifecycle_machine(variant)`` of a lazy_tlb variant (emulator/explore/
-stateful.py: threads, forks, vforks, execs, exits, affinity, migrations,
-work, sleeps and wake-ups, mm pinning, time, PREEMPT preemptions) adds:
+``lifecycle_machine(variant)`` (emulator/explore/stateful.py) gives a
+lazy_tlb variant these rules besides its own (threads, forks, vforks, execs,
+exits, affinity, migrations, work, sleeps and wake-ups, mm pinning, time,
+PREEMPT preemptions):
 
     cpu_online(who, cpu, online)
                              who writes 0 or 1 to cpuN/online (any possible
@@ -27,7 +28,7 @@ from hypothesis.stateful import precondition, rule
 from ..checks.lazy_tlb import lazy_tlb_at_quiet
 from ..errors import EmulationFailure
 from ..kernel.workqueue import work_struct
-from .stateful import _THEN, CpuHotplugRules, _recorded, lifecycle_machine
+from .stateful_rules import THEN, CpuHotplugRules, recorded
 
 
 def _kthread_use(k, ns):
@@ -49,15 +50,15 @@ def lazy_tlb_rules(base):
 
     class LazyTlbLifecycle(CpuHotplugRules, base):
         @precondition(lambda self: self.has_live())
-        @rule(who=st.integers(0, 63), ns=st.integers(1, 3_000_000), then=_THEN)
-        @_recorded
+        @rule(who=st.integers(0, 63), ns=st.integers(1, 3_000_000), then=THEN)
+        @recorded
         def kthread_use(self, who, ns, then):
             self.pick(who).give(("call", _kthread_use, (self.m.kernel, ns)))
             self._then(then)
 
         @precondition(lambda self: self.running())
         @rule(ns=st.sampled_from([0, 500, 2_000, 50_000, 1_000_000]))
-        @_recorded
+        @recorded
         def ipi_delay(self, ns):
             self.m.kernel.ipi_latency_ns = ns
 
@@ -71,7 +72,3 @@ def lazy_tlb_rules(base):
 
     return LazyTlbLifecycle
 
-
-def lazy_tlb_machine(variant, **kwargs):
-    """lifecycle_machine(variant), which adds these rules to a lazy_tlb variant's."""
-    return lifecycle_machine(variant, **kwargs)
