@@ -89,6 +89,17 @@ def test_a_failing_generated_case_prints_the_key_that_replays_it(no_threads, tmp
     assert key_in(out.stdout) == key                     # the replay names itself
 
 
+def test_a_run_under_a_memory_model_of_its_own_prints_a_key_that_replays_under_it(no_threads):
+    """A run given memory_model= (not the default) names it in its key: the key of
+    a failure found under weak replays under weak, not under the default sc."""
+    with pytest.raises(KernelBug) as failed:
+        run_case(load_variant(no_threads), TWO_THREADS, memory_model="weak")
+    assert parse_key(key_in(str(failed.value)))["memory_model"] == "weak"
+    with pytest.raises(KernelBug) as failed:
+        run_case(load_variant(no_threads), TWO_THREADS)
+    assert "memory_model" not in parse_key(key_in(str(failed.value)))
+
+
 def test_a_stateful_example_replays_from_its_steps_without_hypothesis(no_threads):
     """The key of a stateful example carries its boot and steps as they ran."""
     steps = [["work", {"who": 0, "kind": "run", "ns": 1000, "times": 2, "then": 0}],
@@ -194,6 +205,20 @@ def test_a_stress_campaign_finds_the_patch_failing_and_its_key_replays(no_thread
     lines = []
     assert replay(failure.key, out=lines.append) == 1
     assert lines[0] == "not ok 1 stress case on no-threads"
+
+
+def test_a_campaign_gives_a_key_for_the_first_run_of_each_recorded_finding():
+    """Seed-003 at one CPU meets its recorded finding in most runs: the summary
+    counts them and gives the first one's replay, which replays to that finding."""
+    campaign = Campaign("seed-003", workload="stress", cpus=(1,), seed=1)
+    campaign.run(runs=3, progress=False)
+    (reason, n), = campaign.known.items()
+    assert n >= 1 and not campaign.failures
+    key = key_in(campaign.known_replay[reason])
+    assert f"    first: python -m emulator replay {key}" in campaign.summary()
+    lines = []
+    assert replay(key, out=lines.append) == 0
+    assert lines[0] == f"ok 1 stress case on seed-003 # known finding: {reason}"
 
 
 def test_a_campaign_over_a_sound_variant_counts_runs_and_schedules():

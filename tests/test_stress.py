@@ -5,7 +5,9 @@ pthread-max, hackbench, cyclictest, lazy-tlb) with their arguments, a
 machine shape, a duration, a seed and a strategy; every invariant and
 detector judges the run, and a failure shrinks towards fewer and smaller
 loads on a smaller machine for a shorter time.  Derandomized, so the suite
-runs the same search every time; ``STRESS_EXAMPLES`` widens it.
+runs the same search every time; ``STRESS_EXAMPLES`` widens it.  A second
+search draws other cases for machines with the weak memory model
+(``STRESS_WEAK_EXAMPLES``).
 """
 
 import os
@@ -17,6 +19,8 @@ from emulator.errors import HardLockup
 from emulator.variants import get_variant
 
 EXAMPLES = int(os.environ.get("STRESS_EXAMPLES", "6"))
+WEAK_EXAMPLES = int(os.environ.get("STRESS_WEAK_EXAMPLES", "10"))
+WEAK_SEED = 7
 # The loads exercise every subsystem (pipes and forks allocate pages, lazy-tlb
 # switches kernel threads in): the search runs over each subsystem's variants,
 # the others at their defaults.
@@ -27,6 +31,16 @@ def test_stress_loads_keep_the_invariants(emu_variant):
     def stress(case):
         run_stress(emu_variant, case)       # a recorded finding ends a run as known
     stress_search(stress, EXAMPLES)()
+
+
+def test_stress_loads_keep_the_invariants_under_weak_memory(emu_variant, request):
+    """The default suite's weak share of the stress search: other cases (its own
+    Hypothesis seed), the machines weakly ordered (under --memory-model M, M)."""
+    model = request.config.getoption("memory_model") or "weak"
+
+    def stress(case):
+        run_stress(emu_variant, case, memory_model=model)
+    stress_search(stress, WEAK_EXAMPLES, seed=WEAK_SEED)()
 
 
 def test_a_case_names_its_loads_and_shape():

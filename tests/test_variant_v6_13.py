@@ -149,7 +149,8 @@ def test_v6_13_idle_cpu_slots_start_unset():
     slots = []
 
     def main():
-        slots.extend((s.cid, s.recent_cid) for s in k.cur.mm.pcpu_cid)
+        slots.extend((s.cid, s.recent_cid) for s in map(k.cur.mm.pcpu_cid.__getitem__,
+                                                          range(k.nr_cpu_ids)))
         return 0
 
     assert m.run(main) == 0

@@ -8,6 +8,8 @@ import pytest
 
 from emulator import Machine
 from emulator.checks.invariants import InvariantViolation
+from emulator.kernel.list import hlist_for_each_entry
+from emulator.kernel.percpu import touched
 from emulator.uapi.libc import (
     busy_wait, execve, pthread_create, pthread_exit, pthread_join, pthread_self,
     pthread_setaffinity_np, sched_setaffinity, sched_yield, usleep, fork, waitpid,
@@ -23,11 +25,11 @@ V70 = get_variant("v7.0")
 
 
 def cids_of_users(mm):
-    return {t.pid: t.mm_cid.cid for t in mm.mm_cid.user_list}
+    return {t.pid: t.mm_cid.cid for t in hlist_for_each_entry(mm.mm_cid.user_list)}
 
 
 def cpu_owned(mm):
-    return {cpu: pcp.cid & ~MM_CID_ONCPU for cpu, pcp in enumerate(mm.mm_cid.pcpu)
+    return {cpu: pcp.cid & ~MM_CID_ONCPU for cpu, pcp in touched(mm.mm_cid.pcpu)
             if cid_on_cpu(pcp.cid)}
 
 
@@ -323,10 +325,12 @@ def test_user_list_walk_reaches_a_vforked_user_of_the_mm():
 
         def mm_cid_fixup_tasks_to_cpus(self):
             mm = self.k.cur.mm
-            seen["users"] = sorted((t.tgid != self.k.cur.tgid, t.pid) for t in mm.mm_cid.user_list)
+            users = hlist_for_each_entry(mm.mm_cid.user_list)
+            seen["users"] = sorted((t.tgid != self.k.cur.tgid, t.pid) for t in users)
             super().mm_cid_fixup_tasks_to_cpus()
-            seen["cids"] = {t.pid: t.mm_cid.cid for t in mm.mm_cid.user_list}
-            seen["child"] = [t.pid for t in mm.mm_cid.user_list if t.tgid != self.k.cur.tgid]
+            users = hlist_for_each_entry(mm.mm_cid.user_list)
+            seen["cids"] = {t.pid: t.mm_cid.cid for t in users}
+            seen["child"] = [t.pid for t in users if t.tgid != self.k.cur.tgid]
 
     from test_variant_seed_003 import vfork_while_a_thread_forks
 

@@ -112,6 +112,7 @@ class Campaign:
         self.runs = 0
         self.schedules = set()
         self.known = {}             # reason -> runs that ended in it
+        self.known_replay = {}      # reason -> the command replaying the first of them
         self.failures = {}          # category -> Failure
         self.started = None
         self.deadline = None
@@ -127,6 +128,8 @@ class Campaign:
         self.schedules.add(machine.kernel.schedule_digest)
         if known:
             self.known[known] = self.known.get(known, 0) + 1
+            if known not in self.known_replay:
+                self.known_replay[known] = machine.replay_command()
 
     def _failed(self, exc, shrunk="", unshrunk=False):
         category = failure_category(exc)
@@ -423,6 +426,7 @@ class Campaign:
             lines.append("  " + self.coverage.summary(self.started))
         for reason, n in sorted(self.known.items()):
             lines.append(f"  recorded finding, {n} run(s): {reason[:100]}...")
+            lines.append(f"    first: {self.known_replay[reason]}")
         if not self.failures:
             lines.append("  failures: none")
         for category, f in sorted(self.failures.items()):

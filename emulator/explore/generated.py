@@ -121,11 +121,12 @@ class Case:
         self.program = program
         self.pauses = dict(pauses or {})
 
-    def key(self, variant):
-        """The replay key of this case on *variant* (None for a variant a key
-        cannot name)."""
+    def key(self, variant, memory_model=None):
+        """The replay key of this case on *variant* under *memory_model* (None:
+        the default), or None for a variant a key cannot name."""
         shape = self.shape.fields()
-        return make_key("generated", variant, cpus=shape.pop("nr_cpus"), seed=self.seed,
+        return make_key("generated", variant, memory_model, cpus=shape.pop("nr_cpus"),
+                        seed=self.seed,
                         program=program_to_data(self.program),
                         pauses={str(p): ns for p, ns in self.pauses.items()}, **shape)
 
@@ -290,7 +291,8 @@ def run_case(variant, case, on_machine=None, coverage=None, **machine_kwargs):
     reported with target() (guidance)."""
     machine_kwargs.setdefault("trace_functions", reporting_example())
     if "replay" not in machine_kwargs:
-        machine_kwargs["replay"] = replay_command(case.key(variant)) or \
+        machine_kwargs["replay"] = replay_command(
+            case.key(variant, machine_kwargs.get("memory_model"))) or \
             "emulator.generated.run_case(<the variant>, <the falsifying Case below>)"
     m = case.shape.machine(variants=[variant], seed=case.seed,
                            strategy=ScriptStrategy(case.pauses), **machine_kwargs)

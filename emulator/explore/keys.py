@@ -84,16 +84,18 @@ def load_variant_ref(ref):
     return load_variant(path)
 
 
-def make_key(kind, variant, **fields):
-    """A key for a run of *kind* on *variant*, or None when the variant
+def make_key(kind, variant, memory_model=None, **fields):
+    """A key for a run of *kind* on *variant* under *memory_model* (None: the
+    default of the machines built without one), or None when the variant
     cannot be named by a key."""
     ref = variant_ref(variant)
     if ref is None:
         return None
     data = {"emulator": emulator_version(), "kind": kind, "variant": ref, **fields}
     from ..machine import default_memory_model
-    if default_memory_model() != "sc":          # the run's memory model (tso, weak)
-        data["memory_model"] = default_memory_model()
+    memory_model = memory_model or default_memory_model()
+    if memory_model != "sc":                    # the run's memory model (tso, weak)
+        data["memory_model"] = memory_model
     raw = zlib.compress(json.dumps(data, separators=(",", ":"), sort_keys=True).encode(), 9)
     return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

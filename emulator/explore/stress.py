@@ -115,11 +115,12 @@ class StressCase:
         # {"nohz_full": [cpus]} or {"isolcpus": [cpus]}: the boot parameter
         self.isolation = dict(isolation or {})
 
-    def key(self, variant):
-        """The replay key of this case on *variant* (None for a variant a key
-        cannot name)."""
+    def key(self, variant, memory_model=None):
+        """The replay key of this case on *variant* under *memory_model* (None:
+        the default), or None for a variant a key cannot name."""
         shape = self.shape.fields()
-        return make_key("stress", variant, cpus=shape.pop("nr_cpus"), seed=self.seed,
+        return make_key("stress", variant, memory_model, cpus=shape.pop("nr_cpus"),
+                        seed=self.seed,
                         workload=self.workload, duration_ns=self.duration_ns,
                         strategy=self.strategy, isolation=self.isolation, **shape)
 
@@ -160,7 +161,8 @@ def run_stress(variant, case, on_machine=None, coverage=None, **machine_kwargs):
     as for generated.run_case()."""
     machine_kwargs.setdefault("trace_functions", reporting_example())
     if "replay" not in machine_kwargs:
-        machine_kwargs["replay"] = replay_command(case.key(variant)) or \
+        machine_kwargs["replay"] = replay_command(
+            case.key(variant, machine_kwargs.get("memory_model"))) or \
             "emulator.explore.stress.run_stress(<the variant>, <the falsifying StressCase below>)"
     machine_kwargs.setdefault("lockup_ns", lockup_ns(case.duration_ns))
     m = case.machine(variants=[variant], seed=case.seed,

@@ -41,6 +41,12 @@ def cpumask_first_zero(mask):
     return (~mask & (mask + 1)).bit_length() - 1
 
 
+def find_first_zero_bit(bits, size):
+    """include/linux/find.h: the first clear bit of the bitmap *bits* below
+    *size*, or *size*."""
+    return min((~bits & (bits + 1)).bit_length() - 1, size)
+
+
 def cpumask_weight(mask):
     return mask.bit_count()
 

@@ -20,7 +20,7 @@ lockdep-style assertions (``lockdep_assert_held``) and the deadlock and lockup
 reports can name who holds what.
 """
 
-from ..errors import HardLockup, KernelBug
+from ..errors import KernelBug
 from .memory_model import NO_STORE as _NO_STORE
 from .wait_queue import wait_queue_head_t
 
@@ -47,9 +47,6 @@ class Counters:
         self.lock_acquire = 0
         self.atomic = 0
         self.barrier = 0
-
-    def as_dict(self):
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 # Each primitive below calls the kernel's sched_point_hook itself, when one is
@@ -487,12 +484,6 @@ def lockdep_assert_held(lock):
         raise KernelBug(f"WARNING: lockdep_assert_held({lock.name}) failed: not held")
 
 
-def spin_lock_hard_lockup(lock, cpu, spun_ns):
-    return HardLockup(
-        f"hard LOCKUP on CPU {cpu}: spinning on {lock.name} for {spun_ns} ns, "
-        f"held by {lock.owner!r} on CPU {lock.cpu}")
-
-
 def spinlock_holder(lock, now):
     """Who holds *lock*, on which CPU and since when, as a lockup report
     says it (*now*: the virtual time of the report)."""
@@ -610,12 +601,3 @@ def mutex_unlock(lock):
 
 def mutex_is_locked(lock):
     return lock.owner is not None
-
-
-def lockdep_assert_held_by_me(lock):
-    """lockdep_assert_held() as lockdep checks it: held by this context."""
-    k = _machine
-    holder = k.lock_holder()
-    if lock.owner is None or (lock.owner is not holder and lock.owner != holder):
-        raise KernelBug(f"WARNING: lockdep_assert_held({lock.name}) failed on CPU {k.cpu}: "
-                        f"held by {lock.owner!r}, not {holder!r}")

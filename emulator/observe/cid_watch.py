@@ -43,6 +43,7 @@ from sys import _getframe
 
 from ..kernel import locking as _locking
 from ..kernel.cpumask import Cpumask, cpus_of
+from ..kernel.percpu import percpu, touched
 from ..kernel.task import state_char
 from . import trace as _trace
 from .trace import Fields
@@ -399,53 +400,8 @@ def _watched_class(cls, field, by_setattr=None):
         watched = type(f"watched_{cls.__name__}", (cls, Watched),
                        dict(how, __doc__=f"{cls.__name__} whose stores to .{field} emit "
                                          f"mm_cid_owner."))
-        if not by_setattr:
-            watched._copy_slots = _slots_copier(cls, watched, field)
         _watched_classes[key] = watched
     return watched
-
-
-def _slots_copier(cls, watched, field):
-    """``copy_slots(slots, start, watch)``: the slots of *slots* (a list, by
-    CPU) from *start* on replaced by their watched copies (as _watched()
-    makes them, owner their CPU) up to the first that is not a plain *cls*,
-    whose index it returns (``len(slots)``: none).  The loop, compiled for
-    the fields of *cls*, is watch_slots()' (a fork at 128 CPUs watches 128
-    slots)."""
-    # A store ``copy.name = value`` is the slot's member descriptor's
-    # __set__, as a call of it would be, where nothing on the copy's class
-    # stands between (no __setattr__ of its own, the slot's descriptor
-    # unshadowed), and cheaper (the interpreter stores to the slot in place).
-    plain_store = watched.__setattr__ is object.__setattr__
-
-    def store(name, descriptor, value):
-        if plain_store and getattr(watched, name, None) is descriptor:
-            return f"copy.{name} = {value}"
-        return f"set_{name}(copy, {value})"
-
-    lines = ["def copy_slots(slots, start, watch):",
-             "    watch = ('cpu', watch)",
-             "    for cpu in range(start, len(slots)):",
-             "        obj = slots[cpu]",
-             "        if obj.__class__ is not plain:",
-             "            return cpu",
-             "        copy = new(watched)"]
-    for name in watched._copied:
-        lines += ["        try:",
-                  f"            {store(name, getattr(cls, name), f'obj.{name}')}",
-                  "        except AttributeError:",          # a slot never set stays unset
-                  "            pass"]
-    lines += [f"        {store(watched._store, watched.__dict__[watched._store], f'obj.{field}')}",
-              "        copy._watch = watch",
-              "        copy._owner = cpu",
-              "        slots[cpu] = copy",
-              "    return len(slots)"]
-    scope = {"plain": cls, "watched": watched, "new": watched.__new__,
-             f"set_{watched._store}": watched.__dict__[watched._store].__set__}
-    for name in watched._copied:
-        scope[f"set_{name}"] = getattr(cls, name).__set__      # the slot's member descriptor
-    exec("\n".join(lines), scope)
-    return scope["copy_slots"]
 
 
 def _watched(tp, obj, cls, field, kind, owner, watch):
@@ -482,23 +438,23 @@ def watch_struct(k, obj, field, mm, owner, by_setattr=None):
 
 
 def watch_slots(k, slots, field, mm):
-    """Watch *mm*'s per-CPU *slots* (a list of slotted structs of kernel *k*,
-    by CPU) in place: each as watch_struct() watches its CPU's."""
+    """Watch *mm*'s per-CPU *slots* (a kernel.percpu allocation of slotted
+    structs of kernel *k*), each as watch_struct() watches its CPU's: the
+    copies made so far in place, the others as they are made."""
     watch = _mm_watch(mm)
-    cls = watched = None
     tp = k.tp
-    cpu, n = 0, len(slots)
-    while cpu < n:
-        slot = slots[cpu]
-        if slot.__class__ is not cls:
-            cls = slot.__class__
-            watched = None if issubclass(cls, Watched) else _watched_class(cls, field)
-            if watched is not None and "_copied" in watched.__dict__:
-                cpu = watched._copy_slots(slots, cpu, watch)    # the run of plain cls
-                continue
-        if watched is not None:
-            slots[cpu] = _watched(tp, slot, watched, field, "cpu", cpu, watch)
-        cpu += 1
+
+    def watched(cpu, slot):
+        if isinstance(slot, Watched):
+            return slot
+        return _watched(tp, slot, _watched_class(type(slot), field), field, "cpu", cpu, watch)
+
+    if not isinstance(slots, percpu):
+        return                                # none (init_mm's)
+    for cpu, slot in touched(slots):
+        slots[cpu] = watched(cpu, slot)
+    make = slots.make
+    slots.make = lambda cpu: watched(cpu, make(cpu))
 
 
 def watch_task_field(t, field):

@@ -464,9 +464,7 @@ def forget_mm(k, mm, slots):
     names.pop(mm, None)
     if not k.tp.watched_in_place:
         return                                # no struct watched in place: no table entries
-    if all("_copied" in cls.__dict__ for cls in set(map(type, slots))):
-        return                                # watched copies only: no table entries
-    for slot in slots:
+    for slot in slots.values() if slots else ():      # (a kernel.percpu allocation)
         entry = names.get(id(slot))
         if entry is not None and entry[0] is slot:
             del names[id(slot)]

@@ -29,6 +29,7 @@ stubs of the kernel headers: a variant overrides the ones its era implements.
 | task_mm_cid(t)                    | rseq_update_cpu_node_id()                              |
 """
 
+from ..kernel.percpu import touched
 from ..kernel.sched.sched import ENQUEUE_MIGRATED
 from ..observe.cid_watch import tracing_cids, watch_slots, watched_cidmask
 
@@ -191,7 +192,8 @@ class SchedMmCid(Variant):
         return None
 
     def cid_slots(self, mm):
-        """*mm*'s per-CPU storage of cids, objects with a ``cid`` field, by CPU."""
+        """*mm*'s per-CPU storage of cids (a kernel.percpu allocation of
+        objects with a ``cid`` field), or () if it has none."""
         return ()
 
     def owned_cid(self, kind, value):
@@ -219,7 +221,7 @@ class SchedMmCid(Variant):
                 cid = self.owned_cid("task", self.task_cid_value(t))
                 if cid >= 0:
                     holders.setdefault(cid, []).append(t)
-        for cpu, slot in enumerate(self.cid_slots(mm)):
+        for cpu, slot in touched(self.cid_slots(mm)):
             cid = self.owned_cid("cpu", slot.cid)
             if cid >= 0:
                 holders.setdefault(cid, []).append(cpu)

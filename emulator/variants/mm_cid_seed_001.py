@@ -41,8 +41,9 @@ Departures:
   ``READ_ONCE(src_rq->curr)``; the loads of ``src_task->mm_cid_active``, which
   the posting does plainly and pairs with the barrier of exit/execve, are
   READ_ONCE so that exploration can interleave there;
-- barriers are counted scheduling points: the model is sequentially
-  consistent, so a missing barrier cannot show here (see below);
+- under the default sequentially consistent model barriers are counted
+  scheduling points and a missing barrier cannot show; under
+  ``--memory-model weak`` it can (see below);
 - the per-CPU ints hold C ``int`` values: MM_CID_UNSET is -1 and a lazy-put
   cid is negative (``mm_cid_set_lazy_put()`` converts back to int as C does);
 - the error paths of mm_init() (fail_cid, -ENOMEM) are not modelled: allocation
@@ -58,8 +59,9 @@ Review outcome (mm_cid.md 3.2), kept as posted, not fixed:
   when it is actively used by a task" (scenario A, store of a task of the mm)
   and a cid may leak on a CPU with no user left (scenario B).  His follow-up
   (3b4684ea-...) adds barriers at the top of switch_mm_cid(), as v6.4 has
-  them.  Here switch_mm_cid() has none: the model is sequentially
-  consistent, so no run of it can show the reordering;
+  them.  Here switch_mm_cid() has none: under sc no run can show the
+  reordering; under weak the stress search meets scenario A (the recorded
+  finding SEED_001_MISSING_SWITCH_BARRIER);
 - Peter Zijlstra, on that follow-up: "What about the user->user case where
   next->mm == prev->mm ? There sys_membarrier() relies on
   finish_task_switch()'s mmdrop(), but we can't."
@@ -67,20 +69,27 @@ Review outcome (mm_cid.md 3.2), kept as posted, not fixed:
   !next->mm) smp_mb();`` (20230411102532.GA580235@hirez...), and the clash
   with Nick Piggin's lazy-TLB series (20230411110344.GC576825@hirez...).
 v4..v10 reworked the patch into v6.4 (mm_cid_v6_4.py), which moves the cid on
-migration and adds the task_mm_cid_work scan.
+migration and adds the task_mm_cid_work scan, and retries the allocation when the
+mask is "temporarily filled ... during concurrent remote-clear": the RFC gives up
+(-1), which the weak stress search also met (SEED_001_MASK_TEMPORARILY_FULL; under
+sc a pause between migrate_from's unset and its clear of the bit would show it).
+That one is not in the review outcome mm_cid.md gives; v6.4's comment names it.
 
 With no scan, a CPU's cid is released only by a migration or an exit: the
 compaction mirror's leader keeps its CPU's high cid (mm_cid.md 1.5).
 """
 
+from ..checks.invariants import InvariantViolation
 from ..errors import KernelBug
 from ..kernel.cpumask import Cpumask, cpumask_first_zero
+from ..kernel.percpu import percpu, touched
 from ..kernel.task import TASK_ON_RQ_MIGRATING
 from ..kernel.locking import (
     READ_ONCE, WRITE_ONCE, cmpxchg, cpumask_clear_cpu, cpumask_set_cpu, preempt_disable,
     preempt_enable_no_resched, raw_spin_lock, raw_spin_unlock, raw_spinlock_t, smp_mb,
 )
 from . import register
+from .base import Finding
 from .mm_cid_v6_3 import MmCidV6_3
 
 # enum mm_cid_state, as the int a per-CPU slot holds.
@@ -128,11 +137,49 @@ class pcpu_int:
 
     __slots__ = ("cid",)
 
-    def __init__(self):
-        self.cid = 0                # alloc_percpu() zeroes
+    def __init__(self, cid=0):
+        self.cid = cid              # alloc_percpu() zeroes
 
     def __repr__(self):
         return _cid_repr(self.cid)
+
+
+# The causes of seed 001's recorded findings (known_findings below), noted when they happen.
+MASK_FULL_DURING_REMOTE_CLEAR = (
+    "__mm_cid_get_locked() found the cidmask full while a migration's release of a CPU's "
+    "cid had unset the slot but its clear of the bit was not done yet, or not yet seen")
+
+SEED_001_MASK_TEMPORARILY_FULL = (
+    "seed 001 (RFC v3) gives up (-1) when __mm_cid_get_locked() finds no zero bit, but "
+    "sched_mm_cid_migrate_from() releases a CPU's cid with neither that CPU's rq lock nor "
+    "cid_lock: it unsets the slot (cmpxchg), then clears the bit (cpumask_clear_cpu()).  A "
+    "CPU switching in a thread of the mm in between, every cid taken, finds the mask full "
+    "and the thread runs with mm_cid -1 (rseq's WARN_ON_ONCE).  v6.4 (223baf9d17f2) retries "
+    "instead: \"Retry finding first zero bit if the mask is temporarily filled. This only "
+    "happens during concurrent remote-clear which owns a cid without holding a rq lock.\"  "
+    "Found by the stress search under --memory-model weak (the clear seen late: "
+    "explore --variant seed-001 --memory-model weak --workload stress); under sc only a "
+    "pause between the two steps shows it.")
+
+MIGRATE_FROM_CLEARED_CID_IN_USE = (
+    "sched_mm_cid_migrate_from() read the source CPU's rq->curr from before a switch into "
+    "the mm whose switch_mm_cid() had read, or then read, the cid it set lazy-put and "
+    "cleared")
+
+SEED_001_MISSING_SWITCH_BARRIER = (
+    "seed 001 (RFC v3) has no barrier between the store to rq->curr in __schedule() and "
+    "the load of the per-mm/cpu cid in switch_mm_cid(), so the pairing with "
+    "sched_mm_cid_migrate_from()'s cmpxchg to lazy-put then load of rq->curr fails "
+    "(store buffering): a CPU switching in a thread of the mm reads its cid as valid (or "
+    "allocates one, whose store a migration sees before the one to rq->curr), while a "
+    "migration off that CPU reads rq->curr from before the switch, takes the cid as "
+    "unused and clears it.  The thread runs with a cid whose bit is clear (P11), which "
+    "another CPU may be given (P1).  Mathieu Desnoyers' review of his own RFC, scenario A "
+    "(fdaa7242-4ddd-fbe2-bc0e-6c62054dbde8@efficios.com, 2023-04-07: \"Migrate-from "
+    "should _never_ mark a per-cpu cid UNSET when it is actively used by a task\"); his "
+    "follow-up added barriers at the top of switch_mm_cid(), as v6.4 has them.  Under "
+    "--memory-model weak only.  Found by the stress search (explore --variant seed-001 "
+    "--memory-model weak --workload stress).")
 
 
 @register
@@ -140,6 +187,24 @@ class MmCidSeed001(MmCidV6_3):
     name = "seed-001"
     copies = ("[RFC PATCH v3] sched: Fix performance regression introduced by mm_cid "
               "(2023-04-05, on v6.3-rc5)")
+    known_findings = (
+        Finding(KernelBug, r"^WARNING: rseq_update_cpu_node_id\(\): .* has mm_cid -1 < 0",
+                MASK_FULL_DURING_REMOTE_CLEAR, SEED_001_MASK_TEMPORARILY_FULL),
+        Finding(InvariantViolation, r"^P(1 uniqueness|11 held): ",
+                MIGRATE_FROM_CLEARED_CID_IN_USE, SEED_001_MISSING_SWITCH_BARRIER),
+    )
+    NOT_KERNEL_FUNCTIONS = MmCidV6_3.NOT_KERNEL_FUNCTIONS + (
+        "note_mask_full", "note_got_cid", "note_cleared_cid")
+
+    def __init__(self, kernel):
+        super().__init__(kernel)
+        # Not kernel code: the cids a migration has unset in a CPU's slot and
+        # not yet cleared in the mask, per mm (note_mask_full()).
+        self.releasing = {}             # mm -> [cid, ...]
+        # What each CPU's switch last read of each mm's slot, and for which
+        # task (note_got_cid()).
+        self.cid_reads = {}             # mm -> {cpu: (task, cid)}
+
     def migrate_to_in_activate_task(self, rq, t, flags):
         """activate_task(): `if (task_on_rq_migrating(p)) { flags |=
         ENQUEUE_MIGRATED; sched_mm_cid_migrate_to(rq, p); }` -- not for
@@ -158,7 +223,8 @@ class MmCidSeed001(MmCidV6_3):
     def mm_alloc_cid(self, mm, p):
         # mm_init(): `if (mm_alloc_cid(mm)) goto fail_cid;` in place of the
         # mm_init_cid(mm) call at its end.
-        mm.pcpu_cid = [pcpu_int() for _ in range(self.k.nr_cpu_ids)]    # alloc_percpu(int)
+        # alloc_percpu(int), each set to -1 by mm_init_cid() below
+        mm.pcpu_cid = percpu(lambda cpu: pcpu_int(-1), self.k.nr_cpu_ids)
         self.mm_init_cid(mm, p)
         return 0
 
@@ -167,14 +233,16 @@ class MmCidSeed001(MmCidV6_3):
         # The machine's init_mm has no per-CPU ints, as the kernel's
         # (pcpu_cid is NULL): no task of init_mm has mm_cid_active.
         if getattr(mm, "pcpu_cid", None) is not None:
-            for i in range(self.k.nr_cpu_ids):                  # for_each_possible_cpu(i)
-                mm.pcpu_cid[i].cid = -1
+            for _, pcpu in touched(mm.pcpu_cid):       # for_each_possible_cpu(i); the
+                pcpu.cid = -1                               # others are made so
         mm.cidmask = Cpumask()                                  # cpumask_clear(mm_cidmask(mm))
         self.watch_cids(mm)             # not kernel code: the mm_cid tracepoints
 
     def mm_destroy_cid(self, mm):
         # free_percpu(mm->pcpu_cid)
         mm.pcpu_cid = None
+        self.releasing.pop(mm, None)        # not kernel code: the notes forget @mm
+        self.cid_reads.pop(mm, None)
 
     def exec_mmap(self, mm):
         # fs/exec.c, unchanged by the RFC: mm_init_cid(mm) on the new mm.
@@ -231,6 +299,7 @@ class MmCidSeed001(MmCidV6_3):
         cpumask = self.mm_cidmask(mm)
         cid = cpumask_first_zero(READ_ONCE(cpumask, "bits"))
         if cid >= self.k.nr_cpu_ids:
+            self.note_mask_full(mm)
             return -1
         cpumask_set_cpu(cid, cpumask)
         return cid
@@ -249,6 +318,7 @@ class MmCidSeed001(MmCidV6_3):
         k.lockdep_assert_rq_held(k.this_rq())
         pcpu_cid = mm.pcpu_cid[k.smp_processor_id()]           # this_cpu_ptr()
         cid = READ_ONCE(pcpu_cid, "cid")
+        self.note_got_cid(k.this_rq(), mm, pcpu_cid, cid)
         if mm_cid_is_valid(cid):
             return cid
         if mm_cid_is_lazy_put(cid):
@@ -336,7 +406,48 @@ class MmCidSeed001(MmCidV6_3):
         if cmpxchg(src_pcpu_cid, "cid", mm_cid_set_lazy_put(src_cid), MM_CID_UNSET) \
                 != mm_cid_set_lazy_put(src_cid):
             return
+        self.note_cleared_cid(src_rq, mm, src_cid)        # not kernel code: the notes
+        releasing = self.releasing.setdefault(mm, [])
+        releasing.append(src_cid)
         self._mm_cid_put(mm, src_cid)
+        releasing.remove(src_cid)
+
+    def note_mask_full(self, mm):
+        """Not kernel code: records the cause of seed 001's recorded finding
+        when it happens.  __mm_cid_get_locked() found no zero bit in @mm's
+        mask: the cause if a migration is between unsetting a CPU's cid and
+        clearing its bit, or has cleared it and this CPU read the mask from
+        before (its newest value, what the machine's attribute holds, has a
+        zero bit)."""
+        if self.releasing.get(mm) or \
+                cpumask_first_zero(self.mm_cidmask(mm).bits) < self.k.nr_cpu_ids:
+            self.k.causes.add(MASK_FULL_DURING_REMOTE_CLEAR)
+
+    def note_got_cid(self, rq, mm, pcpu_cid, cid):
+        """Not kernel code: records the cause of seed 001's other recorded
+        finding when it happens.  @rq's CPU, switching in its newest rq->curr,
+        has read @cid from its slot of @mm.  A valid cid read while the slot's
+        newest value is not (lazy-put or unset) is a stale load: a migration
+        off this CPU (this CPU's own stores it cannot miss) is taking the cid
+        the switch now runs with."""
+        reads = self.cid_reads.get(mm)
+        if reads is None:
+            reads = self.cid_reads[mm] = {}
+        reads[rq.cpu] = (rq.curr, cid)
+        if mm_cid_is_valid(cid) and not mm_cid_is_valid(pcpu_cid.cid):
+            self.k.causes.add(MIGRATE_FROM_CLEARED_CID_IN_USE)
+
+    def note_cleared_cid(self, rq, mm, cid):
+        """Not kernel code: a migration has just unset @cid of @rq's CPU,
+        having read an rq->curr that does not use @mm.  If the newest rq->curr
+        uses @mm and its switch has read @cid already (note_got_cid()) or
+        runs with it (it allocated @cid, and the migration saw that store but
+        not the earlier one to rq->curr), the migration's load of rq->curr was
+        stale and took a cid in use."""
+        curr = rq.curr
+        if curr.mm is mm and curr.mm_cid_active and \
+                (curr.mm_cid == cid or self.cid_reads.get(mm, {}).get(rq.cpu) == (curr, cid)):
+            self.k.causes.add(MIGRATE_FROM_CLEARED_CID_IN_USE)
 
     def sched_mm_cid_migrate_to(self, dst_rq, t):
         """Migration to dst cpu. Called with dst_rq lock held."""
@@ -416,7 +527,8 @@ class MmCidSeed001(MmCidV6_3):
     # unset (valid or lazy-put: the bit goes with the UNSET transition).
 
     def cid_slots(self, mm):
-        return getattr(mm, "pcpu_cid", None) or ()
+        slots = getattr(mm, "pcpu_cid", None)
+        return () if slots is None else slots
 
     def owned_cid(self, kind, value):
         if kind == "task":

@@ -50,14 +50,16 @@ after copy_mm()).
 """
 
 from ..errors import HardLockup
+from ..kernel.bug import WARN_ON_ONCE
 from ..kernel.locking import (
     READ_ONCE, WRITE_ONCE, lockdep_assert_held, mutex_lock, mutex_unlock, preempt_disable,
     preempt_enable,
 )
+from ..kernel.percpu import alloc_percpu
 from . import register
 from .base import Finding, SchedMmCid
 from .mm_cid_v7_0 import (
-    MM_CID_TRANSIT, MM_CID_UNSET, MmCidV7_0, WARN_ON_ONCE, _room, cid_from_transit_cid,
+    MM_CID_TRANSIT, MM_CID_UNSET, MmCidV7_0, _room, cid_from_transit_cid,
     cid_in_transit, cid_on_cpu, cid_on_task, cid_to_cpu_cid, cid_to_transit_cid,
     cpu_cid_to_cid, mm_cid_pcpu,
 )
@@ -153,8 +155,12 @@ SEED_003_WEAK_TRANSITION = (
 # What the watchdog sees of a CID leaked in per-CPU mode: the CPU spinning in
 # mm_get_cid() with its runqueue lock held, or first another CPU spinning on
 # that lock, such as a fixup walk back to per-task mode that needs it ("the
-# fixup thread can livelock on the held runqueue lock", 47ee94efccf6).
-_LEAKED_CID_LOCKUP = r"spinning on (cpu_relax\(\)|rq\d+->__lock)"
+# fixup thread can livelock on the held runqueue lock", 47ee94efccf6), or a
+# task spinning on the mm_cid.mutex such a walk holds (mutex_lock()'s
+# optimistic spin while the owner is on a CPU: an exiting thread of the walk's
+# mm, found so by a campaign).
+_LEAKED_CID_LOCKUP = (r"spinning on (cpu_relax\(\)|rq\d+->__lock|"
+                      r"mutex mm#\d+->mm_cid\.mutex \(optimistic spin\))")
 
 
 @register
@@ -421,7 +427,7 @@ class MmCidSeed003(MmCidV7_0):
     def mm_cid_fixup_task_to_cpu(self, t, mm):
         k = self.k
         # Remote access to mm::mm_cid::pcpu requires rq_lock
-        rq, flags = self.task_rq_lock(t)                  # guard(task_rq_lock)(t)
+        rq, flags = k.task_rq_lock(t)                     # guard(task_rq_lock)(t)
         try:
             # If the task is not active it is not in the users count
             if not t.mm_cid.active:
@@ -434,7 +440,7 @@ class MmCidSeed003(MmCidV7_0):
                     self.mm_unset_cid_on_task(t)
             return True
         finally:
-            k.rq_unlock_irqrestore(rq, flags)
+            k.task_rq_unlock(rq, t, flags)
 
     def mm_cid_fixup_tasks_to_cpus(self):
         k = self.k
@@ -625,13 +631,13 @@ class MmCidSeed003(MmCidV7_0):
 
     def mm_alloc_cid(self, mm, p):
         mm.mm_cid = mm_mm_cid()
-        mm.mm_cid.pcpu = [mm_cid_pcpu() for _ in range(self.num_possible_cpus)]
+        mm.mm_cid.pcpu = alloc_percpu(mm_cid_pcpu, self.num_possible_cpus)
         self.mm_init_cid(mm, p)
 
     def mm_init_cid(self, mm, p):
         if getattr(mm, "mm_cid", None) is None:
             mm.mm_cid = mm_mm_cid()
-            mm.mm_cid.pcpu = [mm_cid_pcpu() for _ in range(self.num_possible_cpus)]
+            mm.mm_cid.pcpu = alloc_percpu(mm_cid_pcpu, self.num_possible_cpus)
         super().mm_init_cid(mm, p)
 
     @staticmethod

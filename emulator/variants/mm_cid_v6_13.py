@@ -36,7 +36,8 @@ barriers are counted scheduling points (``smp_mb__after_mmgrab()`` and
 ``smp_mb__after_switch_mm()`` count as ``smp_mb()``); ``__this_cpu_read()`` /
 ``__this_cpu_write()`` are READ_ONCE/WRITE_ONCE of this CPU's slot; the mm's
 CPU masks are ints (``Cpumask``); the scan charges 250 ns per CPU (v6.4).
-``alloc_percpu()`` is a list allocated by mm_alloc_cid(); exec_mmap() re-runs
+``alloc_percpu()`` makes each CPU's slot when first touched (kernel/percpu.py:
+no reader can tell); exec_mmap() re-runs
 mm_init_cid(mm, tsk) as the kernel does; init_mm, which the kernel initialises
 statically (no pcpu_cid), gets an empty state.
 
@@ -55,6 +56,7 @@ from ..kernel.locking import (
     cpumask_test_and_set_cpu, preempt_disable, preempt_enable_no_resched, raw_spin_lock,
     raw_spin_unlock, raw_spinlock_t, smp_mb, try_cmpxchg,
 )
+from ..kernel.percpu import alloc_percpu, touched
 from . import register
 from .mm_cid_v6_4 import (
     MM_CID_UNSET, MmCidV6_4, _cid_repr, mm_cid_clear_lazy_put, mm_cid_is_lazy_put,
@@ -94,7 +96,7 @@ class MmCidV6_13(MmCidV6_4):
         """mm_alloc_cid_noprof(), from mm_init()."""
         # alloc_percpu(); the two masks sit after mm->cpu_bitmap in the
         # struct (mm_cid_size() = 2 * cpumask_size()).
-        mm.pcpu_cid = [mm_cid() for _ in range(self.k.nr_cpu_ids)]
+        mm.pcpu_cid = alloc_percpu(mm_cid, self.k.nr_cpu_ids)
         mm.cpus_allowed = Cpumask()          # mm_cpus_allowed(mm)
         mm.cidmask = Cpumask()               # mm_cidmask(mm)
         mm.max_nr_cid = atomic_t(0)
@@ -116,8 +118,8 @@ class MmCidV6_13(MmCidV6_4):
             mm.nr_cpus_allowed = 0
             mm.max_nr_cid = atomic_t(0)
             return
-        for pcpu_cid in mm.pcpu_cid:        # for_each_possible_cpu(i)
-            pcpu_cid.cid = MM_CID_UNSET
+        for _, pcpu_cid in touched(mm.pcpu_cid):    # for_each_possible_cpu(i); the
+            pcpu_cid.cid = MM_CID_UNSET                 # others are made so (mm_cid())
             pcpu_cid.recent_cid = MM_CID_UNSET
             pcpu_cid.time = 0
         mm.nr_cpus_allowed = p.nr_cpus_allowed

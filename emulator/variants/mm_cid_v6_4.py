@@ -28,6 +28,7 @@ from ..kernel.locking import (
     preempt_disable, preempt_enable_no_resched, raw_spin_lock, raw_spin_unlock,
     raw_spinlock_t, smp_mb, try_cmpxchg,
 )
+from ..kernel.percpu import alloc_percpu, touched
 from ..kernel.task import PF_EXITING, PF_KTHREAD
 from ..kernel.task_work import TWA_RESUME, callback_head
 from . import register
@@ -134,7 +135,7 @@ class MmCidV6_4(SchedMmCid):
         """From mm_init(): alloc_percpu(struct mm_cid), then mm_init_cid().
         mm_alloc() zeroes the struct; dup_mm() copied the parent's
         mm_cid_next_scan."""
-        mm.pcpu_cid = [mm_cid() for _ in range(self.k.nr_cpu_ids)]
+        mm.pcpu_cid = alloc_percpu(mm_cid, self.k.nr_cpu_ids)
         mm.cidmask = Cpumask()
         if not hasattr(mm, "mm_cid_next_scan"):
             mm.mm_cid_next_scan = 0
@@ -147,8 +148,8 @@ class MmCidV6_4(SchedMmCid):
             mm.pcpu_cid = []
             mm.cidmask = Cpumask()
             return
-        for pcpu_cid in mm.pcpu_cid:            # for_each_possible_cpu(i)
-            pcpu_cid.cid = MM_CID_UNSET
+        for _, pcpu_cid in touched(mm.pcpu_cid):    # for_each_possible_cpu(i); the
+            pcpu_cid.cid = MM_CID_UNSET                 # others are made so (mm_cid())
             pcpu_cid.time = 0
         self.mm_cidmask(mm).bits = 0            # cpumask_clear()
 
@@ -602,7 +603,7 @@ class MmCidV6_4(SchedMmCid):
         return t.mm_cid
 
     def cid_slots(self, mm):
-        return mm.pcpu_cid or ()
+        return () if mm.pcpu_cid is None else mm.pcpu_cid
 
     def owned_cid(self, kind, value):
         if kind == "task":
@@ -630,6 +631,6 @@ class MmCidV6_4(SchedMmCid):
         if mm.pcpu_cid is None:
             return None
         bound = self.cid_bound(mm)
-        lazy = any(mm_cid_is_lazy_put(pcpu_cid.cid) for pcpu_cid in mm.pcpu_cid)
+        lazy = any(mm_cid_is_lazy_put(pcpu_cid.cid) for _, pcpu_cid in touched(mm.pcpu_cid))
         return ("room" if ~mm.cidmask.bits & ((1 << bound) - 1) else "full", lazy,
                 bool(self.use_cid_lock))

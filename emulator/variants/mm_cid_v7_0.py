@@ -50,22 +50,26 @@ Peter's rq-lock annotation rework (fork/exit taking the rq lock around the
 per-CPU slot) is a proposal, not copied.
 
 Departures: ``guard()``/``scoped_guard()`` are explicit lock/unlock pairs;
-``task_rq_lock()`` is the rq lock of task_rq(p), retaken until the task
-stayed on it (the model has no ``p->pi_lock``); ``__this_cpu_*`` on a slot is a
-plain access, as it is protected by that CPU's runqueue lock; WARN_ON_ONCE()
-stops the run as a KernelBug; clear_bit() outside the bitmap (which C would
+``__this_cpu_*`` on a slot is a plain access, as it is protected by that
+CPU's runqueue lock; WARN_ON_ONCE() stops the run as a KernelBug
+(kernel/bug.py); clear_bit() outside the bitmap (which C would
 not catch) stops the run as a KernelBug, since a Python int would just grow.
 """
 
 from ..checks.invariants import InvariantViolation
 from ..errors import HardLockup, KernelBug
-from ..kernel.cpumask import Cpumask, cpus_of
+from ..kernel.bug import WARN_ON_ONCE
+from ..kernel.cpumask import Cpumask, cpus_of, find_first_zero_bit
 from ..kernel.irq_work import irq_work
+from ..kernel.list import (
+    hlist_add_head, hlist_del_init, hlist_for_each_entry, hlist_head, hlist_node,
+)
 from ..kernel.locking import (
     READ_ONCE, WRITE_ONCE, cpu_relax, cpumask_clear_cpu, cpumask_test_and_set_cpu,
     lockdep_assert_held, mutex, mutex_lock, mutex_unlock, raw_spin_lock, raw_spin_unlock,
     raw_spinlock_t, smp_mb,
 )
+from ..kernel.percpu import alloc_percpu
 from ..kernel.workqueue import work_struct
 from ..observe.cid_watch import tracing_cids, watch_struct
 from . import register
@@ -83,47 +87,19 @@ LAST_USER_FAILED_EXECVE_PERCPU = "failed execve() reviving an mm its last user l
 # -- include/linux/rseq_types.h ------------------------------------------------------------
 
 
-class hlist_head:
-    """struct hlist_head of ``sched_mm_cid::node`` entries: head-first order."""
-
-    __slots__ = ("nodes",)
-
-    def __init__(self):
-        self.nodes = {}                 # task -> None, in insertion order
-
-    def __iter__(self):
-        # hlist_add_head(): the last one added comes first.
-        return iter(reversed(list(self.nodes)))
-
-    def __len__(self):
-        return len(self.nodes)
-
-
-def hlist_add_head(t, head):
-    t.mm_cid.node = head
-    head.nodes[t] = None
-
-
-def hlist_del_init(t):
-    head = t.mm_cid.node
-    if head is not None:
-        del head.nodes[t]
-        t.mm_cid.node = None
-
-
 class sched_mm_cid:
     """struct sched_mm_cid - Storage for per task MM CID data
     @active:  MM CID is active for the task
     @cid:     The CID associated to the task either permanently or borrowed
               from the CPU
-    @node:    Queued in the per MM MMCID list (the hlist_head, or None)"""
+    @node:    Queued in the per MM MMCID list"""
 
     __slots__ = ("active", "cid", "node")
 
     def __init__(self):
         self.active = 0
         self.cid = MM_CID_UNSET
-        self.node = None
+        self.node = None                # an hlist_node once dup_task_struct() ran
 
     def __repr__(self):
         return f"sched_mm_cid(active={self.active}, cid={cid_repr(self.cid)})"
@@ -229,17 +205,6 @@ def cid_on_task(cid):
     return cid < MM_CID_TRANSIT
 
 
-def find_first_zero_bit(bits, size):
-    """The first clear bit of the bitmap *bits* below *size*, or *size*."""
-    return min((~bits & (bits + 1)).bit_length() - 1, size)
-
-
-def WARN_ON_ONCE(condition, what):
-    if condition:
-        raise KernelBug(f"WARNING: WARN_ON_ONCE({what})")
-    return False
-
-
 V6_19_FAILED_EXEC = (
     "a finding to report (v6.19+ as reconstructed from the merged diffs): a failed execve() "
     "in per-CPU mode runs sched_mm_cid_before_execve() (exit) and sched_mm_cid_after_execve() "
@@ -302,7 +267,7 @@ class MmCidV7_0(SchedMmCid):
         t.mm_cid = sched_mm_cid()
         t.mm_cid.cid = MM_CID_UNSET
         t.mm_cid.active = 0
-        t.mm_cid.node = None            # INIT_HLIST_NODE(&tsk->mm_cid.node)
+        t.mm_cid.node = hlist_node(t)   # INIT_HLIST_NODE(&tsk->mm_cid.node)
         self.watch_task_cid(t)          # not kernel code: the mm_cid tracepoints
 
     @staticmethod
@@ -727,48 +692,32 @@ class MmCidV7_0(SchedMmCid):
             t.mm_cid.cid = cid_to_transit_cid(t.mm_cid.cid)
             pcp.cid = t.mm_cid.cid
 
-    def task_rq_lock(self, p):
-        """task_rq_lock(): the runqueue lock of the runqueue *p* is on, with
-        interrupts disabled; retaken if *p* moved meanwhile."""
-        k = self.k
-        while True:
-            rq = k.task_rq(p)
-            flags = k.rq_lock_irqsave(rq)
-            if rq is k.task_rq(p):
-                return rq, flags
-            k.rq_unlock_irqrestore(rq, flags)
-
     def mm_cid_fixup_task_to_cpu(self, t, mm):
         k = self.k
         # Remote access to mm::mm_cid::pcpu requires rq_lock
-        rq, flags = self.task_rq_lock(t)                  # guard(task_rq_lock)(t)
+        rq, flags = k.task_rq_lock(t)                     # guard(task_rq_lock)(t)
         if cid_on_task(t.mm_cid.cid):
             # If running on the CPU, put the CID in transit mode, otherwise drop it
             if k.task_rq(t).curr is t:
                 self.mm_cid_transit_to_cpu(t, mm.mm_cid.pcpu[k.task_cpu(t)])
             else:
                 self.mm_unset_cid_on_task(t)
-        k.rq_unlock_irqrestore(rq, flags)
+        k.task_rq_unlock(rq, t, flags)
 
     def mm_cid_fixup_tasks_to_cpus(self):
         current = self.k.cur
         mm = current.mm
-        self.lockdep_assert_mutex_held(mm.mm_cid.mutex)
-        for t in mm.mm_cid.user_list:                     # hlist_for_each_entry()
+        lockdep_assert_held(mm.mm_cid.mutex)
+        for t in hlist_for_each_entry(mm.mm_cid.user_list):
             # Current has already transferred before invoking the fixup.
             if t is not current:
                 self.mm_cid_fixup_task_to_cpu(t, mm)
         self.mm_cid_complete_transit(mm, MM_CID_ONCPU)
 
-    @staticmethod
-    def lockdep_assert_mutex_held(lock):
-        if lock.owner is None:
-            raise KernelBug(f"WARNING: lockdep_assert_held({lock.name}) failed: not held")
-
     def sched_mm_cid_add_user(self, t, mm):
         lockdep_assert_held(mm.mm_cid.lock)
         t.mm_cid.active = 1
-        hlist_add_head(t, mm.mm_cid.user_list)
+        hlist_add_head(t.mm_cid.node, mm.mm_cid.user_list)
         mm.mm_cid.users += 1
         return self.mm_update_max_cids(mm)
 
@@ -826,7 +775,7 @@ class MmCidV7_0(SchedMmCid):
         # Clear the transition bit
         t.mm_cid.cid = cid_from_transit_cid(t.mm_cid.cid)
         self.mm_unset_cid_on_task(t)
-        hlist_del_init(t)
+        hlist_del_init(t.mm_cid.node)
         t.mm.mm_cid.users -= 1
         return self.mm_update_max_cids(t.mm)
 
@@ -972,7 +921,7 @@ class MmCidV7_0(SchedMmCid):
         so every slot starts at 0, which is no CPU owned CID as ONCPU is
         clear; then mm_init_cid()."""
         mm.mm_cid = mm_mm_cid()
-        mm.mm_cid.pcpu = [mm_cid_pcpu() for _ in range(self.num_possible_cpus)]
+        mm.mm_cid.pcpu = alloc_percpu(mm_cid_pcpu, self.num_possible_cpus)
         self.mm_init_cid(mm, p)
 
     def exec_mmap(self, mm):
@@ -984,7 +933,7 @@ class MmCidV7_0(SchedMmCid):
         if getattr(mm, "mm_cid", None) is None:
             # init_mm (p is None), or a caller that skipped mm_alloc_cid()
             mm.mm_cid = mm_mm_cid()
-            mm.mm_cid.pcpu = [mm_cid_pcpu() for _ in range(self.num_possible_cpus)]
+            mm.mm_cid.pcpu = alloc_percpu(mm_cid_pcpu, self.num_possible_cpus)
         mc = mm.mm_cid
         self._mm_init_cid_mode(mc)
         mc.max_cids = 0
@@ -1032,7 +981,7 @@ class MmCidV7_0(SchedMmCid):
         return t.mm_cid.cid
 
     def cid_slots(self, mm):
-        return mm.mm_cid.pcpu or ()
+        return () if mm.mm_cid.pcpu is None else mm.mm_cid.pcpu
 
     def owned_cid(self, kind, value):
         if value & MM_CID_UNSET:
