@@ -50,8 +50,8 @@ sched_cpu_dying() style) instead of balance_push() on every schedule, and a
 task with migration disabled is moved too; the arch's boot and death of the
 CPU (__cpu_up(), __cpu_die()) are a latency (``cpu_up_ns``), with no
 CPU0-cannot-go (x86 has no online file for CPU 0 since v6.3; arm64 and
-powerpc let any CPU go but the last); cpus_read_lock() readers are not
-counted by the writer (nobody in the model holds it across a sleep).
+powerpc let any CPU go but the last); cpus_read_lock() is not modelled
+(nothing in the model takes it).
 
 Checked against the kernel (kernel/cpu.c, kernel/sched/core.c and
 include/linux/cpuhotplug.h as quoted in lore threads and mirrors of 6.x;
@@ -221,32 +221,6 @@ class Cpu:
             return -EBUSY
         self.cpuhp_steps[state] = cpuhp_step(name, startup, teardown)
         return 0
-
-    def cpuhp_setup_state(self, state, name, startup, teardown):
-        """As cpuhp_setup_state_nocalls(), then *startup* for every online CPU.
-        Departure: from the caller's context (the kernel runs an AP state's
-        startup on that CPU's hotplug thread)."""
-        ret = self.cpuhp_setup_state_nocalls(state, name, startup, teardown)
-        if ret < 0 or startup is None:
-            return ret
-        for cpu in range(self.nr_cpu_ids):
-            if self.online_mask >> cpu & 1:
-                startup(cpu)
-        return ret
-
-    def cpuhp_remove_state_nocalls(self, state):
-        self.cpuhp_steps.pop(state, None)
-
-    # -- cpus_read_lock(): hotplug excluded while held ---------------------------------------
-
-    def cpus_read_lock(self):
-        """Keeps hotplug out (waits for one in progress).  Departure: the
-        writer does not wait for readers (see the module docstring)."""
-        mutex_lock(self.cpu_hotplug_lock)
-        mutex_unlock(self.cpu_hotplug_lock)
-
-    def cpus_read_unlock(self):
-        pass
 
     # -- the sysfs entry point ----------------------------------------------------------------
 

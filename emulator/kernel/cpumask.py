@@ -7,10 +7,6 @@ mutable form used where the kernel modifies a mask in place (``mm_cidmask``).
 """
 
 
-def cpumask_of(cpu):
-    return 1 << cpu
-
-
 def mask_of(cpus):
     mask = 0
     for cpu in cpus:
@@ -49,10 +45,6 @@ def find_first_zero_bit(bits, size):
 
 def cpumask_weight(mask):
     return mask.bit_count()
-
-
-def cpumask_test_cpu(cpu, mask):
-    return (mask >> cpu) & 1
 
 
 class Cpumask:

@@ -25,9 +25,6 @@ class hlist_head:
         # INIT_HLIST_HEAD()
         self.nodes = {}                 # hlist_node -> None, in insertion order
 
-    def __len__(self):
-        return len(self.nodes)
-
 
 def hlist_add_head(n, h):
     n.pprev = h

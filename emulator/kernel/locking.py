@@ -597,7 +597,3 @@ def mutex_unlock(lock):
         k.wake_up(lock.wait, 1)
     if k.sched_point_hook is not None:
         k.sched_point_hook("mutex_unlock", lock)
-
-
-def mutex_is_locked(lock):
-    return lock.owner is not None

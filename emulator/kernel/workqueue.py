@@ -247,11 +247,6 @@ class Workqueue:
         self.wait_event(self.work_done, lambda: work.nr_done >= target)
         return True
 
-    def flush_delayed_work(self, dwork):
-        if self.del_timer(dwork.timer):
-            self._queue_work(dwork.cpu, dwork.wq, dwork)
-        return self.flush_work(dwork)
-
     def disable_work(self, work):
         """Disable and cancel *work*: queueing fails until enable_work()."""
         work.disable += 1

@@ -405,9 +405,6 @@ class SchedCore:
     def wake_up_process(self, p):
         return self.try_to_wake_up(p, TASK_NORMAL, 0)
 
-    def wake_up_state(self, p, state):
-        return self.try_to_wake_up(p, state, 0)
-
     def wake_up_new_task(self, p):
         """Place and enqueue a new task (sched_fork() already gave it its class)."""
         flags = self.local_irq_save()

@@ -75,9 +75,6 @@ class Isolation:
     def housekeeping_cpu(self, cpu, kind):
         return self.housekeeping[kind] >> cpu & 1
 
-    def tick_nohz_full_cpu(self, cpu):
-        return self.nohz_full_mask >> cpu & 1
-
     def sched_can_stop_tick(self, rq):
         """sched_can_stop_tick(): no tick is needed unless RR tasks must
         rotate (more than one) or fair tasks must be preempted (more than one
