@@ -548,3 +548,27 @@ def test_a_mutex_waiter_sleeps_once_the_owner_sleeps():
     (the owner is off its CPU) and sleeps until the release wakes it."""
     slept, acquired, released = _contend(lambda k: k.hrtimer_nanosleep(50 * US))
     assert slept == 1 and acquired >= released
+
+
+def test_a_per_cpu_allocation_makes_each_cpus_copy_when_first_touched():
+    """alloc_percpu(): per_cpu_ptr() of a possible CPU gives its copy, made with
+    its class's initial values when first touched and the same object after;
+    an impossible CPU is an error, not a copy; touched() lists the copies made,
+    by CPU; iterating the allocation itself is refused (a loop over CPUs, or
+    over touched(), says which it means)."""
+    from emulator.kernel.percpu import alloc_percpu, touched
+
+    class slot:
+        def __init__(self):
+            self.cid = -1
+
+    ptr = alloc_percpu(slot, 4)
+    assert touched(ptr) == ()
+    ptr[3].cid = 7
+    assert ptr[3].cid == 7 and ptr[1].cid == -1
+    assert [(cpu, s.cid) for cpu, s in touched(ptr)] == [(1, -1), (3, 7)]
+    for impossible in (4, -1):
+        with pytest.raises(IndexError):
+            ptr[impossible]
+    with pytest.raises(TypeError):
+        list(ptr)

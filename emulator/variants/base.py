@@ -300,9 +300,10 @@ class LazyTlb(Variant):
     Class attributes the kernel reads at its call sites:
     ``arch``: "x86" (a CPU stays in mm_cpumask() once it ran the mm) or
     "powerpc-radix" (the mask is trimmed: __cpu_disable() clears the CPU from
-    every mm's mask, cleanup_cpu_mmu_context()); ``refcounts_lazy``: lazy users hold mm_count references (P8 checks their
-    balance); ``shoots_lazies``: cleanup_lazy_tlbs() IPIs the mm's CPUs (P9
-    checks that every lazy user is among them).
+    every mm's mask, cleanup_cpu_mmu_context()); ``refcounts_lazy``: lazy users hold
+    mm_count references (P8 checks their balance); ``shoots_lazies``:
+    cleanup_lazy_tlbs() IPIs the mm's CPUs (P9 checks that every lazy user is among
+    them).
     """
 
     subsystem = "lazy_tlb"
