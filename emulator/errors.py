@@ -8,6 +8,7 @@ use-after-free, a crashing body) and carry the replay command.  `Interrupted`
 """
 
 import signal
+import sys
 
 
 class UsageError(Exception):
@@ -15,15 +16,21 @@ class UsageError(Exception):
 
 
 class EmulationFailure(Exception):
-    """A run that failed.  `report` is filled in by the machine when the run ends."""
+    """A run that failed.  `report` is filled in by the machine when the run ends.
+
+    ``fields`` is what the failure is, as data (the invariant, the kernel
+    function that warned, what a locked-up CPU spins on, the values it
+    names): a recorded finding matches them (variants/base.py, Finding), never
+    the message, which is for people."""
 
     kind = "failure"
 
-    def __init__(self, message, detail=""):
+    def __init__(self, message, detail="", **fields):
         super().__init__(message)
         self.message = message
         self.detail = detail
         self.report = ""
+        self.fields = fields
 
     def __str__(self):
         text = self.message
@@ -39,6 +46,11 @@ class Deadlock(EmulationFailure):
 
 
 class HardLockup(EmulationFailure):
+    """A CPU spinning past the watchdog's threshold; ``fields["spinning_on"]``
+    is what it spins on: a lock's class (``rq->__lock``, lockdep's name for
+    every runqueue's), ``cpu_relax() loop``, ``csd_lock_wait``, ...; None for
+    a kernel path that ran too long in real time."""
+
     kind = "hard lockup"
 
 
@@ -62,9 +74,16 @@ class UseAfterFree(EmulationFailure):
 
 
 class KernelBug(EmulationFailure):
-    """BUG()/WARN() equivalents: the kernel model found an impossible state."""
+    """BUG()/WARN() equivalents: the kernel model found an impossible state.
+    ``fields["function"]`` is the function that found it: the caller of
+    KernelBug() unless it names one (WARN_ON() names its own caller)."""
 
     kind = "kernel bug"
+
+    def __init__(self, message, detail="", function=None, **fields):
+        if function is None:
+            function = sys._getframe(1).f_code.co_name
+        super().__init__(message, detail, function=function, **fields)
 
 
 class InvariantViolation(EmulationFailure):
@@ -72,8 +91,8 @@ class InvariantViolation(EmulationFailure):
 
     kind = "invariant violation"
 
-    def __init__(self, message, detail="", invariant=None):
-        super().__init__(message, detail)
+    def __init__(self, message, detail="", invariant=None, **fields):
+        super().__init__(message, detail, invariant=invariant, **fields)
         self.invariant = invariant
 
 

@@ -304,10 +304,14 @@ class Machine:
             failure = first_failure(exc)
         except Exception as exc:       # a bug in the kernel model or in a variant
             import traceback
+            tb = exc.__traceback__
+            while tb.tb_next is not None:
+                tb = tb.tb_next
             failure = first_failure(exc) or KernelBug(
                 f"Python exception in kernel code at virtual time {self.engine.now} ns on CPU "
                 f"{k.cpu} ({k.cur!r}): {type(exc).__name__}: {exc}",
-                "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+                "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip(),
+                function=tb.tb_frame.f_code.co_name, exception=type(exc).__name__)
         finally:
             watchdog.stop()
             stuck = self.engine.terminate_hosts()

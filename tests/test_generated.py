@@ -59,8 +59,10 @@ def test_known_findings_are_inherited_by_patches():
 
     class Patch(get_variant("v7.0")):
         name = "test-patch"
-    p2 = InvariantViolation("P2 bound: t on CPU 1 sees mm_cid 2147483648, outside [0, 4) (v7.0)")
-    sleeping = KernelBug("BUG: sleeping function called from invalid context on CPU 0: ...")
+    p2 = InvariantViolation("P2 bound: t on CPU 1 sees mm_cid 2147483648, outside [0, 4) (v7.0)",
+                            invariant="P2", mm_cid=2147483648)
+    sleeping = KernelBug("BUG: sleeping function called from invalid context on CPU 0: ...",
+                         function="might_sleep")
     assert known_finding(Patch, p2, {FAILED_EXECVE_PERCPU}) is not None
     assert known_finding(Patch, sleeping, {FAILED_EXECVE_PERCPU}) is None
     assert known_finding(get_variant("v6.4"), p2, {FAILED_EXECVE_PERCPU}) is None
@@ -71,7 +73,8 @@ def test_a_finding_is_known_only_when_its_cause_happened():
     is not v7.0's recorded finding: a patch failing that way for another
     reason is reported."""
     from emulator.checks.invariants import InvariantViolation
-    p2 = InvariantViolation("P2 bound: t on CPU 1 sees mm_cid 2147483648, outside [0, 4) (v7.0)")
+    p2 = InvariantViolation("P2 bound: t on CPU 1 sees mm_cid 2147483648, outside [0, 4) (v7.0)",
+                            invariant="P2", mm_cid=2147483648)
     assert known_finding(get_variant("v7.0"), p2, set()) is None
     assert known_finding(get_variant("v7.0"), p2, {FAILED_EXECVE_PERCPU}) is not None
 

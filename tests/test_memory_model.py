@@ -526,7 +526,8 @@ def test_v6_4_notes_its_finding_only_when_the_cid_cleared_is_the_one_a_switch_to
     assert notes(("got", 2), ("cleared", 3)) == set()
     assert notes(("got", 3), ("other mm", None), ("cleared", 3)) == set()
     p11 = InvariantViolation("P11 held: t[3] on CPU 1 runs with mm_cid 3 of mm#2, which is not "
-                             "set in its cid bitmap (another task may be given it)")
+                             "set in its cid bitmap (another task may be given it)",
+                             invariant="P11")
     v6_4 = get_variant("v6.4")
     assert known_finding(v6_4, p11, {CLEARED_CID_IN_USE}) == V6_4_MISSING_SWITCH_MM_BARRIER
     assert known_finding(v6_4, p11, set()) is None

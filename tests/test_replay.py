@@ -239,6 +239,34 @@ def test_failures_are_grouped_by_invariant_or_detector():
     assert failure_category(ValueError("x")) == "python error: ValueError"
 
 
+def test_a_failure_says_what_it_is_as_data_not_only_in_its_message():
+    """What a recorded finding matches: a WARN names the function that warned
+    (WARN_ON_ONCE()'s caller), a Python error in kernel code the function it
+    was raised in and its class; their messages may change freely."""
+    from emulator.kernel.bug import WARN_ON_ONCE
+    from emulator.variants import get_variant
+
+    class Patch(get_variant("v6.4")):
+        name = "fails-at-fork"
+        fails = None
+
+        def sched_mm_cid_fork(self, t):
+            if self.fails == "warn":
+                WARN_ON_ONCE(t.mm is self.k.cur.mm, "a thread")
+            elif self.fails == "python":
+                self.k.nr_threads_forked += 1
+            super().sched_mm_cid_fork(t)
+
+    def failure(fails):
+        Patch.fails = fails
+        with pytest.raises(KernelBug) as info:
+            Machine(nr_cpus=2, variants=[Patch], seed=1).run(
+                Program(thread(Program(run(1000))), run(1000)))
+        return info.value.fields
+    assert failure("warn") == {"function": "sched_mm_cid_fork"}
+    assert failure("python") == {"function": "sched_mm_cid_fork", "exception": "AttributeError"}
+
+
 @pytest.mark.parametrize("args, message", [
     (("explore", "--variant", "v6.4", "--time", "soon"), "a duration such as 60s"),
     (("explore", "--variant", "v6.4", "--runs", "0"), "at least 1"),

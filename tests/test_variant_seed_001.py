@@ -385,6 +385,7 @@ def test_a_full_mask_is_the_recorded_finding_only_with_a_release_in_flight():
     assert causes(0b11) == set()
     assert causes(0b11, releasing=[1]) == {MASK_FULL_DURING_REMOTE_CLEAR}
     assert causes(0b01) == {MASK_FULL_DURING_REMOTE_CLEAR}       # read before the clear
-    warn = KernelBug("WARNING: rseq_update_cpu_node_id(): stress[36] has mm_cid -1 < 0")
+    warn = KernelBug("WARNING: rseq_update_cpu_node_id(): stress[36] has mm_cid -1 < 0",
+                     function="rseq_update_cpu_node_id", mm_cid=-1)
     assert known_finding(SEED_001, warn, set()) is None
     assert known_finding(SEED_001, warn, {MASK_FULL_DURING_REMOTE_CLEAR}) is not None

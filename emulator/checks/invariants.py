@@ -67,7 +67,7 @@ def P2_cid_within_bound(k, t, mm_cid):
     if not 0 <= mm_cid < bound:
         raise InvariantViolation(
             f"P2 bound: {t!r} on CPU {t.cpu} sees mm_cid {mm_cid}, outside [0, {bound}) "
-            f"({k.mm_cid.name})", _state(k), "P2")
+            f"({k.mm_cid.name})", _state(k), "P2", mm_cid=mm_cid)
 
 
 def P3_rseq_written_by_the_kernel_update(k, area, field):

@@ -121,7 +121,8 @@ def P9_lazy_users_in_mask(k, mm):
             raise InvariantViolation(
                 f"P9 shootdown coverage: CPU {rq.cpu} uses {mm!r} lazily but is {why} when "
                 f"cleanup_lazy_tlbs() starts on CPU {k.cpu} ({k.lazy_tlb.name})",
-                f"mm_cpumask: {mask:#x}\nusers of {mm!r}:\n{_where(k, mm)}", "P9")
+                f"mm_cpumask: {mask:#x}\nusers of {mm!r}:\n{_where(k, mm)}", "P9",
+                offline=not rq.online)
 
 
 def P10_deferred_frees_within_bound(k):

@@ -5,9 +5,10 @@ A variant records its known bugs as data (``known_findings``, a tuple of
 :class:`~emulator.variants.base.Finding` on the variant class); a patch
 deriving from a variant inherits its findings, so that a search of the patch
 goes on past them and reports only what is new.  A recorded finding matches
-by the failure's class, its message *and its cause*: the variant notes the
-cause when it happens (``Kernel.causes``), so a patch failing the same way for
-another reason is reported, not excused.
+by the failure's class, its fields (the invariant, the function that warned,
+what a locked-up CPU spins on: data, never the message) *and its cause*: the
+variant notes the cause when it happens (``Kernel.causes``), so a patch
+failing the same way for another reason is reported, not excused.
 
 A campaign writes what it finds to a *findings file* (:class:`FindingsFile`) as
 it finds it, so that a campaign stopped by Ctrl-C, killed or cut short by a
@@ -16,7 +17,6 @@ reboot leaves every failure found until then on disk.
 
 import json
 import os
-import re
 import sys
 
 from ..checks.invariants import InvariantViolation
@@ -31,8 +31,7 @@ def known_finding(variant, exc, causes=None):
     (``Kernel.causes``); a finding with a cause matches only if it happened."""
     for cls in type.mro(variant):
         for f in vars(cls).get("known_findings", ()):
-            if isinstance(exc, f.error) and re.search(f.pattern, str(exc)) and \
-                    (f.cause is None or causes is None or f.cause in causes):
+            if f.matches(exc, causes):
                 return f.reason
     return None
 

@@ -565,7 +565,7 @@ def mutex_optimistic_spin(k, cur, lock):
             owner = lock.owner
             if owner is None or not owner_on_cpu(owner) or cur.need_resched:
                 return
-            spun = k.cpu_relax(f"mutex {lock.name} (optimistic spin)", spun)
+            spun = k.cpu_relax(f"mutex {lock.name} (optimistic spin)", spun, lock)
     finally:
         cur.preempt_count -= 1                    # no preemption here: the slow path sleeps
 

@@ -419,7 +419,8 @@ class Rseq:
         node_id = self.cpu_to_node[cpu]
         mm_cid = self.mm_cid.task_mm_cid(t)
         if mm_cid < 0:
-            raise KernelBug(f"WARNING: rseq_update_cpu_node_id(): {t!r} has mm_cid {mm_cid} < 0")
+            raise KernelBug(f"WARNING: rseq_update_cpu_node_id(): {t!r} has mm_cid {mm_cid} < 0",
+                            mm_cid=mm_cid)
         checks = self.invariants
         if checks is not None:
             if self.rseq_resuming is not t:

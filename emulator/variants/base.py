@@ -36,14 +36,30 @@ from ..observe.cid_watch import tracing_cids, watch_slots, watched_cidmask
 
 class Finding:
     """A recorded finding of a variant: a failure of class *error* whose
-    message matches *pattern*, in a run where the variant noted *cause*
-    (``Kernel.causes``; None: any run), is the known bug *reason* explains.
-    A patch deriving from the variant inherits it (emulator.explore.findings)."""
+    fields (``EmulationFailure.fields``) are those given, in a run where the
+    variant noted *cause* (``Kernel.causes``; None: any run), is the known bug
+    *reason* explains.  A field given as a tuple matches any of its values.
+    A patch deriving from the variant inherits it (emulator.explore.findings).
 
-    __slots__ = ("error", "pattern", "cause", "reason")
+        Finding(InvariantViolation, CLEARED_CID_IN_USE, REASON, invariant=("P1", "P11"))
+    """
 
-    def __init__(self, error, pattern, cause, reason):
-        self.error, self.pattern, self.cause, self.reason = error, pattern, cause, reason
+    __slots__ = ("error", "cause", "reason", "fields")
+
+    def __init__(self, error, cause, reason, **fields):
+        self.error, self.cause, self.reason = error, cause, reason
+        self.fields = {name: value if isinstance(value, tuple) else (value,)
+                       for name, value in fields.items()}
+
+    def matches(self, exc, causes):
+        """Whether failure *exc*, in a run that noted *causes* (None: not
+        known), is this finding."""
+        return isinstance(exc, self.error) and \
+            all(exc.fields.get(name, _MISSING) in values for name, values in self.fields.items()) and \
+            (self.cause is None or causes is None or self.cause in causes)
+
+
+_MISSING = object()
 
 
 class Variant:

@@ -66,11 +66,11 @@ class ShootdownV64(LazyTlb):
         return self.k.lazy_coverage_state(mm)
 
     known_findings = (
-        Finding(InvariantViolation, r"P9 shootdown coverage: CPU \d+ uses .* but is offline",
-                HOTPLUG_RACE,
+        Finding(InvariantViolation, HOTPLUG_RACE,
                 "the CPU hotplug exit race: the outgoing CPU keeps its lazy mm until "
                 "idle_task_exit(), after __cpu_disable() took it out of the masks the "
-                "shootdown IPIs (fixed by moving the switch to sched_cpu_wait_empty())"),
+                "shootdown IPIs (fixed by moving the switch to sched_cpu_wait_empty())",
+                invariant="P9", offline=True),
     )
 
     def mmgrab_lazy_tlb(self, mm):

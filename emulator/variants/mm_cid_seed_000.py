@@ -95,7 +95,7 @@ SEED_000_SLEEPS = (
 class MmCidSeed000(MmCidV6_14):
     name = "seed-000"
     known_findings = (
-        Finding(KernelBug, r"sleeping function called from invalid context", None, SEED_000_SLEEPS),
+        Finding(KernelBug, None, SEED_000_SLEEPS, function="might_sleep"),
     )
     copies = ("Gabriele Monaco, [PATCH v2 1-3/4] sched: Move task_mm_cid_work to mm "
               "delayed work (2024-12-13, not merged)")

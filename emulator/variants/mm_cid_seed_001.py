@@ -188,10 +188,10 @@ class MmCidSeed001(MmCidV6_3):
     copies = ("[RFC PATCH v3] sched: Fix performance regression introduced by mm_cid "
               "(2023-04-05, on v6.3-rc5)")
     known_findings = (
-        Finding(KernelBug, r"^WARNING: rseq_update_cpu_node_id\(\): .* has mm_cid -1 < 0",
-                MASK_FULL_DURING_REMOTE_CLEAR, SEED_001_MASK_TEMPORARILY_FULL),
-        Finding(InvariantViolation, r"^P(1 uniqueness|11 held): ",
-                MIGRATE_FROM_CLEARED_CID_IN_USE, SEED_001_MISSING_SWITCH_BARRIER),
+        Finding(KernelBug, MASK_FULL_DURING_REMOTE_CLEAR, SEED_001_MASK_TEMPORARILY_FULL,
+                function="rseq_update_cpu_node_id", mm_cid=-1),
+        Finding(InvariantViolation, MIGRATE_FROM_CLEARED_CID_IN_USE, SEED_001_MISSING_SWITCH_BARRIER,
+                invariant=("P1", "P11")),
     )
     NOT_KERNEL_FUNCTIONS = MmCidV6_3.NOT_KERNEL_FUNCTIONS + (
         "note_mask_full", "note_got_cid", "note_cleared_cid")

@@ -152,31 +152,31 @@ SEED_003_WEAK_TRANSITION = (
     "ordered systems\" (Shrikanth Hegde's PowerPC report) folds the two into one mode word "
     "and orders it with smp_mb() after the mode flip and before clearing TRANSIT.")
 
-# What the watchdog sees of a CID leaked in per-CPU mode: the CPU spinning in
+# What the watchdog sees of a CID leaked in per-CPU mode (what the locked-up CPU
+# spins on, lock classes as lockdep names them): the CPU spinning in
 # mm_get_cid() with its runqueue lock held, or first another CPU spinning on
 # that lock, such as a fixup walk back to per-task mode that needs it ("the
 # fixup thread can livelock on the held runqueue lock", 47ee94efccf6), or a
 # task spinning on the mm_cid.mutex such a walk holds (mutex_lock()'s
 # optimistic spin while the owner is on a CPU: an exiting thread of the walk's
 # mm, found so by a campaign).
-_LEAKED_CID_LOCKUP = (r"spinning on (cpu_relax\(\)|rq\d+->__lock|"
-                      r"mutex mm#\d+->mm_cid\.mutex \(optimistic spin\))")
+_LEAKED_CID_LOCKUP = ("cpu_relax() loop", "rq->__lock", "mm->mm_cid.mutex")
 
 
 @register
 class MmCidSeed003(MmCidV7_0):
     name = "seed-003"
     known_findings = (
-        Finding(HardLockup, _LEAKED_CID_LOCKUP, WALK_MISSED_CLONE_VM_USER,
-                SEED_003_COUNTING_WALK),
-        Finding(HardLockup, r"spinning on cpu_relax\(\)", ZERO_PCPU_THRS,
-                SEED_003_ZERO_PCPU_THRS),
-        Finding(HardLockup, _LEAKED_CID_LOCKUP, WALK_MISSED_FORKING_CHILD,
-                SEED_003_CONCURRENT_FORK),
-        Finding(HardLockup, _LEAKED_CID_LOCKUP, SCHEDIN_HANDED_OVER_IN_WALK,
-                SEED_003_HANDOVER_LIVE_LOCK),
-        Finding(HardLockup, _LEAKED_CID_LOCKUP, SCHEDIN_MISSED_TRANSIT,
-                SEED_003_WEAK_TRANSITION),
+        Finding(HardLockup, WALK_MISSED_CLONE_VM_USER, SEED_003_COUNTING_WALK,
+                spinning_on=_LEAKED_CID_LOCKUP),
+        Finding(HardLockup, ZERO_PCPU_THRS, SEED_003_ZERO_PCPU_THRS,
+                spinning_on="cpu_relax() loop"),
+        Finding(HardLockup, WALK_MISSED_FORKING_CHILD, SEED_003_CONCURRENT_FORK,
+                spinning_on=_LEAKED_CID_LOCKUP),
+        Finding(HardLockup, SCHEDIN_HANDED_OVER_IN_WALK, SEED_003_HANDOVER_LIVE_LOCK,
+                spinning_on=_LEAKED_CID_LOCKUP),
+        Finding(HardLockup, SCHEDIN_MISSED_TRANSIT, SEED_003_WEAK_TRANSITION,
+                spinning_on=_LEAKED_CID_LOCKUP),
     )
     NOT_KERNEL_FUNCTIONS = MmCidV7_0.NOT_KERNEL_FUNCTIONS + ("note_walk_missed_users",
                                                              "note_zero_pcpu_thrs",

@@ -106,8 +106,8 @@ class MmCidV6_4(SchedMmCid):
     name = "v6.4"
     copies = "223baf9d17f2 sched: Fix performance regression introduced by mm_cid (v6.4)"
     known_findings = (
-        Finding(InvariantViolation, r"^P(1 uniqueness|11 held): ", CLEARED_CID_IN_USE,
-                V6_4_MISSING_SWITCH_MM_BARRIER),
+        Finding(InvariantViolation, CLEARED_CID_IN_USE, V6_4_MISSING_SWITCH_MM_BARRIER,
+                invariant=("P1", "P11")),
     )
     NOT_KERNEL_FUNCTIONS = SchedMmCid.NOT_KERNEL_FUNCTIONS + ("note_cleared_cid", "note_got_cid")
 

@@ -227,13 +227,14 @@ V6_19_LAST_USER_EXEC = (
 class MmCidV7_0(SchedMmCid):
     name = "v7.0"
     known_findings = (
-        Finding(InvariantViolation, r"P2 bound: .* sees mm_cid 2147483648,", FAILED_EXECVE_PERCPU,
-                V6_19_FAILED_EXEC),
-        Finding(KernelBug, r"clear_bit\(0x80000000\)", FAILED_EXECVE_PERCPU, V6_19_FAILED_EXEC),
-        Finding(HardLockup, r"spinning on cpu_relax\(\)", LAST_USER_FAILED_EXECVE_PERCPU,
-                V6_19_LAST_USER_EXEC),
-        Finding(InvariantViolation, r"P4 no orphan: ", LAST_USER_FAILED_EXECVE_PERCPU,
-                V6_19_LAST_USER_EXEC),
+        Finding(InvariantViolation, FAILED_EXECVE_PERCPU, V6_19_FAILED_EXEC,
+                invariant="P2", mm_cid=MM_CID_UNSET),
+        Finding(KernelBug, FAILED_EXECVE_PERCPU, V6_19_FAILED_EXEC,
+                function="mm_drop_cid", cid=MM_CID_UNSET),
+        Finding(HardLockup, LAST_USER_FAILED_EXECVE_PERCPU, V6_19_LAST_USER_EXEC,
+                spinning_on="cpu_relax() loop"),
+        Finding(InvariantViolation, LAST_USER_FAILED_EXECVE_PERCPU, V6_19_LAST_USER_EXEC,
+                invariant="P4"),
     )
     # Lock helpers (guards in the kernel) and the model's notes of causes.
     NOT_KERNEL_FUNCTIONS = SchedMmCid.NOT_KERNEL_FUNCTIONS + (
@@ -287,7 +288,7 @@ class MmCidV7_0(SchedMmCid):
     def mm_drop_cid(self, mm, cid):
         if cid >= self.num_possible_cpus:
             raise KernelBug(f"BUG: KASAN: slab-out-of-bounds in mm_drop_cid(): clear_bit({cid:#x}) "
-                            f"on a bitmap of {self.num_possible_cpus} bits")
+                            f"on a bitmap of {self.num_possible_cpus} bits", cid=cid)
         cpumask_clear_cpu(cid, self.mm_cidmask(mm))
 
     def mm_unset_cid_on_task(self, t):

@@ -52,7 +52,7 @@ class PageAllocSeed002(PageAllocV5_19):
     isolates_drains = True
     pcp_protection = "pcp->lock"
     known_findings = (
-        Finding(InvariantViolation, r"PA6 violated: ", COUNT_READ_UNLOCKED, RACE_66eca1021a42),
+        Finding(InvariantViolation, COUNT_READ_UNLOCKED, RACE_66eca1021a42, invariant="PA6"),
     )
 
     def rmqueue(self, zone, order, migratetype):

@@ -57,7 +57,7 @@ class PageAllocV6_11(PageAllocV6_2):
         # zone->lock held.
         raise self.k.hard_lockup(f"free_pcppages_bulk() looking for {count} pages on CPU "
                                  f"{pcp.cpu}'s empty pcp lists (pcp->count {pcp.count}), "
-                                 f"zone->lock held")
+                                 f"zone->lock held", "free_pcppages_bulk()")
 
     def bulk_free_migratetype(self, zone, pfn, pindex):
         return zone.get_pageblock_migratetype(pfn)      # get_pfnblock_migratetype()

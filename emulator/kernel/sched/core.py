@@ -724,8 +724,9 @@ class SchedCore:
         if user:
             t.user_busy = 0
 
-    def cpu_relax(self, what, spun):
-        """One look at a contended resource; *spun* ns so far.  Returns the new total.
+    def cpu_relax(self, what, spun, lock=None):
+        """One look at a contended resource, *what* (*lock*, if it is a
+        lock); *spun* ns so far.  Returns the new total.
 
         Task context lets virtual time pass (growing waits); interrupt context
         cannot, so nothing could ever release what it spins on: a lockup."""
@@ -735,9 +736,10 @@ class SchedCore:
         # hundred looks to reach the watchdog, not lockup_ns / RELAX_NS_MAX.
         wait = max(min(max(RELAX_NS_MIN, spun), RELAX_NS_MAX), spun >> 6)
         if self.in_irq:
-            raise self.hard_lockup(f"spinning on {what} in interrupt context, which nothing can release")
+            raise self.hard_lockup(f"spinning on {what} in interrupt context, which nothing can release",
+                                   what, lock)
         if spun >= self.lockup_ns:
-            raise self.hard_lockup(f"spinning on {what} for {spun} ns")
+            raise self.hard_lockup(f"spinning on {what} for {spun} ns", what, lock)
         self.cpu_run(wait, user=False)
         return spun + wait
 
@@ -746,7 +748,7 @@ class SchedCore:
         while lock.owner is not None:
             if lock.owner is self.lock_holder():
                 raise KernelBug(f"BUG: spinlock recursion on {lock.name} on CPU {self.cpu}")
-            spun = self.cpu_relax(lock.name, spun)
+            spun = self.cpu_relax(lock.name, spun, lock)
 
     # -- a kernel path stopped at a scheduling point (emulator.explore.point decides) ----------------------
 
@@ -1090,26 +1092,24 @@ class SchedCore:
                          f"queued={queued} locks held={held} {self.mm_cid.cpu_state(rq)}")
         return "\n".join(lines) or "  every CPU idle"
 
-    def hard_lockup(self, what):
-        """The watchdog's report of a spin: who holds the lock it spins on
-        and since when, each CPU's state, and the cid bitmap of every mm a
-        CPU may be spinning for (full, or a set bit without an owner), with
-        the owner of each bit and, for an orphan, the events that lost it
-        (emulator/observe/cid_watch.py; the minimal trace keeps them)."""
+    def hard_lockup(self, what, spinning_on=None, lock=None):
+        """The watchdog's report of a spin (*what*: what it says the CPU
+        does): who holds the *lock* it spins on and since when, each CPU's
+        state, and the cid bitmap of every mm a CPU may be spinning for (full,
+        or a set bit without an owner), with the owner of each bit and, for an
+        orphan, the events that lost it (emulator/observe/cid_watch.py; the
+        minimal trace keeps them).  Its ``spinning_on`` field is the lock's
+        class, as lockdep names it, or *spinning_on*."""
+        from ...checks.lockdep import lock_class
         from ...errors import HardLockup
         from ...observe.cid_watch import cid_reports, mms_short_of_cids
         from ..locking import spinlock_holder
-        lock = self.spun_lock(what)
-        holder = "" if lock is None else spinlock_holder(lock, self.engine.now) + "\n"
+        holder = ""
+        if lock is not None:
+            spinning_on = lock_class(lock.name)
+            if lock.owner is not None:
+                holder = (spinlock_holder(lock, self.engine.now) if hasattr(lock, "since")
+                          else f"{lock.name} held by {lock.owner!r}") + "\n"
         return HardLockup(f"watchdog: hard LOCKUP on CPU {self.cpu}: {self.cur!r} {what}",
                           holder + "CPU states:\n" + self.cpu_states()
-                          + cid_reports(self, mms_short_of_cids(self)))
-
-    def spun_lock(self, what):
-        """The held spinlock that *what* ("spinning on NAME for N ns") names."""
-        from itertools import chain
-        holders = [rq.idle for rq in self.rqs] + list(self.tasks.values())
-        for lock in chain(*(rq.irq_held for rq in self.rqs), *(t.held_locks for t in holders)):
-            if what.startswith(f"spinning on {lock.name} "):
-                return lock
-        return None
+                          + cid_reports(self, mms_short_of_cids(self)), spinning_on=spinning_on)
