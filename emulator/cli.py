@@ -17,8 +17,9 @@
 ``kselftest`` runs a directory as ``make -C tools/testing/selftests
 TARGETS=DIR run_tests`` does (emulator/kselftest.py).  Exit status of
 ``run`` and ``replay``: 0 pass, 1 fail, 4 skip (kselftest's KSFT_SKIP), 2
-bad usage; of ``kselftest``: 0 every program ok, 1 one not ok; of ``explore``: 0 when no run failed (recorded
-findings of the variant do not count), 1 when some did.  Ctrl-C (SIGINT) or
+bad usage; of ``kselftest``: 0 every program ok, 1 one not ok; of ``explore`` and
+``compare``: 0 when no run failed (recorded findings of the variant do not count), 1 when
+some did (``compare`` prints its report either way).  Ctrl-C (SIGINT) or
 SIGTERM ends the run under way between two events, as an abandoned run (never
 a failure): ``run`` and ``replay`` print ``Bail out!`` and ``explore`` its
 summary so far, and the exit status is 130; a second signal exits at once.
@@ -293,7 +294,7 @@ def cmd_compare(args):
     if args.plot:
         for path in plots.write_plots(result, args.plot):
             print(f"compare: wrote {path}", file=sys.stderr)
-    return 0
+    return 1 if any(not r["failure"].get("known") for r in result.failures()) else 0
 
 
 def cmd_variants(args):

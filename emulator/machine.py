@@ -152,7 +152,10 @@ def cpu_list_mask(cpus, what, nr_cpus):
         try:
             for part in filter(None, cpus.split(",")):
                 first, _, last = part.partition("-")
-                numbers.extend(range(int(first), int(last or first) + 1))
+                first, last = int(first), int(last or first)
+                if first > last:        # bitmap_parselist(): -EINVAL
+                    raise ValueError
+                numbers.extend(range(first, last + 1))
         except ValueError:
             raise UsageError(f"{what}={cpus!r}: not a CPU list such as 1-3,5") from None
         cpus = numbers

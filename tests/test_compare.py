@@ -121,6 +121,33 @@ def test_a_failing_run_is_reported_with_its_replay_and_left_out():
     assert "minimal trace" not in text          # many runs: no trace is kept
 
 
+BOOM = '''\
+from emulator.variants import get_variant
+
+
+class Boom(get_variant("v6.13")):
+    """A patch whose cid allocation breaks at once."""
+
+    name = "boom"
+
+    def mm_cid_get(self, *args):
+        raise RuntimeError("boom")
+'''
+
+
+def test_a_new_failure_makes_the_exit_status_1_and_a_recorded_finding_does_not(tmp_path):
+    """A script comparing a patch learns that a run failed: exit status 1, the report
+    printed all the same; seed-000's fork run, which ends at its recorded finding, is 0."""
+    (tmp_path / "boom.py").write_text(BOOM)
+    args = ["--workload", "fork", "--cpus", "2", "--duration", "1ms", "-q"]
+    out = emulator("compare", "--variant", "v6.13", "--variant", str(tmp_path / "boom.py"), *args)
+    assert out.returncode == 1, out.stderr
+    assert "RuntimeError: boom" in out.stdout and "replay: python -m emulator compare" in out.stdout
+    out = emulator("compare", "--variant", "v6.13", "--variant", "seed-000", *args)
+    assert out.returncode == 0, out.stderr
+    assert "a recorded finding of seed-000" in out.stdout
+
+
 def test_the_replay_of_a_failing_run_prints_its_whole_report():
     """A failed run's replay command is a comparison of that one run: it kept its
     trace tail and prints the report, minimal trace included, as other failures do."""

@@ -279,6 +279,7 @@ def test_a_nohz_full_cpu_running_one_task_stops_its_tick():
     ({"nohz_full": "0-1"}, "no housekeeping CPU"),
     ({"isolcpus": [5]}, "not an online CPU"),
     ({"nohz_full": "1-x"}, "not a CPU list"),
+    ({"nohz_full": "1-0"}, "not a CPU list"),           # a range backwards isolates nothing
     ({"isolcpus": 3}, "must be a CPU list"),
 ])
 def test_bad_isolation_is_a_one_line_error(kwargs, error):

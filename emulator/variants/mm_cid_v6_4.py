@@ -143,9 +143,10 @@ class MmCidV6_4(SchedMmCid):
         self.watch_cids(mm)             # not kernel code: the mm_cid tracepoints
 
     def mm_init_cid(self, mm, p):
-        if getattr(mm, "pcpu_cid", None) is None:
-            # The machine's init_mm: static in the kernel, never mm_alloc_cid()'ed.
-            mm.pcpu_cid = []
+        if p is None:
+            # The machine's init_mm: static in the kernel (mm/init-mm.c),
+            # never mm_alloc_cid()'ed, and no task of it holds a cid.
+            mm.pcpu_cid = None
             mm.cidmask = Cpumask()
             return
         for _, pcpu_cid in touched(mm.pcpu_cid):    # for_each_possible_cpu(i); the
