@@ -3,7 +3,9 @@ hooks, affinity, nohz, and context_switch()'s order of hooks and lazy mm."""
 
 
 from emulator.checks.kasan import is_freed
+from emulator.explore.strategies import Strategy
 from emulator.kernel.rseq import RSEQ_EVENT_PREEMPT
+from emulator.kernel.task import TASK_ON_RQ_MIGRATING
 from emulator.machine import Machine
 from emulator.uapi import libc
 from emulator.variants import get_variant
@@ -569,3 +571,64 @@ def test_a_cpu_bound_task_alone_on_its_cpu_is_no_soft_lockup():
     m = Machine(nr_cpus=2, seed=1)
     assert m.run(Program(setaffinity({1}), run(50 * MS))) == 0
     assert m.now >= 50 * MS
+
+
+class PausesTheStopperMidMove(Strategy):
+    """Stops the stopper for 2 ms at its first scheduling point while the task
+    it moves is between two runqueues (move_queued_task(): the old rq's lock
+    dropped, the new one's not yet taken)."""
+
+    name = "pauses-the-stopper-mid-move"
+
+    def install(self, kernel):
+        self.k, self.paused = kernel, False
+        super().install(kernel)
+
+    def pause_ns(self, kind, preemptible=False):
+        mover = self.k.cur
+        moving = [t for t in self.k.tasks.values() if t.on_rq == TASK_ON_RQ_MIGRATING]
+        if not self.paused and mover.comm.startswith("migration/") and moving:
+            self.paused = True
+            return 2 * MS
+        return None
+
+
+def test_an_affinity_change_waits_for_a_migration_the_stopper_has_under_way():
+    """Regression story for a model bug the weak stateful search met (v6.14,
+    2026-12-07: "BUG: spinlock recursion on rq0->__lock", the task running on two
+    CPUs).  The stopper moving a thread held no p->pi_lock and task_rq_lock() did
+    not wait for a task between two runqueues, so another thread's
+    sched_setaffinity() of the thread moved it a second time from the runqueue it
+    was not yet on, and the stopper then queued it there too.  As in the kernel,
+    migration_cpu_stop() holds p->pi_lock across the move and task_rq_lock()
+    waits: the second change waits, then moves it once."""
+    seen = {}
+
+    def worker(_):
+        libc.sched_setaffinity(0, {1})
+        seen["tid"] = libc.gettid()
+        while "stop" not in seen:
+            libc.busy_wait(20 * US)
+        seen["cpu"] = libc.sched_getcpu()
+        return 0
+
+    def meddler(_):
+        libc.sched_setaffinity(0, {0})
+        libc.busy_wait(100 * US)            # inside the stopper's 2 ms
+        libc.sched_setaffinity(seen["tid"], {0})
+        return 0
+
+    def main():
+        t = libc.pthread_create(worker)
+        while "tid" not in seen:
+            libc.busy_wait(20 * US)
+        u = libc.pthread_create(meddler)
+        libc.sched_setaffinity(seen["tid"], {2})    # the stopper of CPU 1 moves it
+        libc.pthread_join(u)
+        seen["stop"] = True
+        libc.pthread_join(t)
+        return 0
+
+    strategy = PausesTheStopperMidMove()
+    assert Machine(nr_cpus=3, seed=1, strategy=strategy).run(main) == 0
+    assert strategy.paused and seen["cpu"] == 0

@@ -268,13 +268,14 @@ def test_the_weak_stress_search_met_47ee94efccf6s_lockup_which_v7_0_does_not_hav
     yet seen), kept its CID when it left, and the next task on that CPU spun in
     mm_get_cid() holding the runqueue lock the fixup walk then spun on.  When the walk's
     task_rq_lock() took p->pi_lock, as the kernel's does, that run moved off the lockup;
-    this one is the same loads on the same machine with the first machine seed after it
-    (of 51700 on) that meets it again.  It passes under sc and tso, and on v7.0 (one mode
-    word, smp_mb()).  A change of the model's timing may move it again: a new campaign,
-    or the seeds of this case, then give the one to put here."""
+    this one is the same loads on the same machine with the first machine seed of 51700
+    on that meets it again, scanned again when the stopper took p->pi_lock across a
+    migration (52738 before).  It passes under sc and tso, and on v7.0 (one mode word,
+    smp_mb()).  A change of the model's timing may move it again: a new campaign, or the
+    seeds of this case, then give the one to put here."""
     from emulator.explore.stress import StressCase, run_stress
     from emulator.variants.mm_cid_seed_003 import SCHEDIN_MISSED_TRANSIT, SEED_003_WEAK_TRANSITION
-    case = StressCase(8, 52738, "cpu-load:20,slice=1ms+pthread-max:16,3+cyclictest:100",
+    case = StressCase(8, 52639, "cpu-load:20,slice=1ms+pthread-max:16,3+cyclictest:100",
                       20 * MS, "random:p=0.05,max_ns=20000", isolation={"nohz_full": [3]})
     machines = []
     assert run_stress(SEED003, case, on_machine=machines.append,

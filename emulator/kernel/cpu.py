@@ -389,13 +389,19 @@ class Cpu:
             if not dest:
                 self.do_set_cpus_allowed(p, self.possible_mask)
                 dest = self.active_mask
+            # "Rules for changing task_struct::cpus_mask are holding both
+            # pi_lock and rq->lock, such that holding either stabilizes the
+            # mask" (migrate_tasks(); __balance_push_cpu_stop() since v5.11):
+            # p->pi_lock, held across the move, keeps wakers out of it.
             flags = self.local_irq_save()
+            raw_spin_lock(p.pi_lock)
             raw_spin_lock(rq.lock)
             if p.on_rq and p.cpu == rq.cpu and not p.on_cpu:
                 new_rq = self.move_queued_task(rq, p, self.chooser.pick_bit(dest, self.nr_cpu_ids))
                 raw_spin_unlock(new_rq.lock)
             else:
                 raw_spin_unlock(rq.lock)
+            raw_spin_unlock(p.pi_lock)
             self.local_irq_restore(flags)
 
     def workqueue_offline_cpu(self, cpu):

@@ -201,6 +201,12 @@ class SchedCore:
         (seed 001 calls it for task_on_rq_migrating() tasks only, not wake-ups)."""
         if p.on_rq == TASK_ON_RQ_MIGRATING:
             flags |= ENQUEUE_MIGRATED
+        elif p.on_rq:
+            # Not the kernel's check: a task queued twice would be picked by
+            # two CPUs at once (a waker or a mover that did not wait for a
+            # migration to end, above all in a patch's own code).
+            raise KernelBug(f"BUG: activate_task() on CPU {rq.cpu} of {p!r}, already queued "
+                            f"on CPU {p.cpu}")
         self.mm_cid.migrate_to_in_activate_task(rq, p, flags)
         self.enqueue_task(rq, p, flags)
         p.on_rq = TASK_ON_RQ_QUEUED
@@ -378,12 +384,7 @@ class SchedCore:
         """Still queued (it had not switched out yet): only the state changes.
         Checked again under the rq lock, as __task_rq_lock() does: the task
         may have gone to sleep while the waker waited for the lock."""
-        while True:
-            rq = self.rqs[p.cpu]
-            raw_spin_lock(rq.lock)
-            if rq is self.rqs[p.cpu]:
-                break
-            raw_spin_unlock(rq.lock)
+        rq = self.__task_rq_lock(p)
         queued = p.on_rq == TASK_ON_RQ_QUEUED
         if queued:
             self.wakeup_preempt(rq, p)
@@ -1017,17 +1018,29 @@ class SchedCore:
         self.task_rq_unlock(rq, p, flags)
         return 0
 
-    def task_rq_lock(self, p):
-        """Lock p->pi_lock (irqsave), then the rq p is on (looking again if
-        it moved); returns the rq and the flags to restore."""
-        flags = self.local_irq_save()
-        raw_spin_lock(p.pi_lock)
+    def __task_rq_lock(self, p):
+        """Lock the rq *p* is on, p->pi_lock held: looking again if it moved,
+        and waiting while it is between two runqueues (move_queued_task()
+        and the load balancer drop the old rq's lock before they take the
+        new one's: "If we observe the new CPU in task_rq_lock(), the address
+        dependency headed by '[L] rq = task_rq()' and the acquire will pair
+        with the WMB to ensure we then also see migrating")."""
+        spun = 0
         while True:
             rq = self.rqs[p.cpu]
             raw_spin_lock(rq.lock)
-            if rq is self.rqs[p.cpu]:
-                return rq, flags
+            if rq is self.rqs[p.cpu] and p.on_rq != TASK_ON_RQ_MIGRATING:
+                return rq
             raw_spin_unlock(rq.lock)
+            while p.on_rq == TASK_ON_RQ_MIGRATING:
+                spun = self.cpu_relax("task_on_rq_migrating()", spun)
+
+    def task_rq_lock(self, p):
+        """Lock p->pi_lock (irqsave), then the rq p is on (__task_rq_lock());
+        returns the rq and the flags to restore."""
+        flags = self.local_irq_save()
+        raw_spin_lock(p.pi_lock)
+        return self.__task_rq_lock(p), flags
 
     def task_rq_unlock(self, rq, p, flags):
         raw_spin_unlock(rq.lock)
@@ -1035,16 +1048,23 @@ class SchedCore:
         self.local_irq_restore(flags)
 
     def migration_cpu_stop(self, arg):
-        """Runs on the stopper of the task's old CPU."""
+        """Runs on the stopper of the task's old CPU, with p->pi_lock held
+        as the kernel's does: "If task_rq(p) != rq, it cannot be migrated
+        here, because we're holding rq->lock, if p->on_rq == 0 it cannot get
+        enqueued because we're holding p->pi_lock."  Held across the move,
+        it keeps a waker and task_rq_lock() of *p* out of the window where
+        move_queued_task() holds neither runqueue's lock."""
         p, dest_cpu = arg
         rq = self.rqs[self.cpu]
         flags = self.local_irq_save()
+        raw_spin_lock(p.pi_lock)
         raw_spin_lock(rq.lock)
         if p.cpu == rq.cpu and p.on_rq == TASK_ON_RQ_QUEUED and not (p.cpus_mask >> rq.cpu) & 1:
             rq = self.move_queued_task(rq, p, dest_cpu)
         elif not p.on_rq:
             p.wake_cpu = dest_cpu
         raw_spin_unlock(rq.lock)
+        raw_spin_unlock(p.pi_lock)
         self.local_irq_restore(flags)
 
     def sched_setscheduler(self, p, policy, priority=0):
