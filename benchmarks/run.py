@@ -1,7 +1,7 @@
 """Benchmarks: one command, ratios and rates.
 
     python benchmarks/run.py [--quick] [--forks] [--workloads] [--table [DURATION]]
-                             [--memory-models]
+                             [--memory-models] [--reverts [SEEDS]]
 
 Prints forks per second at 4 and 128 CPUs (a Python body forking and
 waiting, the synthetic fork loop with and without wait()), compare's
@@ -17,7 +17,12 @@ search of the project leaves out), explored schedules per second, and the wall t
 lockup's detection, and what each memory model (sc, tso, weak) costs per event;
 with --table, the wall time of seed 000's whole table (`python -m emulator
 compare --variant v6.13 --variant seed-000 --cpus 128 --duration 1s`, the four
-workloads, over the host's CPUs): long, so opt-in.
+workloads, over the host's CPUs): long, so opt-in.  --reverts measures the
+searches' power instead: each patch of fixtures/patches/reverts/ (v7.0 with a
+later fix of seed 003 undone) through the stateful searches a patch file gets
+in the default run (500 examples, Hypothesis seeds 0-7), without shrinking,
+and which of them meet a failure, after how long (about 20 minutes of one
+core: opt-in).
 Speeds are measured here, never asserted by a timed test.
 """
 
@@ -293,6 +298,33 @@ def bench_memory_models(quick):
           f"{time.perf_counter() - t0:.2f} s")
 
 
+def revert_figures(seeds):
+    """Which of the stateful searches a patch gets meet a failure in each revert
+    patch, and when: the measure of README's "Revert patches" table."""
+    import glob
+    import os
+    from hypothesis import Phase
+    from emulator.explore.stateful import lifecycle_machine, stateful_search
+    from emulator.variants import load_variant
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    print(f"revert patches: the stateful search (500 examples, Hypothesis seeds "
+          f"{seeds[0]}-{seeds[-1]}, no shrinking); found: seed (seconds) first line")
+    for path in sorted(glob.glob(os.path.join(root, "fixtures/patches/reverts/*.py"))):
+        machine = lifecycle_machine(load_variant(path))
+        found = []
+        for seed in seeds:
+            t0 = time.perf_counter()
+            try:
+                stateful_search(machine, 500, seed,
+                                phases=(Phase.explicit, Phase.reuse, Phase.generate))()
+            except Exception as exc:             # noqa: BLE001 - any failure counts
+                first = str(exc).strip().splitlines()[0][:70]
+                found.append(f"{seed} ({time.perf_counter() - t0:.1f} s) {first}")
+        print(f"  {os.path.basename(path):40s} {len(found)} of {len(seeds)}", flush=True)
+        for line in found:
+            print(f"      {line}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller runs")
@@ -303,7 +335,20 @@ def main(argv=None):
                     help="compare's workloads at 128 CPUs only (virtual s per wall s)")
     ap.add_argument("--table", nargs="?", const="1s", metavar="DURATION",
                     help="also time seed 000's whole table at 128 CPUs (default 1s: long)")
+    ap.add_argument("--reverts", nargs="?", const="0-7", metavar="SEEDS",
+                    help="only the revert patches through the stateful searches of a patch "
+                         "(default Hypothesis seeds 0-7: long)")
     args = ap.parse_args(argv)
+    if args.reverts:
+        first, _, last = args.reverts.partition("-")
+        try:
+            seeds = list(range(int(first), int(last or first) + 1))
+        except ValueError:
+            seeds = []
+        if not seeds:
+            ap.error(f"--reverts {args.reverts!r}: seeds such as 0-7 or 3")
+        revert_figures(seeds)
+        return 0
     if args.memory_models:
         bench_memory_models(args.quick)
         return 0

@@ -592,3 +592,35 @@ def test_a_direct_transfer_exhausts_the_cid_space_as_seed_003_says():
     spin = report.index("function: _mm_get_cid(mm#1, 8)   (and ")
     assert report.index("function: mm_update_max_cids(mm#1)") < walk < spin
     assert report.count("_mm_get_cid(mm#1, 8)") == 1
+
+
+def test_the_search_met_the_failed_thread_creation_defect_of_the_b2e48c429ec5_revert():
+    """Found, not written: the stateful search of
+    fixtures/patches/reverts/without_b2e48c429ec5.py (Hypothesis seed 3 of the eight a
+    patch gets, 2026-12-07), shrunk to these steps.  A process in per-CPU mode is killed
+    while one of its threads creates another; the late fatal-signal check fails that
+    fork after copy_mm(), and bad_fork_cleanup_mm's sched_mm_cid_exit(child), from the
+    parent, switches the mm back to per-task mode and drops this CPU's slot while the
+    parent still runs with it as 0|ONCPU.  The parent's next schedule-out drops
+    0x40000000 as a CID.  v7.0, where b2e48c429ec5 removed that call, runs the same
+    steps to the end.  (README, "Revert patches".)"""
+    from emulator.errors import KernelBug
+    from emulator.explore.stateful import replay_steps
+    from emulator.variants import load_variant
+    boot = {"nr_cpus": 4, "preempt_p": 0.25, "seed": 0}
+    steps = [("migrate", {"back": False, "cpu": 0, "then": 1, "who": 0, "whom": 0}),
+             ("advance", {"ns": 20 * MS}),
+             ("preempt", {"after": 1, "ns": 1, "resched": False}),
+             ("spawn", {"n": 5, "then": 1, "who": 0}),
+             ("advance", {"ns": 65696}),
+             ("exit_group", {"code": 0, "then": 1, "who": 0}),
+             ("advance", {"ns": 1}), ("advance", {"ns": 1}), ("advance", {"ns": 1}),
+             ("spawn", {"n": 1, "then": 0, "who": 1}),
+             ("advance", {"ns": 20 * MS})]
+    import os
+    revert = load_variant(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                       "fixtures/patches/reverts/without_b2e48c429ec5.py"))
+    with pytest.raises(KernelBug) as info:
+        replay_steps(revert, boot, steps)
+    assert info.value.fields == {"function": "mm_drop_cid", "cid": MM_CID_ONCPU}
+    assert replay_steps(V70, boot, steps) is None
