@@ -624,3 +624,41 @@ def test_the_search_met_the_failed_thread_creation_defect_of_the_b2e48c429ec5_re
         replay_steps(revert, boot, steps)
     assert info.value.fields == {"function": "mm_drop_cid", "cid": MM_CID_ONCPU}
     assert replay_steps(V70, boot, steps) is None
+
+
+def test_a_failed_exec_whose_own_refork_switches_to_per_cpu_mode_is_the_recorded_finding():
+    """Met by a 30-minute stateful campaign (2026-12-07) and first reported as new: a
+    thread's execve() fails in per-task mode with the mm one user below the per-CPU
+    threshold; sched_mm_cid_after_execve()'s fork counts it again, switches the mm to
+    per-CPU mode with the thread as current and as child, and it returns to user
+    space with MM_CID_UNSET (P2).  The recorded failed-exec finding's mechanism,
+    reached by the exec's own fork rather than another thread's: its cause is noted
+    after that fork too now.  (The campaign's 19 steps; the nine first only let time
+    pass.)"""
+    from emulator.explore.stateful import replay_steps
+    from emulator.variants.mm_cid_v7_0 import FAILED_EXECVE_PERCPU, V6_19_FAILED_EXEC
+    steps = [("advance", {"ns": 1})] * 9 + [
+        ("fork", {"then": 0, "vfork": True, "who": 0}),
+        ("advance", {"ns": 20 * MS}),
+        ("spawn", {"n": 2, "then": 0, "who": 1}),
+        ("async_io", {"ns": 1, "then": 1, "who": 0}),
+        ("spawn", {"n": 4, "then": 1, "who": 1}),
+        ("async_io", {"ns": 1, "then": 34296, "who": 0}),
+        ("migrate", {"back": False, "cpu": 0, "then": 1, "who": 0, "whom": 0}),
+        ("migrate", {"back": False, "cpu": 2, "then": 1, "who": 1, "whom": 1}),
+        ("spawn", {"n": 1, "then": 0, "who": 1}),
+        ("exec", {"ok": False, "then": 126850, "who": 4})]
+    modes = []
+
+    class Watched(V70):
+        name = "v7.0-watched"
+
+        def sched_mm_cid_after_execve(self, t):
+            modes.append(self.mm_cid_percpu(t.mm.mm_cid))
+            super().sched_mm_cid_after_execve(t)
+            modes.append(self.mm_cid_percpu(t.mm.mm_cid))
+    machines = []
+    boot = {"nr_cpus": 8, "preempt_p": 1, "seed": 1000}
+    assert replay_steps(Watched, boot, steps, on_machine=machines.append) == V6_19_FAILED_EXEC
+    assert FAILED_EXECVE_PERCPU in machines[0].kernel.causes
+    assert modes[-2:] == [False, True]          # per-task before its fork, per-CPU after

@@ -628,6 +628,8 @@ class MmCidSeed003(MmCidV7_0):
         """Reactivate MM CID after successful execve()"""
         self.note_failed_execve(t)
         self.sched_mm_cid_fork(t)
+        self.note_failed_execve(t)
+        self.execve_from.pop(t, None)               # not kernel code
 
     def mm_alloc_cid(self, mm, p):
         mm.mm_cid = mm_mm_cid()

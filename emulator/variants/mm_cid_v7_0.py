@@ -211,7 +211,8 @@ V6_19_FAILED_EXEC = (
     "(fork, which in per-CPU mode gives the task no cid: it borrows one at its next "
     "schedule-in), so the running task returns to user space with MM_CID_UNSET and rseq "
     "shows 0x80000000 (P2).  Only runs in per-CPU mode when the failing exec ends hit it "
-    "(reached before it began, or by another thread's fork meanwhile).")
+    "(reached before it began, by another thread's fork meanwhile, or by that fork itself, "
+    "which counts the task as a user again).")
 
 V6_19_LAST_USER_EXEC = (
     "a finding to report (v6.19+ as reconstructed): when the last user of an mm in per-CPU "
@@ -857,14 +858,18 @@ class MmCidV7_0(SchedMmCid):
         self.note_failed_execve(t)
         if t.mm is not None:
             self.sched_mm_cid_fork(t)
+            self.note_failed_execve(t)
+        self.execve_from.pop(t, None)               # not kernel code
 
     def note_failed_execve(self, t):
         """Not kernel code: records the cause of this era's recorded findings
-        (known_findings) when it happens, a failed
-        execve() (the task keeps its mm) begun in per-CPU mode or ending in
-        it (another thread's fork flipped the mode meanwhile): the fork of
-        sched_mm_cid_after_execve() runs in per-CPU mode."""
-        mm, percpu = self.execve_from.pop(t, (None, False))
+        (known_findings) when it happens, before sched_mm_cid_after_execve()'s
+        fork and after it: a failed execve() (the task keeps its mm) begun in
+        per-CPU mode or ending in it, reached meanwhile by another thread's
+        fork or by that fork itself (the exec'ing task counted again as a
+        user): the fork of sched_mm_cid_after_execve() runs in per-CPU mode or
+        switches to it, with the exec'ing task as current and as child."""
+        mm, percpu = self.execve_from.get(t, (None, False))
         if mm is t.mm and mm is not None and (percpu or self.mm_cid_percpu(mm.mm_cid)):
             self.k.causes.add(FAILED_EXECVE_PERCPU)
 
