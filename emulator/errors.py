@@ -93,7 +93,10 @@ class InvariantViolation(EmulationFailure):
 
     def __init__(self, message, detail="", invariant=None, **fields):
         super().__init__(message, detail, invariant=invariant, **fields)
-        self.invariant = invariant
+
+    @property
+    def invariant(self):
+        return self.fields["invariant"]
 
 
 class Terminated(BaseException):

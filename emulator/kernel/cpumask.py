@@ -40,7 +40,7 @@ def cpumask_first_zero(mask):
 def find_first_zero_bit(bits, size):
     """include/linux/find.h: the first clear bit of the bitmap *bits* below
     *size*, or *size*."""
-    return min((~bits & (bits + 1)).bit_length() - 1, size)
+    return min(cpumask_first_zero(bits), size)
 
 
 def cpumask_weight(mask):

@@ -1123,12 +1123,12 @@ class SchedCore:
         from ...checks.lockdep import lock_class
         from ...errors import HardLockup
         from ...observe.cid_watch import cid_reports, mms_short_of_cids
-        from ..locking import spinlock_holder
+        from ..locking import raw_spinlock_t, spinlock_holder
         holder = ""
         if lock is not None:
             spinning_on = lock_class(lock.name)
             if lock.owner is not None:
-                holder = (spinlock_holder(lock, self.engine.now) if hasattr(lock, "since")
+                holder = (spinlock_holder(lock, self.engine.now) if isinstance(lock, raw_spinlock_t)
                           else f"{lock.name} held by {lock.owner!r}") + "\n"
         return HardLockup(f"watchdog: hard LOCKUP on CPU {self.cpu}: {self.cur!r} {what}",
                           holder + "CPU states:\n" + self.cpu_states()
