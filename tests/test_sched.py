@@ -2,6 +2,8 @@
 hooks, affinity, nohz, and context_switch()'s order of hooks and lazy mm."""
 
 
+import pytest
+
 from emulator.checks.kasan import is_freed
 from emulator.explore.strategies import Strategy
 from emulator.kernel.rseq import RSEQ_EVENT_PREEMPT
@@ -632,3 +634,44 @@ def test_an_affinity_change_waits_for_a_migration_the_stopper_has_under_way():
     strategy = PausesTheStopperMidMove()
     assert Machine(nr_cpus=3, seed=1, strategy=strategy).run(main) == 0
     assert strategy.paused and seen["cpu"] == 0
+
+
+def test_task_rq_lock_waits_for_a_task_between_two_runqueues():
+    """__task_rq_lock(), as the kernel's: a task another CPU is moving (on_rq
+    TASK_ON_RQ_MIGRATING, neither runqueue's lock held) is locked only once the
+    move is done.  The model's own movers hold p->pi_lock, which keeps
+    task_rq_lock() out already; here a mover that does not, as a patch's might."""
+    m = Machine(nr_cpus=3, seed=1)
+    got = {}
+
+    def test(k):
+        sleeper = k.kthread_create(lambda _: k.hrtimer_nanosleep(10 * MS), None, "sleeper", 0b100)
+        k.hrtimer_nanosleep(100 * US)
+
+        def mover(_):
+            sleeper.on_rq = TASK_ON_RQ_MIGRATING    # between two runqueues, no lock held
+            k.charge(1 * MS)
+            got["moved"] = k.engine.now
+            sleeper.on_rq = 0
+
+        def locker(_):
+            k.hrtimer_nanosleep(100 * US)
+            rq, flags = k.task_rq_lock(sleeper)
+            got["locked"] = k.engine.now
+            k.task_rq_unlock(rq, sleeper, flags)
+        k.kthread_create(mover, None, "mover", 0b010)
+        k.kthread_create(locker, None, "locker", 0b001)
+        k.hrtimer_nanosleep(20 * MS)
+    m.run_kernel(test, cpu=0)
+    assert got["locked"] >= got["moved"], got
+
+
+def test_a_task_queued_twice_is_a_kernel_bug():
+    """activate_task() of a task already on a runqueue (the model's own check,
+    not the kernel's): it would be picked by two CPUs at once."""
+    from types import SimpleNamespace
+    from emulator.errors import KernelBug
+    from emulator.kernel.task import TASK_ON_RQ_QUEUED
+    k = Machine(nr_cpus=2).kernel
+    with pytest.raises(KernelBug, match="already queued on CPU 1"):
+        k.activate_task(k.rqs[0], SimpleNamespace(on_rq=TASK_ON_RQ_QUEUED, cpu=1), 0)
