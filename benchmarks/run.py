@@ -3,7 +3,7 @@
     python benchmarks/run.py [--quick] [--forks] [--workloads] [--table [DURATION]]
                              [--memory-models] [--reverts [SEEDS]]
 
-Prints forks per second at 4 and 128 CPUs (a Python body forking and
+Prints forks per second at 4, 128 and 1024 CPUs (a Python body forking and
 waiting, the synthetic fork loop with and without wait()), compare's
 workloads at 128 CPUs in virtual seconds simulated per wall second (v6.13
 and seed-000, one run of `python -m emulator compare` each), the wall time of
@@ -365,7 +365,7 @@ def main(argv=None):
         forks = (300 if kind == "body" else 1000) if args.quick else \
             (1000 if kind == "body" else 5000)
         figures = []
-        for n in (4, 128):
+        for n in (4, 128, 1024):
             wall, cpu = min(bench_forks(kind, n, forks) for _ in range(3))
             figures.append(f"{n:3d} CPUs {forks / wall:7,.0f}/s ({forks / cpu:7,.0f}/s)")
         print(f"  {what:58s} {'   '.join(figures)}")
